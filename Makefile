@@ -1,0 +1,47 @@
+# JobCare recommender: the two commands a newcomer needs are `make demo` and `make test`.
+PY_BOOT ?= python3.11
+VENV    := .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+STAMP   := $(VENV)/.installed
+WORK    ?= .jobcare
+SEED    ?= 7
+export OPENBLAS_NUM_THREADS ?= 1
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DO_NOT_TRACK ?= true
+export FEAST_USAGE ?= False
+
+.PHONY: install demo test test-unit test-integration lint bench clean
+
+$(VENV)/bin/python:
+	$(PY_BOOT) -m venv $(VENV)
+
+# Installs the pinned stack from constraints.txt (pip freeze of the tested environment).
+$(STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
+	$(PIP) install -q "pip==25.3"
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/jobcare demo --config configs/demo.yaml --work $(WORK) --seed $(SEED)
+
+test: install
+	$(PY) -m pytest -q tests
+
+test-unit: install
+	$(PY) -m pytest -q tests/unit
+
+test-integration: install
+	$(PY) -m pytest -q tests/integration
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: install
+	$(PY) benchmarks/world_generate.py
+
+clean:
+	rm -rf $(WORK)

@@ -1,0 +1,123 @@
+"""Typed configuration: pydantic models loaded from ``configs/*.yaml``; unknown keys are errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from jobcare.errors import ConfigError
+
+Scale = Literal["tiny", "demo", "national"]
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown keys are rejected, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ScaleConfig(StrictModel):
+    """Sizes of one world scale."""
+
+    n_seekers: int = Field(gt=0)
+    n_postings: int = Field(gt=0)
+    n_occupations: int = Field(gt=0, description="synthetic taxonomy only")
+    n_units: int = Field(gt=0, description="synthetic taxonomy only")
+    n_certificates: int = Field(gt=0)
+    n_courses: int = Field(gt=0)
+    n_majors: int = Field(gt=0)
+    n_employers: int = Field(gt=0)
+    n_providers: int = Field(gt=0)
+    days: int = Field(gt=0, le=3650)
+    sessions_per_seeker_day: float = Field(gt=0, description="mean session rate of an active seeker")
+
+
+SCALES: dict[str, ScaleConfig] = {
+    "tiny": ScaleConfig(
+        n_seekers=500, n_postings=400, n_occupations=40, n_units=160, n_certificates=30,
+        n_courses=120, n_majors=15, n_employers=80, n_providers=20, days=120,
+        sessions_per_seeker_day=0.12,
+    ),
+    "demo": ScaleConfig(
+        n_seekers=20_000, n_postings=5_000, n_occupations=400, n_units=1_200, n_certificates=300,
+        n_courses=3_000, n_majors=100, n_employers=1_500, n_providers=300, days=730,
+        sessions_per_seeker_day=0.03,
+    ),
+    "national": ScaleConfig(
+        n_seekers=1_000_000, n_postings=200_000, n_occupations=400, n_units=1_200, n_certificates=300,
+        n_courses=3_000, n_majors=100, n_employers=40_000, n_providers=600, days=730,
+        sessions_per_seeker_day=0.03,
+    ),
+}
+
+
+class UtilityShares(StrictModel):
+    """Target shares of the within-seeker variance of u = observable fit + latent taste + noise."""
+
+    observable: float = Field(0.45, gt=0, lt=1)
+    latent: float = Field(0.30, gt=0, lt=1)
+    noise: float = Field(0.25, gt=0, lt=1)
+
+
+class WorldConfig(StrictModel):
+    """Everything ``jobcare world generate`` needs. Scale presets come from :data:`SCALES`."""
+
+    scale: Scale = "demo"
+    seed: int = 7
+    taxonomy: Literal["synthetic", "onet"] = "synthetic"
+    onet_dir: Path | None = None
+    start_date: str = "2024-01-01"
+    slate_size: int = Field(10, ge=2, le=30)
+    epsilon: float = Field(0.2, gt=0, le=1, description="share of uniformly random (explore) slates")
+    latent_dim: int = Field(8, ge=2, le=64)
+    shares: UtilityShares = UtilityShares()
+    apply_rate_target: float = Field(0.03, gt=0, lt=0.5, description="P(apply | examined), average")
+    view_rate_target: float = Field(0.20, gt=0, lt=0.9, description="P(view | examined), average")
+    overrides: dict[str, float] = Field(default_factory=dict, description="ScaleConfig field overrides")
+
+    def sizes(self) -> ScaleConfig:
+        """The scale preset with ``overrides`` applied (unknown fields are errors)."""
+        base = SCALES[self.scale].model_dump()
+        unknown = set(self.overrides) - set(base)
+        if unknown:
+            raise ConfigError(f"overrides: unknown scale field(s) {sorted(unknown)}; known: {sorted(base)}")
+        base.update(self.overrides)
+        try:
+            return ScaleConfig(**base)
+        except ValidationError as e:
+            raise ConfigError(f"overrides: {e}") from None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_config(path: str | Path | None, model: type[M], section: str | None = None) -> M:
+    """Load ``path`` (YAML) into ``model``; ``section`` picks a top-level key. ``None`` gives defaults.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or a key is unknown or invalid.
+    """
+    if path is None:
+        return model()
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping")
+    if section is not None:
+        data = data.get(section, {}) or {}
+    try:
+        return model(**data)
+    except ValidationError as e:
+        msgs = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        where = f"{p}[{section}]" if section else str(p)
+        raise ConfigError(f"{where}: {msgs}") from None

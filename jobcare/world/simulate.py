@@ -1,0 +1,338 @@
+"""Day-by-day simulation of the employment service: sessions, slates, responses and outcomes.
+
+Each day: (1) due outcomes are resolved before any session (hire decisions with headcount and
+congestion, course completions, exam results; the last two raise the seeker's competencies from
+that moment); (2) some seekers leave; (3) active seekers open sessions; each session is for one
+item type and shows a slate chosen by the logging policy; the seeker examines position p with
+probability exam_top * (p + 1) ** -exam_decay and responds according to u = mu + Gumbel.
+
+Logging policy (epsilon-greedy over whole slates): with probability 1 - epsilon the slate is the
+top-K of a legacy score (desired occupation 2, same occupation group 1, same region 1, popularity
+pop / (1 + pop), plus a fixed per-item tie-break); with probability epsilon it is a uniformly random
+K-permutation of the available items. The exact probability of item i at position p is
+(1 - epsilon) * [greedy slate has i at p] + epsilon / n_available, recorded per impression.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from jobcare.world.catalog import group_arrays
+from jobcare.world.utility import ITEM_TYPES, CompetencyState, UtilityParams, WorldArrays
+
+log = logging.getLogger(__name__)
+
+SESSION_MIX = {"posting": 0.7, "course": 0.2, "certificate": 0.1}
+APPLY_EVENT = {"posting": "apply", "course": "enrol", "certificate": "register"}
+OUTCOME_EVENT = {"posting": "hire", "course": "complete", "certificate": "acquire"}
+CHURN_PER_DAY = 1 / 300
+EXIT_IF_HIRED = 0.8
+POP_HALF_LIFE_DAYS = 14.0
+SESSION_START_H, SESSION_END_H = 8.0, 22.0  # sessions happen in the day; outcomes before 06:00
+
+
+@dataclass
+class SimulationInput:
+    arrays: WorldArrays
+    params: UtilityParams
+    state: CompetencyState
+    seekers: pd.DataFrame
+    postings: pd.DataFrame
+    courses: pd.DataFrame
+    certificates: pd.DataFrame
+    course_units: pd.DataFrame
+    certificate_units: pd.DataFrame
+    start_us: int  # span start, microseconds since the epoch
+    days: int
+    slate_size: int
+    epsilon: float
+    session_rate: float
+
+
+class _Columns:
+    """Append-only columnar buffer (lists of numpy chunks)."""
+
+    def __init__(self, *names: str):
+        self.cols: dict[str, list] = {n: [] for n in names}
+
+    def add(self, **arrays) -> None:
+        n = None
+        for k, v in arrays.items():
+            v = np.atleast_1d(np.asarray(v))
+            n = len(v) if n is None else n
+            self.cols[k].append(v)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame({k: (np.concatenate(v) if v else np.array([])) for k, v in self.cols.items()})
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def simulate(inp: SimulationInput, rng: np.random.Generator, show_progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Run the simulation; return sessions, impressions, events, outcome tables and per-impression truth."""
+    A, P = inp.arrays, inp.params
+    n_s = len(inp.seekers)
+    reg_day = _days(inp.seekers["registered_at"], inp)
+    activity = rng.gamma(0.7, 1 / 0.7, n_s)
+    alive = np.ones(n_s, dtype=bool)
+    exits = _Columns("seeker_id", "day", "reason")
+
+    # item timing (float days) and dynamic counters
+    p_open, p_close = _days(inp.postings["open_at"], inp), _days(inp.postings["close_at"], inp)
+    p_filled = np.full(len(inp.postings), np.inf)
+    p_head = inp.postings["headcount"].to_numpy().astype(np.int64)
+    p_hires = np.zeros(len(inp.postings), np.int64)
+    p_applies = np.zeros(len(inp.postings), np.int64)
+    c_recruit, c_start = _days(inp.courses["recruit_start_at"], inp), _days(inp.courses["start_at"], inp)
+    c_end = _days(inp.courses["end_at"], inp)
+    c_cap = inp.courses["capacity"].to_numpy().astype(np.int64)
+    c_enrolled = np.zeros(len(inp.courses), np.int64)
+    pop = {it: np.zeros(n, np.float64) for it, n in
+           (("posting", len(inp.postings)), ("course", len(inp.courses)), ("certificate", len(inp.certificates)))}
+    jitter = {it: _tie_break(len(pop[it])) for it in ITEM_TYPES}
+    item_occ = {"posting": A.post_occ, "course": A.course_occ, "certificate": A.cert_occ}
+    item_region = {"posting": A.post_region, "course": A.course_region,
+                   "certificate": np.full(len(inp.certificates), -1)}
+    excluded: dict[str, dict[int, set]] = {it: defaultdict(set) for it in ITEM_TYPES}
+    course_units = _unit_lists(inp.course_units, "course_id", len(inp.courses))
+    cert_units = _unit_lists(inp.certificate_units, "certificate_id", len(inp.certificates))
+
+    sessions = _Columns("session_id", "seeker_id", "item_type", "day", "policy", "n_available")
+    impressions = _Columns("session_id", "position", "seeker_id", "item_type", "item_id", "day",
+                           "propensity", "slate_propensity")
+    truth = _Columns("session_id", "position", "mu", "observable", "latent", "p_examine", "p_view", "p_apply")
+    events = _Columns("seeker_id", "item_type", "item_id", "event_type", "day", "session_id")
+    comp_events = _Columns("seeker_id", "unit_id", "level", "day", "source", "source_id")
+    cert_events = _Columns("seeker_id", "certificate_id", "day", "source")
+    due: dict[int, list] = defaultdict(list)
+    next_session = 0
+    decay = math.exp(-math.log(2) / POP_HALF_LIFE_DAYS)
+    n_registered = 0
+
+    for d in tqdm(range(inp.days), desc="simulate days", disable=not show_progress, unit="day"):
+        # 1. outcomes due today, resolved before 06:00 in the order they were scheduled
+        for kind, s, item, sess, t in due.pop(d, []):
+            if not alive[s]:
+                continue
+            if kind == "posting":
+                if p_hires[item] >= p_head[item]:
+                    continue
+                comp = A.components("posting", np.array([s]), np.array([item]), inp.state)
+                screen = _sigmoid(-0.5 + 3.0 * (comp["coverage"][0] - 0.5) - comp["education_short"][0]
+                                  - 0.5 * comp["career_short"][0] - 0.5 * comp["certificates_missing"][0])
+                congestion = p_head[item] / (p_head[item] + 0.15 * p_applies[item])
+                if rng.random() < screen * congestion:
+                    p_hires[item] += 1
+                    events.add(seeker_id=s, item_type="posting", item_id=item, event_type="hire", day=t,
+                               session_id=sess)
+                    if p_hires[item] >= p_head[item]:
+                        p_filled[item] = t
+                    if rng.random() < EXIT_IF_HIRED:
+                        alive[s] = False
+                        exits.add(seeker_id=s, day=t, reason="hired")
+            elif kind == "course":
+                if rng.random() < inp.courses["completion_rate"].iat[item]:
+                    units, levels = course_units[item]
+                    _gain(inp.state, comp_events, s, units, levels, t, "course", item)
+                    events.add(seeker_id=s, item_type="course", item_id=item, event_type="complete", day=t,
+                               session_id=sess)
+            else:
+                comp = A.components("certificate", np.array([s]), np.array([item]), inp.state)
+                pr = inp.certificates["pass_rate"].iat[item]
+                if rng.random() < _sigmoid(math.log(pr / (1 - pr)) + 2.0 * (comp["readiness"][0] - 0.5)):
+                    units, levels = cert_units[item]
+                    _gain(inp.state, comp_events, s, units, levels, t, "certificate", item)
+                    inp.state.certificates[s, item] = True
+                    cert_events.add(seeker_id=s, certificate_id=item, day=t, source="exam")
+                    events.add(seeker_id=s, item_type="certificate", item_id=item, event_type="acquire", day=t,
+                               session_id=sess)
+                else:
+                    excluded["certificate"][s].discard(item)  # failed: may register again
+
+        # 2. registrations and churn
+        while n_registered < n_s and reg_day[n_registered] < d + 1:
+            n_registered += 1
+        active = np.flatnonzero(alive[:n_registered] & (reg_day[:n_registered] < d + SESSION_START_H / 24))
+        churn = active[rng.random(active.size) < CHURN_PER_DAY]
+        if churn.size:
+            alive[churn] = False
+            exits.add(seeker_id=churn, day=d + rng.uniform(0, 0.25, churn.size), reason=np.full(churn.size, "churn"))
+            active = active[alive[active]]
+
+        # 3. sessions
+        n_sess = rng.poisson(inp.session_rate * activity[active])
+        sess_seeker = np.repeat(active, n_sess)
+        if sess_seeker.size == 0:
+            _decay(pop, decay)
+            continue
+        sess_type = rng.choice(3, sess_seeker.size, p=[SESSION_MIX[t] for t in ITEM_TYPES])
+        sess_day = d + rng.uniform(SESSION_START_H, SESSION_END_H, sess_seeker.size) / 24
+        order = np.argsort(sess_day, kind="stable")
+        sess_seeker, sess_type, sess_day = sess_seeker[order], sess_type[order], sess_day[order]
+        sess_id = next_session + np.arange(sess_seeker.size)
+        next_session += sess_seeker.size
+        t0 = d + SESSION_START_H / 24
+        open_items = {
+            "posting": np.flatnonzero((p_open <= t0) & (p_close > d + 1) & (p_filled > t0)),
+            "course": np.flatnonzero((c_recruit <= t0) & (c_start > d + 1) & (c_enrolled < c_cap)),
+            "certificate": np.arange(len(inp.certificates)),
+        }
+        for ti, it in enumerate(ITEM_TYPES):
+            m = sess_type == ti
+            if not m.any():
+                continue
+            _run_sessions(
+                it, sess_id[m], sess_seeker[m], sess_day[m], open_items[it], inp, A, P, rng, pop[it], jitter[it],
+                item_occ[it], item_region[it], excluded[it], sessions, impressions, truth, events,
+                on_apply=lambda s, item, t, sid, it=it: _on_apply(
+                    it, s, item, t, sid, rng, due, excluded, pop, p_applies, c_enrolled, c_cap, c_end
+                ),
+            )
+        _decay(pop, decay)
+
+    return {
+        "sessions": sessions.frame(),
+        "impressions": impressions.frame(),
+        "events": events.frame(),
+        "competency_events": comp_events.frame(),
+        "certificate_events": cert_events.frame(),
+        "seeker_exits": exits.frame(),
+        "truth_impressions": truth.frame(),
+        "posting_filled_day": pd.DataFrame({"posting_id": np.arange(len(p_filled)), "filled_day": p_filled}),
+    }
+
+
+def _on_apply(it, s, item, t, sid, rng, due, excluded, pop, p_applies, c_enrolled, c_cap, c_end) -> bool:
+    """Book an apply/enrol/register; schedule its outcome. False when it cannot happen (then not logged)."""
+    if item in excluded[it][s]:
+        return False  # second session the same day showed an item already acted on
+    if it == "course" and c_enrolled[item] >= c_cap[item]:
+        return False
+    excluded[it][s].add(item)
+    pop[it][item] += 1
+    if it == "posting":
+        p_applies[item] += 1
+        day = int(t) + int(rng.integers(3, 15))
+    elif it == "course":
+        c_enrolled[item] += 1
+        day = int(math.ceil(c_end[item]))
+    else:
+        day = int(t) + int(rng.integers(30, 61))
+    due[day].append((it, s, item, sid, day + float(rng.uniform(0, 0.25))))
+    return True
+
+
+def _run_sessions(it, sid, seeker, day, open_idx, inp, A, P, rng, pop, jitter, item_occ, item_region, excluded,
+                  sessions, impressions, truth, events, on_apply) -> None:
+    """Build slates for one item type's sessions of a day, simulate responses, log everything."""
+    K, eps = inp.slate_size, inp.epsilon
+    n_open = open_idx.size
+    if n_open == 0:
+        return
+    occ = item_occ[open_idx]
+    base = (pop[open_idx] / (1 + pop[open_idx])) + jitter[open_idx]
+    col_of = {int(item): c for c, item in enumerate(open_idx)}
+    rows_s, rows_i, rows_p, rows_prop, rows_slate, rows_sid, rows_day = [], [], [], [], [], [], []
+    for start in range(0, sid.size, 512):
+        sl = slice(start, start + 512)
+        s_chunk = seeker[sl]
+        score = (
+            2.0 * (A.seek_desired[s_chunk][:, :, None] == occ[None, None, :]).any(axis=1)
+            + 1.0 * (A.seek_group[s_chunk][:, None] == A.occ_group[occ][None, :])
+            + 1.0 * (A.seek_region[s_chunk][:, None] == item_region[open_idx][None, :])
+            + base[None, :]
+        )
+        if it == "certificate":
+            score[inp.state.certificates[s_chunk][:, open_idx]] = -np.inf
+        for r, s in enumerate(s_chunk):
+            for item in excluded.get(int(s), ()):
+                c = col_of.get(item)
+                if c is not None:
+                    score[r, c] = -np.inf
+        for r in range(len(s_chunk)):
+            avail = np.flatnonzero(np.isfinite(score[r]))
+            n_av = avail.size
+            if n_av == 0:
+                continue
+            k = min(K, n_av)
+            row = score[r, avail]
+            top = avail[np.argsort(-row, kind="stable")[:k]] if n_av <= 4 * K else avail[
+                _topk(row, k)]
+            explore = rng.random() < eps
+            shown = rng.choice(avail, k, replace=False) if explore else top
+            prop = eps / n_av + (1 - eps) * (shown == top)
+            slate_prop = eps * k / n_av + (1 - eps) * np.isin(shown, top)
+            g = start + r
+            sessions.add(session_id=sid[g], seeker_id=s_chunk[r], item_type=it, day=day[g],
+                         policy="explore" if explore else "greedy", n_available=n_av)
+            rows_s.append(np.full(k, s_chunk[r]))
+            rows_i.append(open_idx[shown])
+            rows_p.append(np.arange(k))
+            rows_prop.append(prop)
+            rows_slate.append(slate_prop)
+            rows_sid.append(np.full(k, sid[g]))
+            rows_day.append(np.full(k, day[g]))
+    if not rows_s:
+        return
+    s_all, i_all, p_all = np.concatenate(rows_s), np.concatenate(rows_i), np.concatenate(rows_p)
+    sid_all, day_all = np.concatenate(rows_sid), np.concatenate(rows_day)
+    mu, obs, lat = A.mu(P, it, s_all, i_all, inp.state)
+    p_exam, p_view, p_apply = P.examine(p_all), P.p_view(it, mu), P.p_apply(it, mu)
+    impressions.add(session_id=sid_all, position=p_all, seeker_id=s_all, item_type=np.full(s_all.size, it),
+                    item_id=i_all, day=day_all, propensity=np.concatenate(rows_prop),
+                    slate_propensity=np.concatenate(rows_slate))
+    truth.add(session_id=sid_all, position=p_all, mu=mu, observable=obs, latent=lat, p_examine=p_exam,
+              p_view=p_view, p_apply=p_apply)
+    examined = rng.random(mu.size) < p_exam
+    u = mu + rng.gumbel(0.0, 1.0, mu.size)
+    viewed = examined & (u > P.tau_view[it])
+    applied = examined & (u > P.tau_apply[it])
+    view_day = day_all + (p_all + 1) * 15 / 86_400
+    v = np.flatnonzero(viewed)
+    events.add(seeker_id=s_all[v], item_type=np.full(v.size, it), item_id=i_all[v],
+               event_type=np.full(v.size, "view"), day=view_day[v], session_id=sid_all[v])
+    a_idx = np.flatnonzero(applied)
+    apply_day = view_day[a_idx] + rng.uniform(20, 300, a_idx.size) / 86_400
+    keep = [on_apply(int(s_all[j]), int(i_all[j]), float(t), int(sid_all[j])) for j, t in zip(a_idx, apply_day)]
+    keep = np.asarray(keep, dtype=bool)
+    a_idx, apply_day = a_idx[keep], apply_day[keep]
+    events.add(seeker_id=s_all[a_idx], item_type=np.full(a_idx.size, it), item_id=i_all[a_idx],
+               event_type=np.full(a_idx.size, APPLY_EVENT[it]), day=apply_day, session_id=sid_all[a_idx])
+
+
+def _topk(row: np.ndarray, k: int) -> np.ndarray:
+    part = np.argpartition(-row, k - 1)[:k]
+    return part[np.argsort(-row[part], kind="stable")]
+
+
+def _gain(state, comp_events, s, units, levels, t, source, source_id) -> None:
+    state.raise_levels(np.full(units.size, s), units, levels)
+    comp_events.add(seeker_id=np.full(units.size, s), unit_id=units, level=levels, day=np.full(units.size, t),
+                    source=np.full(units.size, source), source_id=np.full(units.size, source_id))
+
+
+def _decay(pop: dict, factor: float) -> None:
+    for v in pop.values():
+        v *= factor
+
+
+def _tie_break(n: int) -> np.ndarray:
+    """A fixed, tiny per-item offset so the greedy order is unique (golden-ratio sequence)."""
+    return ((np.arange(n) * 0.6180339887498949) % 1.0) * 1e-6
+
+
+def _unit_lists(df: pd.DataFrame, key: str, n: int):
+    return group_arrays(df, key, n, ["unit_id", "level"])
+
+
+def _days(ts: pd.Series, inp: SimulationInput) -> np.ndarray:
+    return ts.to_numpy(dtype="datetime64[us]").astype("int64") / 86_400e6 - inp.start_us / 86_400e6
