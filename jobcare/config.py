@@ -121,3 +121,18 @@ def load_config(path: str | Path | None, model: type[M], section: str | None = N
         )
         where = f"{p}[{section}]" if section else str(p)
         raise ConfigError(f"{where}: {msgs}") from None
+
+
+class SummaryConfig(StrictModel):
+    """``jobcare world summary``: size of the learnability check."""
+
+    n_eval_seekers: int = Field(1500, gt=0)
+    k: int = Field(10, gt=0)
+    seed: int = 0
+
+
+class ProjectConfig(StrictModel):
+    """One YAML file, one section per stage; every command reads the section it needs."""
+
+    world: WorldConfig = WorldConfig()
+    summary: SummaryConfig = SummaryConfig()

@@ -1,0 +1,178 @@
+"""The ``jobcare`` command line. Only entry points configure logging; errors become exit code 2."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from jobcare.config import ProjectConfig, load_config
+from jobcare.errors import JobcareError
+
+app = typer.Typer(help="JobCare recommender: world simulator, features, training, serving, evaluation.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+world_app = typer.Typer(help="Generate, validate and summarise simulated worlds.", no_args_is_help=True)
+app.add_typer(world_app, name="world")
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (configs/*.yaml)")]
+
+
+def _errors_to_exit(fn):
+    """Turn project errors into a clear message and exit 2 (never a traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except JobcareError as e:
+            err.print(f"[bold red]error:[/] {type(e).__name__}: {e}", markup=True, highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _config(path: Optional[Path]) -> ProjectConfig:
+    return load_config(path, ProjectConfig)
+
+
+@world_app.command("generate")
+@_errors_to_exit
+def world_generate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    config: ConfigOpt = None,
+    scale: Annotated[Optional[str], typer.Option(help="tiny | demo | national")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+    taxonomy: Annotated[Optional[str], typer.Option(help="synthetic | onet")] = None,
+    onet_dir: Annotated[Optional[Path], typer.Option(help="O*NET 29.2 text files")] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Generate a deterministic world (Parquet tables, truth/, manifest.json)."""
+    from pydantic import ValidationError
+
+    from jobcare.errors import ConfigError
+    from jobcare.world.generate import generate_world
+
+    cfg = _config(config).world
+    try:
+        for k, v in (("scale", scale), ("seed", seed), ("taxonomy", taxonomy), ("onet_dir", onet_dir)):
+            if v is not None:
+                setattr(cfg, k, v)
+    except ValidationError as e:
+        raise ConfigError("; ".join(f"--{'-'.join(str(x) for x in er['loc'])}: {er['msg']}" for er in e.errors())) from None
+    t0 = time.perf_counter()
+    manifest = generate_world(cfg, out, show_progress=progress)
+    rows = manifest["tables"]
+    console.print(f"world [bold]{cfg.scale}[/] seed {cfg.seed} ({cfg.taxonomy}) written to {out} in "
+                  f"{time.perf_counter() - t0:.1f}s: {rows['seekers']['rows']:,} seekers, "
+                  f"{rows['postings']['rows']:,} postings, {rows['events']['rows']:,} events, "
+                  f"{rows['impressions']['rows']:,} impressions")
+
+
+@world_app.command("validate")
+@_errors_to_exit
+def world_validate(world: Annotated[Path, typer.Argument(help="world folder")], config: ConfigOpt = None) -> None:
+    """Check every table against its declared schema and the semantic rules."""
+    from jobcare.contracts import validate_world
+
+    _config(config)
+    with console.status("validating data contracts"):
+        rows = validate_world(world)
+    console.print(f"[green]valid[/]: {len(rows)} tables, {sum(rows.values()):,} rows honour their contracts")
+
+
+@world_app.command("summary")
+@_errors_to_exit
+def world_summary(
+    world: Annotated[Path, typer.Argument(help="world folder")],
+    config: ConfigOpt = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the summary as JSON")] = None,
+) -> None:
+    """Counts, behaviour magnitudes, variance shares and the learnability check."""
+    from jobcare.world.summary import summarize
+
+    cfg = _config(config).summary
+    with console.status("summarising (oracle, popularity and random rankings of held-out applies)"):
+        s = summarize(world, cfg.n_eval_seekers, cfg.seed)
+    print_summary(s)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(s, indent=2, default=str))
+        console.print(f"summary JSON: {json_out}")
+
+
+def print_summary(s: dict) -> None:
+    t = Table(title="world summary", show_header=True)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    for k in ("seekers", "postings", "courses", "certificates", "sessions", "impressions", "events"):
+        t.add_row(f"rows: {k}", f"{s['rows'][k]:,}")
+    for k in ("applies_per_active_seeker_month", "top1pct_postings_share_of_applies", "postings_with_no_apply_share",
+              "course_completion_rate_median", "course_employment_rate_median", "explore_session_share"):
+        t.add_row(k, str(s[k]))
+    vs = s["variance_shares"]
+    t.add_row("variance shares obs/latent/noise", f"{vs['observable']}/{vs['latent']}/{vs['noise']}")
+    console.print(t)
+    lt = Table(title=f"learnability: NDCG@{s['learnability']['k']} on the held-out window")
+    lt.add_column("protocol")
+    for name in ("oracle", "observable_only", "popularity", "random"):
+        lt.add_column(name, justify="right")
+    lt.add_column("n", justify="right")
+    for proto, n_key in (("logged", "n_seekers"), ("explore", "n_slates")):
+        r = s["learnability"][proto]
+        lt.add_row(proto, *(f"{r[n]:.3f}" if r[n] is not None else "-" for n in
+                            ("oracle", "observable_only", "popularity", "random")), str(r[n_key]))
+    console.print(lt)
+
+
+@app.command("demo")
+@_errors_to_exit
+def demo(
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    work: Annotated[Path, typer.Option(help="working folder for generated data")] = Path(".jobcare"),
+    seed: Annotated[Optional[int], typer.Option(help="world seed")] = None,
+) -> None:
+    """The main job end to end on the embedded defaults: world -> contracts -> summary."""
+    from jobcare.contracts import validate_world
+    from jobcare.world.generate import generate_world
+    from jobcare.world.summary import summarize
+
+    cfg = _config(config)
+    if seed is not None:
+        cfg.world.seed = seed
+    world = work / f"world-{cfg.world.scale}-{cfg.world.seed}"
+    t0 = time.perf_counter()
+    console.rule(f"1/3 world: {cfg.world.scale}, seed {cfg.world.seed}")
+    generate_world(cfg.world, world)
+    console.rule("2/3 data contracts")
+    rows = validate_world(world)
+    console.print(f"[green]valid[/]: {len(rows)} tables, {sum(rows.values()):,} rows")
+    console.rule("3/3 summary and learnability")
+    s = summarize(world, cfg.summary.n_eval_seekers, cfg.summary.seed)
+    print_summary(s)
+    (work / "reports").mkdir(parents=True, exist_ok=True)
+    out = work / "reports" / "world_summary.json"
+    out.write_text(json.dumps(s, indent=2, default=str))
+    console.rule("done")
+    console.print(f"finished in {time.perf_counter() - t0:.0f}s. Look at:\n"
+                  f"  world tables and manifest: {world}/ (manifest.json)\n"
+                  f"  world summary:             {out}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,211 @@
+"""Data contracts: check a world's tables against :mod:`jobcare.schemas` and the semantic rules.
+
+Every rule that breaks becomes a :class:`~jobcare.errors.Violation` naming the rule, table, column,
+row count and example rows; :func:`validate_world` raises them all at once as a ContractError.
+Rules: missing_table, missing_column, wrong_type, null_value, out_of_range, not_allowed,
+duplicate_key, id_not_dense, foreign_key, outside_span, close_before_open, course_dates_order,
+event_before_registration, action_without_view, outcome_without_action, posting_event_outside_window.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from jobcare.errors import ContractError, Violation
+from jobcare.schemas import ITEM_TABLES, SCHEMAS, TableSchema
+from jobcare.world.io import read_manifest, read_tables
+
+SPAN_COLUMNS = {
+    "seekers": ["registered_at"], "postings": ["open_at", "close_at"], "sessions": ["ts"], "impressions": ["ts"],
+    "events": ["ts"], "seeker_competency_events": ["ts"], "seeker_certificates": ["acquired_at"],
+    "seeker_exits": ["exited_at"],
+}
+ACTION_OF = {"apply": "posting", "enrol": "course", "register": "certificate"}
+OUTCOME_OF = {"hire": "apply", "complete": "enrol", "acquire": "register"}
+_KIND_CHECK = {
+    "int": lambda s: pd.api.types.is_integer_dtype(s.dtype),
+    "float": lambda s: pd.api.types.is_float_dtype(s.dtype) or pd.api.types.is_integer_dtype(s.dtype),
+    "str": lambda s: pd.api.types.is_object_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype),
+    "ts": lambda s: isinstance(s.dtype, pd.DatetimeTZDtype),
+    "list": lambda s: pd.api.types.is_object_dtype(s.dtype),
+}
+
+
+def _examples(df: pd.DataFrame, mask, cols: list[str] | None = None, n: int = 3) -> list[dict]:
+    rows = df.loc[mask] if not isinstance(mask, slice) else df
+    rows = rows.head(n)
+    cols = [c for c in (cols or list(rows.columns)[:6]) if c in rows.columns]
+    return [{"row": int(i), **{c: _plain(r[c]) for c in cols}} for i, r in rows[cols].iterrows()]
+
+
+def _plain(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, pd.Timestamp):
+        return str(v)
+    return v
+
+
+def check_schema(name: str, df: pd.DataFrame, schema: TableSchema) -> list[Violation]:
+    """Columns, types, nulls, ranges, allowed values, keys and dense ids of one table."""
+    out: list[Violation] = []
+    for col in schema.columns:
+        if col.name not in df.columns:
+            out.append(Violation("missing_column", name, col.name, len(df), detail="column is absent"))
+            continue
+        s = df[col.name]
+        nulls = s.isna().to_numpy()
+        if nulls.any() and not col.nullable:
+            out.append(Violation("null_value", name, col.name, int(nulls.sum()), _examples(df, nulls)))
+        present = s[~nulls]
+        if len(present) and not _KIND_CHECK[col.kind](present if col.kind != "int" else s):
+            out.append(Violation("wrong_type", name, col.name, len(df), detail=f"expected {col.kind}, got {s.dtype}"))
+            continue
+        if col.min is not None or col.max is not None:
+            v = present.astype("float64")
+            bad = ((v < col.min) if col.min is not None else False) | ((v > col.max) if col.max is not None else False)
+            bad = np.asarray(bad)
+            if bad.any():
+                idx = present.index[bad]
+                out.append(Violation("out_of_range", name, col.name, int(bad.sum()), _examples(df, idx, [col.name]),
+                                     detail=f"allowed [{col.min}, {col.max}]"))
+        if col.allowed is not None:
+            bad = ~present.isin(col.allowed).to_numpy()
+            if bad.any():
+                out.append(Violation("not_allowed", name, col.name, int(bad.sum()),
+                                     _examples(df, present.index[bad], [col.name]), detail=f"allowed {col.allowed}"))
+    if schema.key and all(k in df.columns for k in schema.key):
+        dup = df.duplicated(list(schema.key), keep=False).to_numpy()
+        if dup.any():
+            out.append(Violation("duplicate_key", name, ",".join(schema.key), int(dup.sum()),
+                                 _examples(df, dup, list(schema.key))))
+    if schema.dense_id and schema.dense_id in df.columns and not df[schema.dense_id].isna().any():
+        bad = df[schema.dense_id].to_numpy() != np.arange(len(df))
+        if bad.any():
+            out.append(Violation("id_not_dense", name, schema.dense_id, int(bad.sum()),
+                                 _examples(df, bad, [schema.dense_id]), detail="ids must be 0..n-1 in row order"))
+    return out
+
+
+def check_foreign_keys(tables: dict[str, pd.DataFrame]) -> list[Violation]:
+    out = []
+    for name, schema in SCHEMAS.items():
+        df = tables.get(name)
+        if df is None:
+            continue
+        for col, ref_table, ref_col in schema.foreign_keys:
+            ref = tables.get(ref_table)
+            if ref is None or col not in df.columns or ref_col not in ref.columns:
+                continue
+            v = df[col]
+            bad = (~v.isin(ref[ref_col]) & v.notna()).to_numpy()
+            if bad.any():
+                out.append(Violation("foreign_key", name, col, int(bad.sum()), _examples(df, bad, [col]),
+                                     detail=f"not in {ref_table}.{ref_col}"))
+        if name in ("events", "impressions") and {"item_type", "item_id"} <= set(df.columns):
+            for it, (tab, key) in ITEM_TABLES.items():
+                if tab not in tables:
+                    continue
+                m = (df["item_type"] == it).to_numpy()
+                bad = m & ~df["item_id"].isin(tables[tab][key]).to_numpy()
+                if bad.any():
+                    out.append(Violation("foreign_key", name, "item_id", int(bad.sum()),
+                                         _examples(df, bad, ["item_type", "item_id"]), detail=f"not in {tab}.{key}"))
+    return out
+
+
+def check_semantics(tables: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp) -> list[Violation]:
+    """Timestamps inside the span and ordered; postings' events inside their open window."""
+    out = []
+    for name, cols in SPAN_COLUMNS.items():
+        df = tables.get(name)
+        for c in cols:
+            if df is None or c not in df.columns or not isinstance(df[c].dtype, pd.DatetimeTZDtype):
+                continue
+            bad = ((df[c] < start) | (df[c] > end)).to_numpy()
+            if bad.any():
+                out.append(Violation("outside_span", name, c, int(bad.sum()), _examples(df, bad, [c]),
+                                     detail=f"span is [{start}, {end}]"))
+    p = tables["postings"]
+    bad = (p["close_at"] <= p["open_at"]).to_numpy()
+    if bad.any():
+        out.append(Violation("close_before_open", "postings", "close_at", int(bad.sum()),
+                             _examples(p, bad, ["posting_id", "open_at", "close_at"])))
+    c = tables["courses"]
+    bad = ((c["recruit_start_at"] > c["start_at"]) | (c["start_at"] >= c["end_at"])).to_numpy()
+    if bad.any():
+        out.append(Violation("course_dates_order", "courses", "start_at", int(bad.sum()),
+                             _examples(c, bad, ["course_id", "recruit_start_at", "start_at", "end_at"])))
+    ev = tables["events"]
+    reg = tables["seekers"].set_index("seeker_id")["registered_at"]
+    known = ev["seeker_id"].isin(reg.index).to_numpy()
+    bad = np.zeros(len(ev), bool)
+    bad[known] = (ev["ts"].to_numpy()[known] < reg.reindex(ev["seeker_id"][known]).to_numpy())
+    if bad.any():
+        out.append(Violation("event_before_registration", "events", "ts", int(bad.sum()),
+                             _examples(ev, bad, ["event_id", "seeker_id", "ts"])))
+    out += _check_funnel(ev)
+    # views and applies on postings happen while the posting is open
+    m = (ev["item_type"] == "posting") & ev["event_type"].isin(["view", "apply"]) & ev["item_id"].isin(p["posting_id"])
+    sub = ev[m]
+    if len(sub):
+        pi = p.set_index("posting_id")
+        o = pi["open_at"].reindex(sub["item_id"]).to_numpy()
+        cl = pi["close_at"].reindex(sub["item_id"]).to_numpy()
+        b = (sub["ts"].to_numpy() < o) | (sub["ts"].to_numpy() > cl)
+        if b.any():
+            out.append(Violation("posting_event_outside_window", "events", "ts", int(b.sum()),
+                                 _examples(sub, b, ["event_id", "item_id", "event_type", "ts"])))
+    return out
+
+
+def _check_funnel(ev: pd.DataFrame) -> list[Violation]:
+    """An apply/enrol/register needs an earlier view of that item; a hire/complete/acquire an earlier action."""
+    out = []
+    first = ev.groupby(["seeker_id", "item_type", "item_id", "event_type"])["ts"].min()
+    for action, outcome_needed, rule in (
+        *((a, "view", "action_without_view") for a in ACTION_OF),
+        *((o, OUTCOME_OF[o], "outcome_without_action") for o in OUTCOME_OF),
+    ):
+        rows = ev[ev["event_type"] == action]
+        if rows.empty:
+            continue
+        keys = pd.MultiIndex.from_arrays(
+            [rows["seeker_id"], rows["item_type"], rows["item_id"], np.full(len(rows), outcome_needed)]
+        )
+        prior = first.reindex(keys).to_numpy()
+        ts = rows["ts"].to_numpy()
+        bad = pd.isna(prior) | (prior > ts)
+        if bad.any():
+            out.append(Violation(rule, "events", "event_type", int(bad.sum()),
+                                 _examples(rows, bad, ["event_id", "seeker_id", "item_id", "event_type", "ts"]),
+                                 detail=f"'{action}' needs an earlier '{outcome_needed}' by the same seeker"))
+    return out
+
+
+def validate_tables(tables: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp) -> list[Violation]:
+    """All violations of ``tables`` (empty list when the data honours its contract)."""
+    out = [Violation("missing_table", n, "*", 0, detail="table is absent") for n in SCHEMAS if n not in tables]
+    if out:
+        return out
+    for name, schema in SCHEMAS.items():
+        out += check_schema(name, tables[name], schema)
+    if any(v.rule in ("missing_column", "wrong_type") for v in out):
+        return out  # the remaining rules need the declared columns
+    out += check_foreign_keys(tables)
+    out += check_semantics(tables, start, end)
+    return out
+
+
+def validate_world(world: str | Path) -> dict:
+    """Validate a world folder; return {table: rows} or raise ContractError listing every violation."""
+    manifest = read_manifest(world)
+    tables = read_tables(world, [n for n in SCHEMAS if (Path(world) / f"{n}.parquet").is_file()])
+    start, end = pd.Timestamp(manifest["span"]["start"]), pd.Timestamp(manifest["span"]["end"])
+    violations = validate_tables(tables, start, end)
+    if violations:
+        raise ContractError(violations)
+    return {n: len(df) for n, df in tables.items()}
