@@ -17,12 +17,15 @@ from rich.table import Table
 from jobcare.config import ProjectConfig, load_config
 from jobcare.errors import JobcareError
 
-app = typer.Typer(help="JobCare recommender: world simulator, features, training, serving, evaluation.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="JobCare recommender: world simulator, features, training, serving, evaluation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 world_app = typer.Typer(help="Generate, validate and summarise simulated worlds.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (configs/*.yaml)")]
 
@@ -43,8 +46,11 @@ def _errors_to_exit(fn):
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 def _config(path: Optional[Path]) -> ProjectConfig:
@@ -74,19 +80,25 @@ def world_generate(
             if v is not None:
                 setattr(cfg, k, v)
     except ValidationError as e:
-        raise ConfigError("; ".join(f"--{'-'.join(str(x) for x in er['loc'])}: {er['msg']}" for er in e.errors())) from None
+        raise ConfigError(
+            "; ".join(f"--{'-'.join(str(x) for x in er['loc'])}: {er['msg']}" for er in e.errors())
+        ) from None
     t0 = time.perf_counter()
     manifest = generate_world(cfg, out, show_progress=progress)
     rows = manifest["tables"]
-    console.print(f"world [bold]{cfg.scale}[/] seed {cfg.seed} ({cfg.taxonomy}) written to {out} in "
-                  f"{time.perf_counter() - t0:.1f}s: {rows['seekers']['rows']:,} seekers, "
-                  f"{rows['postings']['rows']:,} postings, {rows['events']['rows']:,} events, "
-                  f"{rows['impressions']['rows']:,} impressions")
+    console.print(
+        f"world [bold]{cfg.scale}[/] seed {cfg.seed} ({cfg.taxonomy}) written to {out} in "
+        f"{time.perf_counter() - t0:.1f}s: {rows['seekers']['rows']:,} seekers, "
+        f"{rows['postings']['rows']:,} postings, {rows['events']['rows']:,} events, "
+        f"{rows['impressions']['rows']:,} impressions"
+    )
 
 
 @world_app.command("validate")
 @_errors_to_exit
-def world_validate(world: Annotated[Path, typer.Argument(help="world folder")], config: ConfigOpt = None) -> None:
+def world_validate(
+    world: Annotated[Path, typer.Argument(help="world folder")], config: ConfigOpt = None
+) -> None:
     """Check every table against its declared schema and the semantic rules."""
     from jobcare.contracts import validate_world
 
@@ -122,8 +134,14 @@ def print_summary(s: dict) -> None:
     t.add_column("value", justify="right")
     for k in ("seekers", "postings", "courses", "certificates", "sessions", "impressions", "events"):
         t.add_row(f"rows: {k}", f"{s['rows'][k]:,}")
-    for k in ("applies_per_active_seeker_month", "top1pct_postings_share_of_applies", "postings_with_no_apply_share",
-              "course_completion_rate_median", "course_employment_rate_median", "explore_session_share"):
+    for k in (
+        "applies_per_active_seeker_month",
+        "top1pct_postings_share_of_applies",
+        "postings_with_no_apply_share",
+        "course_completion_rate_median",
+        "course_employment_rate_median",
+        "explore_session_share",
+    ):
         t.add_row(k, str(s[k]))
     vs = s["variance_shares"]
     t.add_row("variance shares obs/latent/noise", f"{vs['observable']}/{vs['latent']}/{vs['noise']}")
@@ -135,8 +153,14 @@ def print_summary(s: dict) -> None:
     lt.add_column("n", justify="right")
     for proto, n_key in (("logged", "n_seekers"), ("explore", "n_slates")):
         r = s["learnability"][proto]
-        lt.add_row(proto, *(f"{r[n]:.3f}" if r[n] is not None else "-" for n in
-                            ("oracle", "observable_only", "popularity", "random")), str(r[n_key]))
+        lt.add_row(
+            proto,
+            *(
+                f"{r[n]:.3f}" if r[n] is not None else "-"
+                for n in ("oracle", "observable_only", "popularity", "random")
+            ),
+            str(r[n_key]),
+        )
     console.print(lt)
 
 
@@ -169,9 +193,11 @@ def demo(
     out = work / "reports" / "world_summary.json"
     out.write_text(json.dumps(s, indent=2, default=str))
     console.rule("done")
-    console.print(f"finished in {time.perf_counter() - t0:.0f}s. Look at:\n"
-                  f"  world tables and manifest: {world}/ (manifest.json)\n"
-                  f"  world summary:             {out}")
+    console.print(
+        f"finished in {time.perf_counter() - t0:.0f}s. Look at:\n"
+        f"  world tables and manifest: {world}/ (manifest.json)\n"
+        f"  world summary:             {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -37,18 +37,42 @@ class ScaleConfig(StrictModel):
 
 SCALES: dict[str, ScaleConfig] = {
     "tiny": ScaleConfig(
-        n_seekers=500, n_postings=400, n_occupations=40, n_units=160, n_certificates=30,
-        n_courses=120, n_majors=15, n_employers=80, n_providers=20, days=120,
+        n_seekers=500,
+        n_postings=400,
+        n_occupations=40,
+        n_units=160,
+        n_certificates=30,
+        n_courses=120,
+        n_majors=15,
+        n_employers=80,
+        n_providers=20,
+        days=120,
         sessions_per_seeker_day=0.12,
     ),
     "demo": ScaleConfig(
-        n_seekers=20_000, n_postings=5_000, n_occupations=400, n_units=1_200, n_certificates=300,
-        n_courses=3_000, n_majors=100, n_employers=1_500, n_providers=300, days=730,
+        n_seekers=20_000,
+        n_postings=5_000,
+        n_occupations=400,
+        n_units=1_200,
+        n_certificates=300,
+        n_courses=3_000,
+        n_majors=100,
+        n_employers=1_500,
+        n_providers=300,
+        days=730,
         sessions_per_seeker_day=0.03,
     ),
     "national": ScaleConfig(
-        n_seekers=1_000_000, n_postings=200_000, n_occupations=400, n_units=1_200, n_certificates=300,
-        n_courses=3_000, n_majors=100, n_employers=40_000, n_providers=600, days=730,
+        n_seekers=1_000_000,
+        n_postings=200_000,
+        n_occupations=400,
+        n_units=1_200,
+        n_certificates=300,
+        n_courses=3_000,
+        n_majors=100,
+        n_employers=40_000,
+        n_providers=600,
+        days=730,
         sessions_per_seeker_day=0.03,
     ),
 }
@@ -116,9 +140,7 @@ def load_config(path: str | Path | None, model: type[M], section: str | None = N
     try:
         return model(**data)
     except ValidationError as e:
-        msgs = "; ".join(
-            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
+        msgs = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
         where = f"{p}[{section}]" if section else str(p)
         raise ConfigError(f"{where}: {msgs}") from None
 

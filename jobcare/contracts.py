@@ -19,8 +19,13 @@ from jobcare.schemas import ITEM_TABLES, SCHEMAS, TableSchema
 from jobcare.world.io import read_manifest, read_tables
 
 SPAN_COLUMNS = {
-    "seekers": ["registered_at"], "postings": ["open_at", "close_at"], "sessions": ["ts"], "impressions": ["ts"],
-    "events": ["ts"], "seeker_competency_events": ["ts"], "seeker_certificates": ["acquired_at"],
+    "seekers": ["registered_at"],
+    "postings": ["open_at", "close_at"],
+    "sessions": ["ts"],
+    "impressions": ["ts"],
+    "events": ["ts"],
+    "seeker_competency_events": ["ts"],
+    "seeker_certificates": ["acquired_at"],
     "seeker_exits": ["exited_at"],
 }
 ACTION_OF = {"apply": "posting", "enrol": "course", "register": "certificate"}
@@ -62,31 +67,66 @@ def check_schema(name: str, df: pd.DataFrame, schema: TableSchema) -> list[Viola
             out.append(Violation("null_value", name, col.name, int(nulls.sum()), _examples(df, nulls)))
         present = s[~nulls]
         if len(present) and not _KIND_CHECK[col.kind](present if col.kind != "int" else s):
-            out.append(Violation("wrong_type", name, col.name, len(df), detail=f"expected {col.kind}, got {s.dtype}"))
+            out.append(
+                Violation("wrong_type", name, col.name, len(df), detail=f"expected {col.kind}, got {s.dtype}")
+            )
             continue
         if col.min is not None or col.max is not None:
             v = present.astype("float64")
-            bad = ((v < col.min) if col.min is not None else False) | ((v > col.max) if col.max is not None else False)
+            bad = ((v < col.min) if col.min is not None else False) | (
+                (v > col.max) if col.max is not None else False
+            )
             bad = np.asarray(bad)
             if bad.any():
                 idx = present.index[bad]
-                out.append(Violation("out_of_range", name, col.name, int(bad.sum()), _examples(df, idx, [col.name]),
-                                     detail=f"allowed [{col.min}, {col.max}]"))
+                out.append(
+                    Violation(
+                        "out_of_range",
+                        name,
+                        col.name,
+                        int(bad.sum()),
+                        _examples(df, idx, [col.name]),
+                        detail=f"allowed [{col.min}, {col.max}]",
+                    )
+                )
         if col.allowed is not None:
             bad = ~present.isin(col.allowed).to_numpy()
             if bad.any():
-                out.append(Violation("not_allowed", name, col.name, int(bad.sum()),
-                                     _examples(df, present.index[bad], [col.name]), detail=f"allowed {col.allowed}"))
+                out.append(
+                    Violation(
+                        "not_allowed",
+                        name,
+                        col.name,
+                        int(bad.sum()),
+                        _examples(df, present.index[bad], [col.name]),
+                        detail=f"allowed {col.allowed}",
+                    )
+                )
     if schema.key and all(k in df.columns for k in schema.key):
         dup = df.duplicated(list(schema.key), keep=False).to_numpy()
         if dup.any():
-            out.append(Violation("duplicate_key", name, ",".join(schema.key), int(dup.sum()),
-                                 _examples(df, dup, list(schema.key))))
+            out.append(
+                Violation(
+                    "duplicate_key",
+                    name,
+                    ",".join(schema.key),
+                    int(dup.sum()),
+                    _examples(df, dup, list(schema.key)),
+                )
+            )
     if schema.dense_id and schema.dense_id in df.columns and not df[schema.dense_id].isna().any():
         bad = df[schema.dense_id].to_numpy() != np.arange(len(df))
         if bad.any():
-            out.append(Violation("id_not_dense", name, schema.dense_id, int(bad.sum()),
-                                 _examples(df, bad, [schema.dense_id]), detail="ids must be 0..n-1 in row order"))
+            out.append(
+                Violation(
+                    "id_not_dense",
+                    name,
+                    schema.dense_id,
+                    int(bad.sum()),
+                    _examples(df, bad, [schema.dense_id]),
+                    detail="ids must be 0..n-1 in row order",
+                )
+            )
     return out
 
 
@@ -103,8 +143,16 @@ def check_foreign_keys(tables: dict[str, pd.DataFrame]) -> list[Violation]:
             v = df[col]
             bad = (~v.isin(ref[ref_col]) & v.notna()).to_numpy()
             if bad.any():
-                out.append(Violation("foreign_key", name, col, int(bad.sum()), _examples(df, bad, [col]),
-                                     detail=f"not in {ref_table}.{ref_col}"))
+                out.append(
+                    Violation(
+                        "foreign_key",
+                        name,
+                        col,
+                        int(bad.sum()),
+                        _examples(df, bad, [col]),
+                        detail=f"not in {ref_table}.{ref_col}",
+                    )
+                )
         if name in ("events", "impressions") and {"item_type", "item_id"} <= set(df.columns):
             for it, (tab, key) in ITEM_TABLES.items():
                 if tab not in tables:
@@ -112,12 +160,22 @@ def check_foreign_keys(tables: dict[str, pd.DataFrame]) -> list[Violation]:
                 m = (df["item_type"] == it).to_numpy()
                 bad = m & ~df["item_id"].isin(tables[tab][key]).to_numpy()
                 if bad.any():
-                    out.append(Violation("foreign_key", name, "item_id", int(bad.sum()),
-                                         _examples(df, bad, ["item_type", "item_id"]), detail=f"not in {tab}.{key}"))
+                    out.append(
+                        Violation(
+                            "foreign_key",
+                            name,
+                            "item_id",
+                            int(bad.sum()),
+                            _examples(df, bad, ["item_type", "item_id"]),
+                            detail=f"not in {tab}.{key}",
+                        )
+                    )
     return out
 
 
-def check_semantics(tables: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp) -> list[Violation]:
+def check_semantics(
+    tables: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp
+) -> list[Violation]:
     """Timestamps inside the span and ordered; postings' events inside their open window."""
     out = []
     for name, cols in SPAN_COLUMNS.items():
@@ -127,29 +185,62 @@ def check_semantics(tables: dict[str, pd.DataFrame], start: pd.Timestamp, end: p
                 continue
             bad = ((df[c] < start) | (df[c] > end)).to_numpy()
             if bad.any():
-                out.append(Violation("outside_span", name, c, int(bad.sum()), _examples(df, bad, [c]),
-                                     detail=f"span is [{start}, {end}]"))
+                out.append(
+                    Violation(
+                        "outside_span",
+                        name,
+                        c,
+                        int(bad.sum()),
+                        _examples(df, bad, [c]),
+                        detail=f"span is [{start}, {end}]",
+                    )
+                )
     p = tables["postings"]
     bad = (p["close_at"] <= p["open_at"]).to_numpy()
     if bad.any():
-        out.append(Violation("close_before_open", "postings", "close_at", int(bad.sum()),
-                             _examples(p, bad, ["posting_id", "open_at", "close_at"])))
+        out.append(
+            Violation(
+                "close_before_open",
+                "postings",
+                "close_at",
+                int(bad.sum()),
+                _examples(p, bad, ["posting_id", "open_at", "close_at"]),
+            )
+        )
     c = tables["courses"]
     bad = ((c["recruit_start_at"] > c["start_at"]) | (c["start_at"] >= c["end_at"])).to_numpy()
     if bad.any():
-        out.append(Violation("course_dates_order", "courses", "start_at", int(bad.sum()),
-                             _examples(c, bad, ["course_id", "recruit_start_at", "start_at", "end_at"])))
+        out.append(
+            Violation(
+                "course_dates_order",
+                "courses",
+                "start_at",
+                int(bad.sum()),
+                _examples(c, bad, ["course_id", "recruit_start_at", "start_at", "end_at"]),
+            )
+        )
     ev = tables["events"]
     reg = tables["seekers"].set_index("seeker_id")["registered_at"]
     known = ev["seeker_id"].isin(reg.index).to_numpy()
     bad = np.zeros(len(ev), bool)
-    bad[known] = (ev["ts"].to_numpy()[known] < reg.reindex(ev["seeker_id"][known]).to_numpy())
+    bad[known] = ev["ts"].to_numpy()[known] < reg.reindex(ev["seeker_id"][known]).to_numpy()
     if bad.any():
-        out.append(Violation("event_before_registration", "events", "ts", int(bad.sum()),
-                             _examples(ev, bad, ["event_id", "seeker_id", "ts"])))
+        out.append(
+            Violation(
+                "event_before_registration",
+                "events",
+                "ts",
+                int(bad.sum()),
+                _examples(ev, bad, ["event_id", "seeker_id", "ts"]),
+            )
+        )
     out += _check_funnel(ev)
     # views and applies on postings happen while the posting is open
-    m = (ev["item_type"] == "posting") & ev["event_type"].isin(["view", "apply"]) & ev["item_id"].isin(p["posting_id"])
+    m = (
+        (ev["item_type"] == "posting")
+        & ev["event_type"].isin(["view", "apply"])
+        & ev["item_id"].isin(p["posting_id"])
+    )
     sub = ev[m]
     if len(sub):
         pi = p.set_index("posting_id")
@@ -157,13 +248,20 @@ def check_semantics(tables: dict[str, pd.DataFrame], start: pd.Timestamp, end: p
         cl = pi["close_at"].reindex(sub["item_id"]).to_numpy()
         b = (sub["ts"].to_numpy() < o) | (sub["ts"].to_numpy() > cl)
         if b.any():
-            out.append(Violation("posting_event_outside_window", "events", "ts", int(b.sum()),
-                                 _examples(sub, b, ["event_id", "item_id", "event_type", "ts"])))
+            out.append(
+                Violation(
+                    "posting_event_outside_window",
+                    "events",
+                    "ts",
+                    int(b.sum()),
+                    _examples(sub, b, ["event_id", "item_id", "event_type", "ts"]),
+                )
+            )
     return out
 
 
 def _check_funnel(ev: pd.DataFrame) -> list[Violation]:
-    """An apply/enrol/register needs an earlier view of that item; a hire/complete/acquire an earlier action."""
+    """An apply/enrol/register needs an earlier view; a hire/complete/acquire an earlier action."""
     out = []
     first = ev.groupby(["seeker_id", "item_type", "item_id", "event_type"])["ts"].min()
     for action, outcome_needed, rule in (
@@ -180,21 +278,32 @@ def _check_funnel(ev: pd.DataFrame) -> list[Violation]:
         ts = rows["ts"].to_numpy()
         bad = pd.isna(prior) | (prior > ts)
         if bad.any():
-            out.append(Violation(rule, "events", "event_type", int(bad.sum()),
-                                 _examples(rows, bad, ["event_id", "seeker_id", "item_id", "event_type", "ts"]),
-                                 detail=f"'{action}' needs an earlier '{outcome_needed}' by the same seeker"))
+            out.append(
+                Violation(
+                    rule,
+                    "events",
+                    "event_type",
+                    int(bad.sum()),
+                    _examples(rows, bad, ["event_id", "seeker_id", "item_id", "event_type", "ts"]),
+                    detail=f"'{action}' needs an earlier '{outcome_needed}' by the same seeker",
+                )
+            )
     return out
 
 
-def validate_tables(tables: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp) -> list[Violation]:
+def validate_tables(
+    tables: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp
+) -> list[Violation]:
     """All violations of ``tables`` (empty list when the data honours its contract)."""
-    out = [Violation("missing_table", n, "*", 0, detail="table is absent") for n in SCHEMAS if n not in tables]
+    out = [
+        Violation("missing_table", n, "*", 0, detail="table is absent") for n in SCHEMAS if n not in tables
+    ]
     if out:
         return out
     for name, schema in SCHEMAS.items():
         out += check_schema(name, tables[name], schema)
-    if any(v.rule in ("missing_column", "wrong_type") for v in out):
-        return out  # the remaining rules need the declared columns
+    if any(v.rule in ("missing_column", "wrong_type", "duplicate_key", "id_not_dense") for v in out):
+        return out  # the remaining rules need the declared columns and unique keys
     out += check_foreign_keys(tables)
     out += check_semantics(tables, start, end)
     return out

@@ -22,7 +22,7 @@ def group_arrays(df: pd.DataFrame, key: str, n: int, cols: list[str]) -> list[tu
     d = df.sort_values(key, kind="stable")
     bounds = np.searchsorted(d[key].to_numpy(), np.arange(n + 1))
     arrays = [d[c].to_numpy() for c in cols]
-    return [tuple(a[bounds[i]:bounds[i + 1]] for a in arrays) for i in range(n)]
+    return [tuple(a[bounds[i] : bounds[i + 1]] for a in arrays) for i in range(n)]
 
 
 def region_weights(tax: Taxonomy) -> np.ndarray:
@@ -59,7 +59,11 @@ def _logit_normal(rng: np.random.Generator, median: float, q1: float, q3: float,
 
 
 def make_courses(
-    n: int, tax: Taxonomy, providers: pd.DataFrame, sizes: ScaleConfig, start: np.datetime64,
+    n: int,
+    tax: Taxonomy,
+    providers: pd.DataFrame,
+    sizes: ScaleConfig,
+    start: np.datetime64,
     rng: np.random.Generator,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Training course runs at K-Digital magnitudes.
@@ -104,7 +108,11 @@ def make_courses(
 
 
 def make_postings(
-    n: int, tax: Taxonomy, employers: pd.DataFrame, sizes: ScaleConfig, start: np.datetime64,
+    n: int,
+    tax: Taxonomy,
+    employers: pd.DataFrame,
+    sizes: ScaleConfig,
+    start: np.datetime64,
     rng: np.random.Generator,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Job postings: occupation demand is heavy-tailed (Zipf over occupations), open 1-9 weeks."""

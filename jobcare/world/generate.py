@@ -18,7 +18,7 @@ from jobcare.world.io import MANIFEST, TRUTH_DIR, write_table
 from jobcare.world.seekers import make_seekers
 from jobcare.world.simulate import SimulationInput, simulate
 from jobcare.world.taxonomy import Taxonomy, synthetic_taxonomy
-from jobcare.world.utility import ITEM_TYPES, CompetencyState, UtilityParams, WorldArrays, calibrate
+from jobcare.world.utility import CompetencyState, UtilityParams, WorldArrays, calibrate
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
@@ -72,12 +72,23 @@ def generate_world(cfg: WorldConfig, out: str | Path, show_progress: bool = True
     postings, posting_certs = make_postings(sizes.n_postings, tax, employers, sizes, start, r_cat)
     pack = make_seekers(sizes, tax, start, r_seek)
     lat_seekers, lat_items = latent_factors(
-        len(pack.seekers), postings, courses, len(tax.certificates), len(employers), len(providers),
-        cfg.latent_dim, r_lat,
+        len(pack.seekers),
+        postings,
+        courses,
+        len(tax.certificates),
+        len(employers),
+        len(providers),
+        cfg.latent_dim,
+        r_lat,
     )
     tables = tax.tables() | {
-        "employers": employers, "providers": providers, "courses": courses, "course_units": course_units,
-        "postings": postings, "posting_certificates": posting_certs, "seekers": pack.seekers,
+        "employers": employers,
+        "providers": providers,
+        "courses": courses,
+        "course_units": course_units,
+        "postings": postings,
+        "posting_certificates": posting_certs,
+        "seekers": pack.seekers,
     }
     log.info("catalog built in %.1fs", time.perf_counter() - t_start)
     A = WorldArrays(tables, lat_seekers, lat_items)
@@ -87,24 +98,41 @@ def generate_world(cfg: WorldConfig, out: str | Path, show_progress: bool = True
     ic = pack.initial_certificates
     state.certificates[ic["seeker_id"].to_numpy(), ic["certificate_id"].to_numpy()] = True
     params = calibrate(
-        A, state, UtilityParams(latent_dim=cfg.latent_dim, shares=cfg.shares.model_dump()),
+        A,
+        state,
+        UtilityParams(latent_dim=cfg.latent_dim, shares=cfg.shares.model_dump()),
         {"posting": len(postings), "course": len(courses), "certificate": len(tax.certificates)},
-        cfg.view_rate_target, cfg.apply_rate_target, r_cal,
+        cfg.view_rate_target,
+        cfg.apply_rate_target,
+        r_cal,
     )
     sim = simulate(
         SimulationInput(
-            arrays=A, params=params, state=state, seekers=pack.seekers, postings=postings, courses=courses,
-            certificates=tax.certificates, course_units=course_units, certificate_units=tax.certificate_units,
-            start_us=int(start.astype("int64")), days=sizes.days, slate_size=cfg.slate_size,
-            epsilon=cfg.epsilon, session_rate=sizes.sessions_per_seeker_day,
+            arrays=A,
+            params=params,
+            state=state,
+            seekers=pack.seekers,
+            postings=postings,
+            courses=courses,
+            certificates=tax.certificates,
+            course_units=course_units,
+            certificate_units=tax.certificate_units,
+            start_us=int(start.astype("int64")),
+            days=sizes.days,
+            slate_size=cfg.slate_size,
+            epsilon=cfg.epsilon,
+            session_rate=sizes.sessions_per_seeker_day,
         ),
-        r_sim, show_progress=show_progress,
+        r_sim,
+        show_progress=show_progress,
     )
     tables |= _event_tables(sim, pack, start)
     truth = {
         f"{TRUTH_DIR}/latent_seekers": lat_seekers,
         f"{TRUTH_DIR}/latent_items": lat_items,
-        f"{TRUTH_DIR}/impressions": sim["truth_impressions"].astype({"session_id": np.int64, "position": np.int16}),
+        f"{TRUTH_DIR}/impressions": sim["truth_impressions"].astype(
+            {"session_id": np.int64, "position": np.int16}
+        ),
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / TRUTH_DIR).mkdir(exist_ok=True)
@@ -120,15 +148,24 @@ def generate_world(cfg: WorldConfig, out: str | Path, show_progress: bool = True
         "taxonomy": cfg.taxonomy,
         "config": json.loads(cfg.model_dump_json()),
         "sizes": sizes.model_dump(),
-        "span": {"start": str(pd.Timestamp(start, tz="UTC")), "days": sizes.days,
-                 "end": str(pd.Timestamp(start, tz="UTC") + pd.Timedelta(days=sizes.days))},
+        "span": {
+            "start": str(pd.Timestamp(start, tz="UTC")),
+            "days": sizes.days,
+            "end": str(pd.Timestamp(start, tz="UTC") + pd.Timedelta(days=sizes.days)),
+        },
         "utility": {
-            "formula": "u = observable fit + latent taste + Gumbel noise; view if u > tau_view, apply if u > tau_apply",
+            "formula": "u = observable + latent + Gumbel; view if u > tau_view, apply if u > tau_apply",
             "variance_shares_target": cfg.shares.model_dump(),
             "params_file": f"{TRUTH_DIR}/utility.json",
         },
-        "logging_policy": {"kind": "epsilon-greedy slates", "epsilon": cfg.epsilon, "slate_size": cfg.slate_size},
-        "tables": {name: {"rows": int(len(df)), "sha256": hashes[name]} for name, df in (tables | truth).items()},
+        "logging_policy": {
+            "kind": "epsilon-greedy slates",
+            "epsilon": cfg.epsilon,
+            "slate_size": cfg.slate_size,
+        },
+        "tables": {
+            name: {"rows": int(len(df)), "sha256": hashes[name]} for name, df in (tables | truth).items()
+        },
         "attribution": tax.attribution,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
@@ -185,11 +222,26 @@ def _event_tables(sim: dict, pack, start: np.datetime64) -> dict[str, pd.DataFra
     ce = sim["competency_events"]
     comp = pd.concat(
         [
-            pd.DataFrame({"seeker_id": iu["seeker_id"], "unit_id": iu["unit_id"], "level": iu["level"].astype(np.int8),
-                          "ts": reg.loc[iu["seeker_id"]].to_numpy(), "source": "initial", "source_id": -1}),
-            pd.DataFrame({"seeker_id": ce["seeker_id"].astype(np.int32), "unit_id": ce["unit_id"].astype(np.int32),
-                          "level": ce["level"].astype(np.int8), "ts": to_ts(start, ce["day"]),
-                          "source": ce["source"].astype(str), "source_id": ce["source_id"].astype(np.int32)}),
+            pd.DataFrame(
+                {
+                    "seeker_id": iu["seeker_id"],
+                    "unit_id": iu["unit_id"],
+                    "level": iu["level"].astype(np.int8),
+                    "ts": reg.loc[iu["seeker_id"]].to_numpy(),
+                    "source": "initial",
+                    "source_id": -1,
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "seeker_id": ce["seeker_id"].astype(np.int32),
+                    "unit_id": ce["unit_id"].astype(np.int32),
+                    "level": ce["level"].astype(np.int8),
+                    "ts": to_ts(start, ce["day"]),
+                    "source": ce["source"].astype(str),
+                    "source_id": ce["source_id"].astype(np.int32),
+                }
+            ),
         ],
         ignore_index=True,
     )
@@ -199,23 +251,41 @@ def _event_tables(sim: dict, pack, start: np.datetime64) -> dict[str, pd.DataFra
     cer = sim["certificate_events"]
     certs = pd.concat(
         [
-            pd.DataFrame({"seeker_id": ic["seeker_id"], "certificate_id": ic["certificate_id"],
-                          "acquired_at": reg.loc[ic["seeker_id"]].to_numpy(), "source": "initial"}),
-            pd.DataFrame({"seeker_id": cer["seeker_id"].astype(np.int32),
-                          "certificate_id": cer["certificate_id"].astype(np.int32),
-                          "acquired_at": to_ts(start, cer["day"]), "source": cer["source"].astype(str)}),
+            pd.DataFrame(
+                {
+                    "seeker_id": ic["seeker_id"],
+                    "certificate_id": ic["certificate_id"],
+                    "acquired_at": reg.loc[ic["seeker_id"]].to_numpy(),
+                    "source": "initial",
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "seeker_id": cer["seeker_id"].astype(np.int32),
+                    "certificate_id": cer["certificate_id"].astype(np.int32),
+                    "acquired_at": to_ts(start, cer["day"]),
+                    "source": cer["source"].astype(str),
+                }
+            ),
         ],
         ignore_index=True,
     ).astype({"seeker_id": np.int32, "certificate_id": np.int32})
     certs["acquired_at"] = pd.to_datetime(certs["acquired_at"], utc=True)
     ex = sim["seeker_exits"]
     exits = pd.DataFrame(
-        {"seeker_id": ex["seeker_id"].astype(np.int32), "exited_at": to_ts(start, ex["day"]),
-         "reason": ex["reason"].astype(str)}
+        {
+            "seeker_id": ex["seeker_id"].astype(np.int32),
+            "exited_at": to_ts(start, ex["day"]),
+            "reason": ex["reason"].astype(str),
+        }
     ).sort_values(["exited_at", "seeker_id"], kind="stable", ignore_index=True)
     return {
-        "seeker_competency_events": comp.sort_values(["ts", "seeker_id", "unit_id"], kind="stable", ignore_index=True),
-        "seeker_certificates": certs.sort_values(["acquired_at", "seeker_id"], kind="stable", ignore_index=True),
+        "seeker_competency_events": comp.sort_values(
+            ["ts", "seeker_id", "unit_id"], kind="stable", ignore_index=True
+        ),
+        "seeker_certificates": certs.sort_values(
+            ["acquired_at", "seeker_id"], kind="stable", ignore_index=True
+        ),
         "sessions": sessions,
         "impressions": impressions,
         "events": events,

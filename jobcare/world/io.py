@@ -43,7 +43,9 @@ def sha256(path: Path) -> str:
 def read_manifest(world: str | Path) -> dict:
     p = Path(world) / MANIFEST
     if not p.is_file():
-        raise WorldNotFoundError(f"{world}: not a world folder (no {MANIFEST}); run `jobcare world generate` first")
+        raise WorldNotFoundError(
+            f"{world}: not a world folder (no {MANIFEST}); run `jobcare world generate` first"
+        )
     return json.loads(p.read_text())
 
 

@@ -25,7 +25,9 @@ class WorldOracle:
         self.tables = read_tables(world)
         self.params = UtilityParams.from_json((self.world / TRUTH_DIR / "utility.json").read_text())
         self.arrays = WorldArrays(
-            self.tables, read_table(world, f"{TRUTH_DIR}/latent_seekers"), read_table(world, f"{TRUTH_DIR}/latent_items")
+            self.tables,
+            read_table(world, f"{TRUTH_DIR}/latent_seekers"),
+            read_table(world, f"{TRUTH_DIR}/latent_items"),
         )
         self._state_cache: dict[int, CompetencyState] = {}
         ce = self.tables["seeker_competency_events"]
@@ -43,7 +45,9 @@ class WorldOracle:
         key = int(pd.Timestamp(t).value // 1000)
         if key not in self._state_cache:
             st = CompetencyState.empty(
-                len(self.tables["seekers"]), len(self.tables["competency_units"]), len(self.tables["certificates"])
+                len(self.tables["seekers"]),
+                len(self.tables["competency_units"]),
+                len(self.tables["certificates"]),
             )
             m = self._ce_ts <= key
             ce = self._ce[m]
@@ -72,12 +76,23 @@ class WorldOracle:
             return self.tables["certificates"]["certificate_id"].to_numpy()
         raise ValueError(f"unknown item_type {item_type!r}; expected one of {ITEM_TYPES}")
 
-    def mu(self, item_type: str, seekers, items, t: pd.Timestamp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def mu(
+        self, item_type: str, seekers, items, t: pd.Timestamp
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(expected utility, observable part, latent part) for pairs (seekers[k], items[k]) at ``t``."""
-        return self.arrays.mu(self.params, item_type, np.asarray(seekers), np.asarray(items), self.state_at(t))
+        return self.arrays.mu(
+            self.params, item_type, np.asarray(seekers), np.asarray(items), self.state_at(t)
+        )
 
-    def rank(self, item_type: str, seeker: int, t: pd.Timestamp, k: int | None = None,
-             items: np.ndarray | None = None, part: str = "mu") -> tuple[np.ndarray, np.ndarray]:
+    def rank(
+        self,
+        item_type: str,
+        seeker: int,
+        t: pd.Timestamp,
+        k: int | None = None,
+        items: np.ndarray | None = None,
+        part: str = "mu",
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Items (default: open at t) ordered by true expected utility (or its 'observable'/'latent' part)."""
         items = self.open_items(item_type, t) if items is None else np.asarray(items)
         if item_type == "certificate":

@@ -34,7 +34,9 @@ def _occupation_weights(tax: Taxonomy, female: bool, age: float) -> np.ndarray:
     return w / w.sum()
 
 
-def make_seekers(sizes: ScaleConfig, tax: Taxonomy, start: np.datetime64, rng: np.random.Generator) -> SeekerPack:
+def make_seekers(
+    sizes: ScaleConfig, tax: Taxonomy, start: np.datetime64, rng: np.random.Generator
+) -> SeekerPack:
     """Generate ``sizes.n_seekers`` seekers; 30% are registered on day 0, the rest arrive daily."""
     n = sizes.n_seekers
     occs = tax.occupations
@@ -67,28 +69,38 @@ def make_seekers(sizes: ScaleConfig, tax: Taxonomy, start: np.datetime64, rng: n
             else:
                 desired[i, j] = min(int(np.searchsorted(cw, rng.random() * cw[-1])), n_occ - 1)
         if rng.random() < 0.6:
-            last_occ[i] = desired[i, 0] if rng.random() < 0.5 else min(
-                int(np.searchsorted(cw, rng.random() * cw[-1])), n_occ - 1
+            last_occ[i] = (
+                desired[i, 0]
+                if rng.random() < 0.5
+                else min(int(np.searchsorted(cw, rng.random() * cw[-1])), n_occ - 1)
             )
     first = desired[:, 0]
     edu = np.clip(np.rint(occs["education_level"].to_numpy()[first] + rng.normal(0, 0.9, n)), 0, 4)
     edu = np.where(age < 22, np.minimum(edu, 1), edu).astype(np.int8)
     career = np.maximum(0, np.rint((age - 20 - 2 * edu) * rng.uniform(0.0, 0.8, n))).astype(np.int16)
     last_occ = np.where(career > 0, last_occ, -1).astype(np.int32)
-    majors_by_group = [tax.majors.index[tax.majors["group_id"] == g].to_numpy() for g in range(len(tax.groups))]
+    majors_by_group = [
+        tax.majors.index[tax.majors["group_id"] == g].to_numpy() for g in range(len(tax.groups))
+    ]
     major = np.empty(n, dtype=np.int32)
     for i in range(n):
         pool = majors_by_group[occ_group[first[i]]]
-        major[i] = pool[rng.integers(len(pool))] if (rng.random() < 0.7 and len(pool)) else rng.integers(
-            len(tax.majors)
+        major[i] = (
+            pool[rng.integers(len(pool))]
+            if (rng.random() < 0.7 and len(pool))
+            else rng.integers(len(tax.majors))
         )
     # psych tests on 0-100: the desired occupation's profile blended with a personal component
     prof = occs[RIASEC].to_numpy()[first]
-    riasec = np.clip(((prof - 1) / 6 * 100) * 0.6 + rng.normal(50, 18, (n, 6)) * 0.4 + rng.normal(0, 8, (n, 6)), 0, 100)
+    riasec = np.clip(
+        ((prof - 1) / 6 * 100) * 0.6 + rng.normal(50, 18, (n, 6)) * 0.4 + rng.normal(0, 8, (n, 6)), 0, 100
+    )
     wvp = occs[WORK_VALUES].to_numpy()[first]
     wv = np.clip(((wvp - 1) / 6 * 100) * 0.4 + rng.normal(55, 18, (n, 6)) * 0.6, 0, 100)
-    res_wage = occs["wage"].to_numpy()[first] * (0.85 + 0.02 * np.minimum(career, 10)) * np.exp(
-        rng.normal(0, 0.15, n)
+    res_wage = (
+        occs["wage"].to_numpy()[first]
+        * (0.85 + 0.02 * np.minimum(career, 10))
+        * np.exp(rng.normal(0, 0.15, n))
     )
     seekers = pd.DataFrame(
         {
@@ -115,7 +127,9 @@ def make_seekers(sizes: ScaleConfig, tax: Taxonomy, start: np.datetime64, rng: n
     return SeekerPack(seekers, units, certs, desired)
 
 
-def _initial_competencies(seekers: pd.DataFrame, last_occ: np.ndarray, tax: Taxonomy, rng: np.random.Generator):
+def _initial_competencies(
+    seekers: pd.DataFrame, last_occ: np.ndarray, tax: Taxonomy, rng: np.random.Generator
+):
     """Units from the major, from the last occupation (scaled by career years), from held certificates."""
     n = len(seekers)
     major = seekers["major_id"].to_numpy()
@@ -123,8 +137,12 @@ def _initial_competencies(seekers: pd.DataFrame, last_occ: np.ndarray, tax: Taxo
     edu = seekers["education_level"].to_numpy()
     career = seekers["career_years"].to_numpy()
     mu_by_major = group_arrays(tax.major_units, "major_id", len(tax.majors), ["unit_id", "affinity"])
-    ou_by_occ = group_arrays(tax.occupation_units, "occupation_id", len(tax.occupations), ["unit_id", "level"])
-    cu_by_cert = group_arrays(tax.certificate_units, "certificate_id", len(tax.certificates), ["unit_id", "level"])
+    ou_by_occ = group_arrays(
+        tax.occupation_units, "occupation_id", len(tax.occupations), ["unit_id", "level"]
+    )
+    cu_by_cert = group_arrays(
+        tax.certificate_units, "certificate_id", len(tax.certificates), ["unit_id", "level"]
+    )
     certs_by_group = [
         tax.certificates.index[(tax.certificates["group_id"] == g)].to_numpy() for g in range(len(tax.groups))
     ]
@@ -162,9 +180,14 @@ def _initial_competencies(seekers: pd.DataFrame, last_occ: np.ndarray, tax: Taxo
         u_ids.append(rng.integers(0, len(tax.units), k))
         lvls.append(rng.integers(1, 3, k))
     units = pd.DataFrame(
-        {"seeker_id": np.concatenate(s_ids).astype(np.int32), "unit_id": np.concatenate(u_ids).astype(np.int32),
-         "level": np.concatenate(lvls).astype(np.int8)}
+        {
+            "seeker_id": np.concatenate(s_ids).astype(np.int32),
+            "unit_id": np.concatenate(u_ids).astype(np.int32),
+            "level": np.concatenate(lvls).astype(np.int8),
+        }
     )
     units = units.groupby(["seeker_id", "unit_id"], as_index=False)["level"].max()
-    certs = pd.DataFrame({"seeker_id": np.asarray(cs, dtype=np.int32), "certificate_id": np.asarray(cc, dtype=np.int32)})
+    certs = pd.DataFrame(
+        {"seeker_id": np.asarray(cs, dtype=np.int32), "certificate_id": np.asarray(cc, dtype=np.int32)}
+    )
     return units, certs

@@ -77,7 +77,9 @@ def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
-def simulate(inp: SimulationInput, rng: np.random.Generator, show_progress: bool = True) -> dict[str, pd.DataFrame]:
+def simulate(
+    inp: SimulationInput, rng: np.random.Generator, show_progress: bool = True
+) -> dict[str, pd.DataFrame]:
     """Run the simulation; return sessions, impressions, events, outcome tables and per-impression truth."""
     A, P = inp.arrays, inp.params
     n_s = len(inp.seekers)
@@ -96,19 +98,29 @@ def simulate(inp: SimulationInput, rng: np.random.Generator, show_progress: bool
     c_end = _days(inp.courses["end_at"], inp)
     c_cap = inp.courses["capacity"].to_numpy().astype(np.int64)
     c_enrolled = np.zeros(len(inp.courses), np.int64)
-    pop = {it: np.zeros(n, np.float64) for it, n in
-           (("posting", len(inp.postings)), ("course", len(inp.courses)), ("certificate", len(inp.certificates)))}
+    pop = {
+        it: np.zeros(n, np.float64)
+        for it, n in (
+            ("posting", len(inp.postings)),
+            ("course", len(inp.courses)),
+            ("certificate", len(inp.certificates)),
+        )
+    }
     jitter = {it: _tie_break(len(pop[it])) for it in ITEM_TYPES}
     item_occ = {"posting": A.post_occ, "course": A.course_occ, "certificate": A.cert_occ}
-    item_region = {"posting": A.post_region, "course": A.course_region,
-                   "certificate": np.full(len(inp.certificates), -1)}
+    item_region = {
+        "posting": A.post_region,
+        "course": A.course_region,
+        "certificate": np.full(len(inp.certificates), -1),
+    }
     excluded: dict[str, dict[int, set]] = {it: defaultdict(set) for it in ITEM_TYPES}
     course_units = _unit_lists(inp.course_units, "course_id", len(inp.courses))
     cert_units = _unit_lists(inp.certificate_units, "certificate_id", len(inp.certificates))
 
     sessions = _Columns("session_id", "seeker_id", "item_type", "day", "policy", "n_available")
-    impressions = _Columns("session_id", "position", "seeker_id", "item_type", "item_id", "day",
-                           "propensity", "slate_propensity")
+    impressions = _Columns(
+        "session_id", "position", "seeker_id", "item_type", "item_id", "day", "propensity", "slate_propensity"
+    )
     truth = _Columns("session_id", "position", "mu", "observable", "latent", "p_examine", "p_view", "p_apply")
     events = _Columns("seeker_id", "item_type", "item_id", "event_type", "day", "session_id")
     comp_events = _Columns("seeker_id", "unit_id", "level", "day", "source", "source_id")
@@ -127,13 +139,24 @@ def simulate(inp: SimulationInput, rng: np.random.Generator, show_progress: bool
                 if p_hires[item] >= p_head[item]:
                     continue
                 comp = A.components("posting", np.array([s]), np.array([item]), inp.state)
-                screen = _sigmoid(-0.5 + 3.0 * (comp["coverage"][0] - 0.5) - comp["education_short"][0]
-                                  - 0.5 * comp["career_short"][0] - 0.5 * comp["certificates_missing"][0])
+                screen = _sigmoid(
+                    -0.5
+                    + 3.0 * (comp["coverage"][0] - 0.5)
+                    - comp["education_short"][0]
+                    - 0.5 * comp["career_short"][0]
+                    - 0.5 * comp["certificates_missing"][0]
+                )
                 congestion = p_head[item] / (p_head[item] + 0.15 * p_applies[item])
                 if rng.random() < screen * congestion:
                     p_hires[item] += 1
-                    events.add(seeker_id=s, item_type="posting", item_id=item, event_type="hire", day=t,
-                               session_id=sess)
+                    events.add(
+                        seeker_id=s,
+                        item_type="posting",
+                        item_id=item,
+                        event_type="hire",
+                        day=t,
+                        session_id=sess,
+                    )
                     if p_hires[item] >= p_head[item]:
                         p_filled[item] = t
                     if rng.random() < EXIT_IF_HIRED:
@@ -143,8 +166,14 @@ def simulate(inp: SimulationInput, rng: np.random.Generator, show_progress: bool
                 if rng.random() < inp.courses["completion_rate"].iat[item]:
                     units, levels = course_units[item]
                     _gain(inp.state, comp_events, s, units, levels, t, "course", item)
-                    events.add(seeker_id=s, item_type="course", item_id=item, event_type="complete", day=t,
-                               session_id=sess)
+                    events.add(
+                        seeker_id=s,
+                        item_type="course",
+                        item_id=item,
+                        event_type="complete",
+                        day=t,
+                        session_id=sess,
+                    )
             else:
                 comp = A.components("certificate", np.array([s]), np.array([item]), inp.state)
                 pr = inp.certificates["pass_rate"].iat[item]
@@ -153,8 +182,14 @@ def simulate(inp: SimulationInput, rng: np.random.Generator, show_progress: bool
                     _gain(inp.state, comp_events, s, units, levels, t, "certificate", item)
                     inp.state.certificates[s, item] = True
                     cert_events.add(seeker_id=s, certificate_id=item, day=t, source="exam")
-                    events.add(seeker_id=s, item_type="certificate", item_id=item, event_type="acquire", day=t,
-                               session_id=sess)
+                    events.add(
+                        seeker_id=s,
+                        item_type="certificate",
+                        item_id=item,
+                        event_type="acquire",
+                        day=t,
+                        session_id=sess,
+                    )
                 else:
                     excluded["certificate"][s].discard(item)  # failed: may register again
 
@@ -165,7 +200,9 @@ def simulate(inp: SimulationInput, rng: np.random.Generator, show_progress: bool
         churn = active[rng.random(active.size) < CHURN_PER_DAY]
         if churn.size:
             alive[churn] = False
-            exits.add(seeker_id=churn, day=d + rng.uniform(0, 0.25, churn.size), reason=np.full(churn.size, "churn"))
+            exits.add(
+                seeker_id=churn, day=d + rng.uniform(0, 0.25, churn.size), reason=np.full(churn.size, "churn")
+            )
             active = active[alive[active]]
 
         # 3. sessions
@@ -191,8 +228,24 @@ def simulate(inp: SimulationInput, rng: np.random.Generator, show_progress: bool
             if not m.any():
                 continue
             _run_sessions(
-                it, sess_id[m], sess_seeker[m], sess_day[m], open_items[it], inp, A, P, rng, pop[it], jitter[it],
-                item_occ[it], item_region[it], excluded[it], sessions, impressions, truth, events,
+                it,
+                sess_id[m],
+                sess_seeker[m],
+                sess_day[m],
+                open_items[it],
+                inp,
+                A,
+                P,
+                rng,
+                pop[it],
+                jitter[it],
+                item_occ[it],
+                item_region[it],
+                excluded[it],
+                sessions,
+                impressions,
+                truth,
+                events,
                 on_apply=lambda s, item, t, sid, it=it: _on_apply(
                     it, s, item, t, sid, rng, due, excluded, pop, p_applies, c_enrolled, c_cap, c_end
                 ),
@@ -231,8 +284,27 @@ def _on_apply(it, s, item, t, sid, rng, due, excluded, pop, p_applies, c_enrolle
     return True
 
 
-def _run_sessions(it, sid, seeker, day, open_idx, inp, A, P, rng, pop, jitter, item_occ, item_region, excluded,
-                  sessions, impressions, truth, events, on_apply) -> None:
+def _run_sessions(
+    it,
+    sid,
+    seeker,
+    day,
+    open_idx,
+    inp,
+    A,
+    P,
+    rng,
+    pop,
+    jitter,
+    item_occ,
+    item_region,
+    excluded,
+    sessions,
+    impressions,
+    truth,
+    events,
+    on_apply,
+) -> None:
     """Build slates for one item type's sessions of a day, simulate responses, log everything."""
     K, eps = inp.slate_size, inp.epsilon
     n_open = open_idx.size
@@ -259,21 +331,20 @@ def _run_sessions(it, sid, seeker, day, open_idx, inp, A, P, rng, pop, jitter, i
                 if c is not None:
                     score[r, c] = -np.inf
         for r in range(len(s_chunk)):
-            avail = np.flatnonzero(np.isfinite(score[r]))
-            n_av = avail.size
-            if n_av == 0:
+            slate = choose_slate(score[r], K, eps, rng)
+            if slate is None:
                 continue
-            k = min(K, n_av)
-            row = score[r, avail]
-            top = avail[np.argsort(-row, kind="stable")[:k]] if n_av <= 4 * K else avail[
-                _topk(row, k)]
-            explore = rng.random() < eps
-            shown = rng.choice(avail, k, replace=False) if explore else top
-            prop = eps / n_av + (1 - eps) * (shown == top)
-            slate_prop = eps * k / n_av + (1 - eps) * np.isin(shown, top)
+            shown, prop, slate_prop, explore, n_av = slate
+            k = shown.size
             g = start + r
-            sessions.add(session_id=sid[g], seeker_id=s_chunk[r], item_type=it, day=day[g],
-                         policy="explore" if explore else "greedy", n_available=n_av)
+            sessions.add(
+                session_id=sid[g],
+                seeker_id=s_chunk[r],
+                item_type=it,
+                day=day[g],
+                policy="explore" if explore else "greedy",
+                n_available=n_av,
+            )
             rows_s.append(np.full(k, s_chunk[r]))
             rows_i.append(open_idx[shown])
             rows_p.append(np.arange(k))
@@ -287,37 +358,94 @@ def _run_sessions(it, sid, seeker, day, open_idx, inp, A, P, rng, pop, jitter, i
     sid_all, day_all = np.concatenate(rows_sid), np.concatenate(rows_day)
     mu, obs, lat = A.mu(P, it, s_all, i_all, inp.state)
     p_exam, p_view, p_apply = P.examine(p_all), P.p_view(it, mu), P.p_apply(it, mu)
-    impressions.add(session_id=sid_all, position=p_all, seeker_id=s_all, item_type=np.full(s_all.size, it),
-                    item_id=i_all, day=day_all, propensity=np.concatenate(rows_prop),
-                    slate_propensity=np.concatenate(rows_slate))
-    truth.add(session_id=sid_all, position=p_all, mu=mu, observable=obs, latent=lat, p_examine=p_exam,
-              p_view=p_view, p_apply=p_apply)
+    impressions.add(
+        session_id=sid_all,
+        position=p_all,
+        seeker_id=s_all,
+        item_type=np.full(s_all.size, it),
+        item_id=i_all,
+        day=day_all,
+        propensity=np.concatenate(rows_prop),
+        slate_propensity=np.concatenate(rows_slate),
+    )
+    truth.add(
+        session_id=sid_all,
+        position=p_all,
+        mu=mu,
+        observable=obs,
+        latent=lat,
+        p_examine=p_exam,
+        p_view=p_view,
+        p_apply=p_apply,
+    )
     examined = rng.random(mu.size) < p_exam
     u = mu + rng.gumbel(0.0, 1.0, mu.size)
     viewed = examined & (u > P.tau_view[it])
     applied = examined & (u > P.tau_apply[it])
     view_day = day_all + (p_all + 1) * 15 / 86_400
     v = np.flatnonzero(viewed)
-    events.add(seeker_id=s_all[v], item_type=np.full(v.size, it), item_id=i_all[v],
-               event_type=np.full(v.size, "view"), day=view_day[v], session_id=sid_all[v])
+    events.add(
+        seeker_id=s_all[v],
+        item_type=np.full(v.size, it),
+        item_id=i_all[v],
+        event_type=np.full(v.size, "view"),
+        day=view_day[v],
+        session_id=sid_all[v],
+    )
     a_idx = np.flatnonzero(applied)
     apply_day = view_day[a_idx] + rng.uniform(20, 300, a_idx.size) / 86_400
-    keep = [on_apply(int(s_all[j]), int(i_all[j]), float(t), int(sid_all[j])) for j, t in zip(a_idx, apply_day)]
+    keep = [
+        on_apply(int(s_all[j]), int(i_all[j]), float(t), int(sid_all[j])) for j, t in zip(a_idx, apply_day)
+    ]
     keep = np.asarray(keep, dtype=bool)
     a_idx, apply_day = a_idx[keep], apply_day[keep]
-    events.add(seeker_id=s_all[a_idx], item_type=np.full(a_idx.size, it), item_id=i_all[a_idx],
-               event_type=np.full(a_idx.size, APPLY_EVENT[it]), day=apply_day, session_id=sid_all[a_idx])
+    events.add(
+        seeker_id=s_all[a_idx],
+        item_type=np.full(a_idx.size, it),
+        item_id=i_all[a_idx],
+        event_type=np.full(a_idx.size, APPLY_EVENT[it]),
+        day=apply_day,
+        session_id=sid_all[a_idx],
+    )
 
 
-def _topk(row: np.ndarray, k: int) -> np.ndarray:
-    part = np.argpartition(-row, k - 1)[:k]
-    return part[np.argsort(-row[part], kind="stable")]
+def choose_slate(score: np.ndarray, k: int, epsilon: float, rng: np.random.Generator):
+    """The logging policy for one session.
+
+    Args:
+        score: legacy score of every open item; -inf marks an unavailable item.
+        k: slate size (capped by the number of available items).
+        epsilon: probability of a uniformly random slate.
+
+    Returns:
+        None when nothing is available, else (shown columns, P(item at its position), P(item in the
+        slate), explore flag, number available). Both probabilities are exact under the policy.
+    """
+    avail = np.flatnonzero(np.isfinite(score))
+    n_av = avail.size
+    if n_av == 0:
+        return None
+    k = min(k, n_av)
+    row = score[avail]
+    part = np.argpartition(-row, k - 1)[:k] if n_av > k else np.arange(n_av)
+    top = avail[part[np.argsort(-row[part], kind="stable")]]
+    explore = bool(rng.random() < epsilon)
+    shown = rng.choice(avail, k, replace=False) if explore else top
+    prop = epsilon / n_av + (1 - epsilon) * (shown == top)
+    slate_prop = epsilon * k / n_av + (1 - epsilon) * np.isin(shown, top)
+    return shown, prop, slate_prop, explore, n_av
 
 
 def _gain(state, comp_events, s, units, levels, t, source, source_id) -> None:
     state.raise_levels(np.full(units.size, s), units, levels)
-    comp_events.add(seeker_id=np.full(units.size, s), unit_id=units, level=levels, day=np.full(units.size, t),
-                    source=np.full(units.size, source), source_id=np.full(units.size, source_id))
+    comp_events.add(
+        seeker_id=np.full(units.size, s),
+        unit_id=units,
+        level=levels,
+        day=np.full(units.size, t),
+        source=np.full(units.size, source),
+        source_id=np.full(units.size, source_id),
+    )
 
 
 def _decay(pop: dict, factor: float) -> None:

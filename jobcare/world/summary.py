@@ -28,13 +28,17 @@ def summarize(world: str | Path, n_eval_seekers: int = 1500, seed: int = 0) -> d
         "rows": {k: v["rows"] for k, v in oracle.manifest["tables"].items()},
         "events": ev.groupby(["item_type", "event_type"]).size().rename("n").reset_index().to_dict("records"),
         "applies_per_active_seeker_month": round(len(applies) / max(seeker_months, 1e-9), 3),
-        "top1pct_postings_share_of_applies": round(float(per_posting.head(top1).sum() / max(len(applies), 1)), 3),
+        "top1pct_postings_share_of_applies": round(
+            float(per_posting.head(top1).sum() / max(len(applies), 1)), 3
+        ),
         "postings_with_no_apply_share": round(1 - len(per_posting) / len(t["postings"]), 3),
         "course_completion_rate_median": round(float(t["courses"]["completion_rate"].median()), 3),
         "course_employment_rate_median": round(float(t["courses"]["employment_rate"].median()), 3),
         "course_capacity_median": int(t["courses"]["capacity"].median()),
         "course_duration_days_median": int(t["courses"]["duration_days"].median()),
-        "certificate_pass_rate_range": [round(float(t["certificates"]["pass_rate"].quantile(q)), 3) for q in (0.1, 0.9)],
+        "certificate_pass_rate_range": [
+            round(float(t["certificates"]["pass_rate"].quantile(q)), 3) for q in (0.1, 0.9)
+        ],
         "explore_session_share": round(float((t["sessions"]["policy"] == "explore").mean()), 3),
         "female_share_of_applicants_by_group": _female_share_by_group(t, applies),
         "variance_shares": realised_variance_shares(oracle, span_start + (span_end - span_start) / 2, seed),
@@ -50,7 +54,9 @@ def _active_seeker_months(t, start, end) -> float:
 
 
 def _female_share_by_group(t, applies) -> dict[str, float]:
-    a = applies.merge(t["postings"][["posting_id", "occupation_id"]], left_on="item_id", right_on="posting_id")
+    a = applies.merge(
+        t["postings"][["posting_id", "occupation_id"]], left_on="item_id", right_on="posting_id"
+    )
     a = a.merge(t["occupations"][["occupation_id", "group_id"]], on="occupation_id")
     a = a.merge(t["seekers"][["seeker_id", "gender"]], on="seeker_id")
     names = t["occupation_groups"].set_index("group_id")["name"]
@@ -58,7 +64,9 @@ def _female_share_by_group(t, applies) -> dict[str, float]:
     return {names[g]: round(float(v), 3) for g, v in share.items()}
 
 
-def realised_variance_shares(oracle: WorldOracle, at: pd.Timestamp, seed: int = 0, n_seekers: int = 300) -> dict:
+def realised_variance_shares(
+    oracle: WorldOracle, at: pd.Timestamp, seed: int = 0, n_seekers: int = 300
+) -> dict:
     """Within-seeker variance shares of (observable, latent, noise) over the postings open at ``at``."""
     rng = np.random.default_rng(seed)
     items = oracle.open_items("posting", at)
@@ -70,8 +78,13 @@ def realised_variance_shares(oracle: WorldOracle, at: pd.Timestamp, seed: int = 
     _, obs, lat = oracle.mu("posting", s, i, at)
     v_obs, v_lat = within_seeker_variance(obs, s), within_seeker_variance(lat, s)
     total = v_obs + v_lat + GUMBEL_VAR
-    return {"observable": round(v_obs / total, 3), "latent": round(v_lat / total, 3),
-            "noise": round(GUMBEL_VAR / total, 3), "open_postings": int(items.size), "at": str(at)}
+    return {
+        "observable": round(v_obs / total, 3),
+        "latent": round(v_lat / total, 3),
+        "noise": round(GUMBEL_VAR / total, 3),
+        "open_postings": int(items.size),
+        "at": str(at),
+    }
 
 
 def learnability(oracle: WorldOracle, n_seekers: int = 1500, seed: int = 0, k: int = 10) -> dict:
@@ -92,7 +105,9 @@ def learnability(oracle: WorldOracle, n_seekers: int = 1500, seed: int = 0, k: i
     post = ev[ev["item_type"] == "posting"]
     applies = post[post["event_type"] == "apply"]
     test = applies[applies["ts"] >= T]
-    train_pop = applies[(applies["ts"] < T) & (applies["ts"] >= T - pd.Timedelta(days=60))].groupby("item_id").size()
+    train_pop = (
+        applies[(applies["ts"] < T) & (applies["ts"] >= T - pd.Timedelta(days=60))].groupby("item_id").size()
+    )
     p = t["postings"]
     pool = p["posting_id"].to_numpy()[(p["open_at"] < end) & (p["close_at"] > T)]
     reg = t["seekers"].set_index("seeker_id")["registered_at"]
@@ -105,8 +120,12 @@ def learnability(oracle: WorldOracle, n_seekers: int = 1500, seed: int = 0, k: i
     for s in seekers:
         rel = np.isin(pool, list(rel_by_seeker[s])).astype(float)
         mu, obs, _ = oracle.mu("posting", np.full(pool.size, s), pool, T)
-        for name, sc in (("oracle", mu), ("observable_only", obs), ("popularity", pop + rng.random(pool.size) * 1e-3),
-                         ("random", rng.random(pool.size))):
+        for name, sc in (
+            ("oracle", mu),
+            ("observable_only", obs),
+            ("popularity", pop + rng.random(pool.size) * 1e-3),
+            ("random", rng.random(pool.size)),
+        ):
             order = np.argsort(-sc, kind="stable")
             scores[name].append(ndcg_at_k(rel[order], k, rel))
     logged = {name: round(float(np.mean(v)), 4) if v else None for name, v in scores.items()}
@@ -120,8 +139,14 @@ def learnability(oracle: WorldOracle, n_seekers: int = 1500, seed: int = 0, k: i
     imp = imp[np.isin(imp["session_id"], ex_ids)]
     tr = read_table(oracle.world, f"{TRUTH_DIR}/impressions")
     imp = imp.merge(tr, on=["session_id", "position"])
-    acted = ev[np.isin(ev["session_id"], ex_ids) & ev["event_type"].isin(["view", "apply", "enrol", "register"])]
-    grade = acted.assign(g=np.where(acted["event_type"] == "view", 1, 2)).groupby(["session_id", "item_id"])["g"].max()
+    acted = ev[
+        np.isin(ev["session_id"], ex_ids) & ev["event_type"].isin(["view", "apply", "enrol", "register"])
+    ]
+    grade = (
+        acted.assign(g=np.where(acted["event_type"] == "view", 1, 2))
+        .groupby(["session_id", "item_id"])["g"]
+        .max()
+    )
     imp = imp.join(grade, on=["session_id", "item_id"]).fillna({"g": 0})
     all_pop = ev[(ev["event_type"] != "view") & (ev["ts"] < T)].groupby(["item_type", "item_id"]).size()
     imp = imp.join(all_pop.rename("pop"), on=["item_type", "item_id"]).fillna({"pop": 0})
@@ -130,9 +155,12 @@ def learnability(oracle: WorldOracle, n_seekers: int = 1500, seed: int = 0, k: i
         rel = g["g"].to_numpy()
         if rel.max() <= 0:
             continue
-        for name, sc in (("oracle", g["mu"].to_numpy()), ("observable_only", g["observable"].to_numpy()),
-                         ("popularity", g["pop"].to_numpy() + rng.random(len(g)) * 1e-3),
-                         ("random", rng.random(len(g)))):
+        for name, sc in (
+            ("oracle", g["mu"].to_numpy()),
+            ("observable_only", g["observable"].to_numpy()),
+            ("popularity", g["pop"].to_numpy() + rng.random(len(g)) * 1e-3),
+            ("random", rng.random(len(g))),
+        ):
             ex_scores[name].append(ndcg_at_k(rel[np.argsort(-sc, kind="stable")], k))
     explore = {name: round(float(np.mean(v)), 4) if v else None for name, v in ex_scores.items()}
     explore["n_slates"] = len(ex_scores["oracle"])

@@ -19,8 +19,12 @@ from jobcare.world.regions import regions_table
 RIASEC = ["riasec_r", "riasec_i", "riasec_a", "riasec_s", "riasec_e", "riasec_c"]
 RIASEC_LETTERS = "RIASEC"
 WORK_VALUES = [
-    "wv_achievement", "wv_working_conditions", "wv_recognition",
-    "wv_relationships", "wv_support", "wv_independence",
+    "wv_achievement",
+    "wv_working_conditions",
+    "wv_recognition",
+    "wv_relationships",
+    "wv_support",
+    "wv_independence",
 ]
 GRADES = ["craftsman", "industrial_engineer", "engineer", "master"]
 GRADE_LEVEL = {"craftsman": 3, "industrial_engineer": 4, "engineer": 5, "master": 7}
@@ -40,9 +44,22 @@ _GROUPS = [
     ("Transport, Logistics & Agriculture", (6, 2, 1, 3, 3, 4), 0.15, 270, 0.5),
 ]
 _UNIT_WORDS = [
-    "planning", "analysis", "operation", "maintenance", "design", "quality control", "safety",
-    "documentation", "development", "testing", "consulting", "assessment", "installation",
-    "inspection", "coordination", "instruction",
+    "planning",
+    "analysis",
+    "operation",
+    "maintenance",
+    "design",
+    "quality control",
+    "safety",
+    "documentation",
+    "development",
+    "testing",
+    "consulting",
+    "assessment",
+    "installation",
+    "inspection",
+    "coordination",
+    "instruction",
 ]
 
 
@@ -64,10 +81,15 @@ class Taxonomy:
     def tables(self) -> dict[str, pd.DataFrame]:
         """The tables by file name."""
         return {
-            "regions": self.regions, "occupation_groups": self.groups, "competency_units": self.units,
-            "occupations": self.occupations, "occupation_units": self.occupation_units,
-            "certificates": self.certificates, "certificate_units": self.certificate_units,
-            "majors": self.majors, "major_units": self.major_units,
+            "regions": self.regions,
+            "occupation_groups": self.groups,
+            "competency_units": self.units,
+            "occupations": self.occupations,
+            "occupation_units": self.occupation_units,
+            "certificates": self.certificates,
+            "certificate_units": self.certificate_units,
+            "majors": self.majors,
+            "major_units": self.major_units,
         }
 
 
@@ -102,12 +124,13 @@ def synthetic_taxonomy(sizes: ScaleConfig, rng: np.random.Generator) -> Taxonomy
             "unit_id": np.arange(sizes.n_units, dtype=np.int32),
             "code": codes,
             "name": [
-                f"{_GROUPS[g][0].split(' ')[0].split(',')[0]} {_UNIT_WORDS[w % len(_UNIT_WORDS)]} {w // 16 + 1}"
+                f"{_short(g)} {_UNIT_WORDS[w % len(_UNIT_WORDS)]} {w // 16 + 1}"
                 for g, w in zip(unit_group, within)
             ],
             "group_id": unit_group.astype(np.int32),
             "middle_code": [c[:4] for c in codes],
             "minor_code": [c[:6] for c in codes],
+            "kind": "ncs",
         }
     )
     units_by_group = [np.flatnonzero(unit_group == g) for g in range(n_groups)]
@@ -117,10 +140,18 @@ def synthetic_taxonomy(sizes: ScaleConfig, rng: np.random.Generator) -> Taxonomy
     centroids = np.array([g[1] for g in _GROUPS], dtype=np.float64)
     riasec = np.clip(centroids[occ_group] + rng.normal(0, 0.9, (sizes.n_occupations, 6)), 1, 7)
     wv = np.clip(rng.normal(4.5, 1.0, (sizes.n_occupations, 6)), 1, 7)
-    edu = np.clip(np.rint(groups["education_mean"].to_numpy()[occ_group] + rng.normal(0, 0.8, occ_group.size)), 0, 4)
-    wage = groups["wage_base"].to_numpy()[occ_group] * np.exp(rng.normal(0, 0.2, occ_group.size)) * (1 + 0.08 * edu)
+    edu = np.clip(
+        np.rint(groups["education_mean"].to_numpy()[occ_group] + rng.normal(0, 0.8, occ_group.size)), 0, 4
+    )
+    wage = (
+        groups["wage_base"].to_numpy()[occ_group]
+        * np.exp(rng.normal(0, 0.2, occ_group.size))
+        * (1 + 0.08 * edu)
+    )
     female = np.clip(
-        rng.beta(2, 2, occ_group.size) * 0.5 + groups["female_share"].to_numpy()[occ_group] * 0.75 - 0.15, 0.02, 0.97
+        rng.beta(2, 2, occ_group.size) * 0.5 + groups["female_share"].to_numpy()[occ_group] * 0.75 - 0.15,
+        0.02,
+        0.97,
     )
     occ_rows, ou_rows = [], []
     for o in range(sizes.n_occupations):
@@ -134,9 +165,7 @@ def synthetic_taxonomy(sizes: ScaleConfig, rng: np.random.Generator) -> Taxonomy
         imp = rng.integers(1, 6, chosen.size)
         lvl = np.clip(np.rint(2 + edu[o] + rng.normal(0, 1.0, chosen.size)), 1, 8).astype(int)
         ou_rows.append(pd.DataFrame({"occupation_id": o, "unit_id": chosen, "importance": imp, "level": lvl}))
-        occ_rows.append(
-            (o, f"{g + 1:02d}{o % 100:02d}", f"{_GROUPS[g][0].split(' ')[0].split(',')[0]} job {o:03d}", g)
-        )
+        occ_rows.append((o, f"{g + 1:02d}{o % 100:02d}", f"{_short(g)} job {o:03d}", g))
     occupations = pd.DataFrame(occ_rows, columns=["occupation_id", "code", "title", "group_id"])
     occupations = occupations.astype({"occupation_id": np.int32, "group_id": np.int32})
     for j, c in enumerate(RIASEC):
@@ -150,13 +179,26 @@ def synthetic_taxonomy(sizes: ScaleConfig, rng: np.random.Generator) -> Taxonomy
     occupations["mean_age"] = np.clip(38 + rng.normal(0, 6, occ_group.size), 26, 55).round(1)
     occupation_units = _ints(pd.concat(ou_rows, ignore_index=True))
 
-    certificates, certificate_units = make_certificates(sizes.n_certificates, units, occupations, occupation_units, rng)
+    certificates, certificate_units = make_certificates(
+        sizes.n_certificates, units, occupations, occupation_units, rng
+    )
     majors, major_units = make_majors(sizes.n_majors, groups, units, rng)
     return Taxonomy(
-        regions=regions_table(), units=units, occupations=occupations, occupation_units=occupation_units,
-        certificates=certificates, certificate_units=certificate_units, majors=majors,
-        major_units=major_units, groups=groups,
+        regions=regions_table(),
+        units=units,
+        occupations=occupations,
+        occupation_units=occupation_units,
+        certificates=certificates,
+        certificate_units=certificate_units,
+        majors=majors,
+        major_units=major_units,
+        groups=groups,
     )
+
+
+def _short(g: int) -> str:
+    """First word of a synthetic group's name ("Engineering & IT" -> "Engineering")."""
+    return _GROUPS[g][0].split(" ")[0].split(",")[0]
 
 
 def _ints(df: pd.DataFrame) -> pd.DataFrame:
@@ -167,7 +209,10 @@ def _ints(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def make_certificates(
-    n: int, units: pd.DataFrame, occupations: pd.DataFrame, occupation_units: pd.DataFrame,
+    n: int,
+    units: pd.DataFrame,
+    occupations: pd.DataFrame,
+    occupation_units: pd.DataFrame,
     rng: np.random.Generator,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Certificates (Q-Net style grades) covering units of an anchor occupation.
@@ -190,12 +235,29 @@ def make_certificates(
         pass_rate = float(np.clip(base + rng.normal(0, 0.12), 0.25, 0.85))
         occ = occupations.iloc[anchor[c]]
         rows.append(
-            (c, f"{grade.replace('_', ' ').title()} in {occ['title']}", grade, int(occ["occupation_id"]),
-             int(occ["group_id"]), round(pass_rate, 3), lvl, [0, 1, 2, 2][int(grade_idx[c])])
+            (
+                c,
+                f"{grade.replace('_', ' ').title()} in {occ['title']}",
+                grade,
+                int(occ["occupation_id"]),
+                int(occ["group_id"]),
+                round(pass_rate, 3),
+                lvl,
+                [0, 1, 2, 2][int(grade_idx[c])],
+            )
         )
     certificates = pd.DataFrame(
-        rows, columns=["certificate_id", "name", "grade", "anchor_occupation_id", "group_id", "pass_rate",
-                       "level", "min_education"],
+        rows,
+        columns=[
+            "certificate_id",
+            "name",
+            "grade",
+            "anchor_occupation_id",
+            "group_id",
+            "pass_rate",
+            "level",
+            "min_education",
+        ],
     )
     return _ints(certificates), _ints(pd.concat(cu, ignore_index=True))
 
@@ -212,7 +274,9 @@ def make_majors(
         own = units.index[units["group_id"] == g].to_numpy()
         k = min(len(own), int(rng.integers(8, 21)))
         chosen = rng.choice(own, k, replace=False)
-        mu.append(pd.DataFrame({"major_id": m, "unit_id": chosen, "affinity": rng.uniform(0.3, 1.0, k).round(3)}))
+        mu.append(
+            pd.DataFrame({"major_id": m, "unit_id": chosen, "affinity": rng.uniform(0.3, 1.0, k).round(3)})
+        )
         rows.append((m, f"{groups['name'][g].split(' ')[0].split(',')[0]} studies {m:03d}", g))
     majors = pd.DataFrame(rows, columns=["major_id", "name", "group_id"])
     return _ints(majors), _ints(pd.concat(mu, ignore_index=True))

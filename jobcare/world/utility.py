@@ -34,16 +34,32 @@ GUMBEL_VAR = math.pi**2 / 6
 
 WEIGHTS: dict[str, dict[str, float]] = {
     "posting": {
-        "coverage": 2.5, "riasec": 1.2, "work_values": 0.4, "distance_100km": -1.0, "log_wage_ratio": 1.0,
-        "education_short": -0.8, "education_over": -0.3, "career_short": -0.6, "certificates_missing": -0.5,
-        "desired": 1.5, "group_match": 0.5,
+        "coverage": 2.5,
+        "riasec": 1.2,
+        "work_values": 0.4,
+        "distance_100km": -1.0,
+        "log_wage_ratio": 1.0,
+        "education_short": -0.8,
+        "education_over": -0.3,
+        "career_short": -0.6,
+        "certificates_missing": -0.5,
+        "desired": 1.5,
+        "group_match": 0.5,
     },
     "course": {
-        "novelty_relevant": 2.0, "riasec": 1.0, "distance_100km": -2.0, "employment_rate": 1.5,
-        "desired": 1.0, "group_match": 0.8,
+        "novelty_relevant": 2.0,
+        "riasec": 1.0,
+        "distance_100km": -2.0,
+        "employment_rate": 1.5,
+        "desired": 1.0,
+        "group_match": 0.8,
     },
     "certificate": {
-        "readiness": 1.5, "riasec": 1.0, "desired": 1.5, "group_match": 0.8, "education_short": -0.8,
+        "readiness": 1.5,
+        "riasec": 1.0,
+        "desired": 1.5,
+        "group_match": 0.8,
+        "education_short": -0.8,
         "difficulty": -0.8,
     },
 }
@@ -118,7 +134,9 @@ class WorldArrays:
         self.post_edu = p["education_required"].to_numpy().astype(np.float64)
         self.post_career = p["career_required"].to_numpy().astype(np.float64)
         self.post_certs = np.full((len(p), 2), -1, dtype=np.int64)
-        for pid, (certs,) in enumerate(group_arrays(t["posting_certificates"], "posting_id", len(p), ["certificate_id"])):
+        for pid, (certs,) in enumerate(
+            group_arrays(t["posting_certificates"], "posting_id", len(p), ["certificate_id"])
+        ):
             self.post_certs[pid, : len(certs[:2])] = certs[:2]
         c = t["courses"]
         self.course_occ = c["target_occupation_id"].to_numpy()
@@ -142,7 +160,9 @@ class WorldArrays:
             self.item_z[it] = rows[zcols].to_numpy(dtype=np.float64)
             self.item_bias[it] = rows["bias"].to_numpy(dtype=np.float64)
 
-    def components(self, item_type: str, s: np.ndarray, i: np.ndarray, state: CompetencyState) -> dict[str, np.ndarray]:
+    def components(
+        self, item_type: str, s: np.ndarray, i: np.ndarray, state: CompetencyState
+    ) -> dict[str, np.ndarray]:
         """Observable-fit components for pairs (s[k], i[k]) given the seekers' competency ``state``."""
         levels = state.levels
         s = np.asarray(s, dtype=np.int64)
@@ -207,7 +227,9 @@ class WorldArrays:
         lat = lat + self.item_bias[item_type][i]
         return obs, lat
 
-    def mu(self, params: UtilityParams, item_type: str, s, i, state) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def mu(
+        self, params: UtilityParams, item_type: str, s, i, state
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mu, observable part, latent part) for pairs, scaled by the calibration in ``params``."""
         obs, lat = self.raw_parts(params, item_type, s, i, state)
         obs = obs * params.scale_obs[item_type]
@@ -224,11 +246,15 @@ class CompetencyState:
 
     @classmethod
     def empty(cls, n_seekers: int, n_units: int, n_certificates: int) -> CompetencyState:
-        return cls(np.zeros((n_seekers, n_units + 1), dtype=np.int8), np.zeros((n_seekers, n_certificates), bool))
+        return cls(
+            np.zeros((n_seekers, n_units + 1), dtype=np.int8), np.zeros((n_seekers, n_certificates), bool)
+        )
 
     def raise_levels(self, seekers: np.ndarray, units: np.ndarray, levels: np.ndarray) -> None:
         """levels[s, u] = max(levels[s, u], level) for each row (repeated pairs handled)."""
-        np.maximum.at(self.levels, (np.asarray(seekers), np.asarray(units)), np.asarray(levels, dtype=np.int8))
+        np.maximum.at(
+            self.levels, (np.asarray(seekers), np.asarray(units)), np.asarray(levels, dtype=np.int8)
+        )
 
 
 def _certs_missing(held: np.ndarray, s: np.ndarray, certs: np.ndarray) -> np.ndarray:
@@ -272,8 +298,15 @@ def solve_threshold(mu: np.ndarray, target: float) -> float:
 
 
 def calibrate(
-    A: WorldArrays, state: CompetencyState, params: UtilityParams, item_counts: dict[str, int],
-    view_rate: float, apply_rate: float, rng: np.random.Generator, n_seekers: int = 2000, n_items: int = 60,
+    A: WorldArrays,
+    state: CompetencyState,
+    params: UtilityParams,
+    item_counts: dict[str, int],
+    view_rate: float,
+    apply_rate: float,
+    rng: np.random.Generator,
+    n_seekers: int = 2000,
+    n_items: int = 60,
 ) -> UtilityParams:
     """Set the observable/latent scales and the view/apply thresholds in ``params`` (returned).
 

@@ -1,0 +1,39 @@
+"""The CLI: config validation and named errors (exit 2, no traceback)."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from jobcare.cli import app
+
+runner = CliRunner()
+
+
+def test_unknown_config_key_is_a_named_error(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("world:\n  scale: tiny\n  seeds: 3\n")
+    r = runner.invoke(app, ["world", "generate", "--config", str(cfg), "--out", str(tmp_path / "w")])
+    assert r.exit_code == 2
+    assert "world.seeds" in r.output and "Extra inputs are not permitted" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_generate_validate_summary_via_cli(tmp_path):
+    out = tmp_path / "w"
+    r = runner.invoke(
+        app, ["world", "generate", "-c", "configs/tiny.yaml", "--out", str(out), "--no-progress"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "500 seekers" in r.output
+    r = runner.invoke(app, ["world", "validate", str(out), "-c", "configs/tiny.yaml"])
+    assert r.exit_code == 0 and "valid" in r.output
+    r = runner.invoke(
+        app, ["world", "summary", str(out), "-c", "configs/tiny.yaml", "--json", str(tmp_path / "s.json")]
+    )
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "s.json").is_file()
+
+
+def test_validate_missing_world_is_a_named_error(tmp_path):
+    r = runner.invoke(app, ["world", "validate", str(tmp_path / "nope")])
+    assert r.exit_code == 2 and "WorldNotFoundError" in r.output

@@ -1,0 +1,114 @@
+"""Each data-contract rule catches a hand-made corruption of a tiny world."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from jobcare.contracts import validate_tables, validate_world
+from jobcare.errors import ContractError
+
+
+def _span(tiny_world):
+    import json
+
+    m = json.loads((tiny_world / "manifest.json").read_text())["span"]
+    return pd.Timestamp(m["start"]), pd.Timestamp(m["end"])
+
+
+def _copy(tables):
+    return {k: v.copy() for k, v in tables.items()}
+
+
+def test_generated_world_is_valid(tiny_world):
+    rows = validate_world(tiny_world)
+    assert rows["seekers"] == 500 and rows["events"] > 1000
+
+
+def _first(violations, rule):
+    found = [v for v in violations if v.rule == rule]
+    assert found, f"rule {rule} not reported; got {[v.rule for v in violations]}"
+    return found[0]
+
+
+def test_missing_column(tiny_tables, tiny_world):
+    t = _copy(tiny_tables)
+    t["postings"] = t["postings"].drop(columns=["wage"])
+    v = _first(validate_tables(t, *_span(tiny_world)), "missing_column")
+    assert (v.table, v.column) == ("postings", "wage")
+
+
+def test_null_id(tiny_tables, tiny_world):
+    t = _copy(tiny_tables)
+    t["events"]["seeker_id"] = t["events"]["seeker_id"].astype("Int32")
+    t["events"].loc[5, "seeker_id"] = pd.NA
+    v = _first(validate_tables(t, *_span(tiny_world)), "null_value")
+    assert (v.table, v.column, v.n_rows) == ("events", "seeker_id", 1)
+    assert v.examples[0]["row"] == 5
+
+
+def test_foreign_key_break(tiny_tables, tiny_world):
+    t = _copy(tiny_tables)
+    t["postings"].loc[3, "occupation_id"] = 99_999
+    v = _first(validate_tables(t, *_span(tiny_world)), "foreign_key")
+    assert (v.table, v.column, v.n_rows) == ("postings", "occupation_id", 1)
+    assert "occupations.occupation_id" in v.detail
+
+
+def test_future_timestamp(tiny_tables, tiny_world):
+    t = _copy(tiny_tables)
+    t["events"].loc[7, "ts"] = pd.Timestamp("2031-01-01", tz="UTC")
+    v = _first(validate_tables(t, *_span(tiny_world)), "outside_span")
+    assert (v.table, v.column) == ("events", "ts") and v.examples[0]["row"] == 7
+
+
+def test_duplicate_id(tiny_tables, tiny_world):
+    t = _copy(tiny_tables)
+    t["seekers"].loc[10, "seeker_id"] = 9
+    vs = validate_tables(t, *_span(tiny_world))
+    v = _first(vs, "duplicate_key")
+    assert (v.table, v.column, v.n_rows) == ("seekers", "seeker_id", 2)
+
+
+def test_hire_without_apply(tiny_tables, tiny_world):
+    t = _copy(tiny_tables)
+    ev = t["events"]
+    hire = ev.index[ev["event_type"] == "hire"][0]
+    s, item = ev.loc[hire, "seeker_id"], ev.loc[hire, "item_id"]
+    ev = ev.drop(ev.index[(ev["event_type"] == "apply") & (ev["seeker_id"] == s) & (ev["item_id"] == item)])
+    t["events"] = ev
+    v = _first(validate_tables(t, *_span(tiny_world)), "outcome_without_action")
+    assert v.table == "events" and v.examples[0]["event_type"] == "hire"
+
+
+def test_apply_before_view_and_out_of_range(tiny_tables, tiny_world):
+    t = _copy(tiny_tables)
+    ev = t["events"]
+    a = ev.index[ev["event_type"] == "apply"][0]
+    ev.loc[a, "ts"] = ev.loc[a, "ts"] - pd.Timedelta(days=3)
+    t["postings"].loc[0, "headcount"] = 0
+    vs = validate_tables(t, *_span(tiny_world))
+    assert _first(vs, "action_without_view").table == "events"
+    assert _first(vs, "out_of_range").column == "headcount"
+
+
+def test_missing_table_and_error_message(tiny_tables, tiny_world):
+    t = _copy(tiny_tables)
+    del t["courses"]
+    vs = validate_tables(t, *_span(tiny_world))
+    assert [v.rule for v in vs] == ["missing_table"]
+    err = ContractError(vs)
+    assert "[missing_table] courses" in str(err)
+
+
+def test_validate_world_raises_on_corrupt_files(tiny_world, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_world, bad)
+    p = pd.read_parquet(bad / "postings.parquet")
+    p.loc[1, "posting_id"] = 0
+    p.to_parquet(bad / "postings.parquet")
+    with pytest.raises(ContractError) as e:
+        validate_world(bad)
+    assert {"duplicate_key", "id_not_dense"} <= e.value.rules
