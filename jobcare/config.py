@@ -153,8 +153,34 @@ class SummaryConfig(StrictModel):
     seed: int = 0
 
 
+class FeaturesConfig(StrictModel):
+    """Feature store profile and locations. ``JOBCARE_PROFILE`` / ``JOBCARE_REDIS`` /
+    ``JOBCARE_FEAST_REGISTRY_URL`` in the environment override the file (no secrets in the repo)."""
+
+    profile: Literal["local", "production"] = "local"
+    repo: Path = Path(".jobcare/feature_repo")
+    project: str = Field("jobcare", pattern=r"^[a-z][a-z0-9_]*$")
+    redis: str = "127.0.0.1:6379"
+    registry_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+    def resolved(self) -> FeaturesConfig:
+        """A copy with the environment overrides applied."""
+        import os
+
+        upd = {}
+        for env, key in (
+            ("JOBCARE_PROFILE", "profile"),
+            ("JOBCARE_REDIS", "redis"),
+            ("JOBCARE_FEAST_REGISTRY_URL", "registry_url"),
+        ):
+            if os.environ.get(env):
+                upd[key] = os.environ[env]
+        return self.model_validate(self.model_dump() | upd)
+
+
 class ProjectConfig(StrictModel):
     """One YAML file, one section per stage; every command reads the section it needs."""
 
     world: WorldConfig = WorldConfig()
     summary: SummaryConfig = SummaryConfig()
+    features: FeaturesConfig = FeaturesConfig()

@@ -16,7 +16,7 @@ from jobcare.errors import ConfigError
 from jobcare.world.catalog import make_courses, make_employers, make_postings, to_ts
 from jobcare.world.io import MANIFEST, TRUTH_DIR, write_table
 from jobcare.world.seekers import make_seekers
-from jobcare.world.simulate import SimulationInput, simulate
+from jobcare.world.simulate import SimulationInput, decode, simulate
 from jobcare.world.taxonomy import Taxonomy, synthetic_taxonomy
 from jobcare.world.utility import CompetencyState, UtilityParams, WorldArrays, calibrate
 
@@ -183,9 +183,9 @@ def _event_tables(sim: dict, pack, start: np.datetime64) -> dict[str, pd.DataFra
         {
             "session_id": sessions["session_id"].astype(np.int64),
             "seeker_id": sessions["seeker_id"].astype(np.int32),
-            "item_type": sessions["item_type"].astype(str),
+            "item_type": decode("item_type", sessions["item_type"]),
             "ts": to_ts(start, sessions["day"]),
-            "policy": sessions["policy"].astype(str),
+            "policy": decode("policy", sessions["policy"]),
             "n_available": sessions["n_available"].astype(np.int32),
         }
     )
@@ -195,7 +195,7 @@ def _event_tables(sim: dict, pack, start: np.datetime64) -> dict[str, pd.DataFra
             "session_id": imp["session_id"].astype(np.int64),
             "position": imp["position"].astype(np.int16),
             "seeker_id": imp["seeker_id"].astype(np.int32),
-            "item_type": imp["item_type"].astype(str),
+            "item_type": decode("item_type", imp["item_type"]),
             "item_id": imp["item_id"].astype(np.int32),
             "ts": to_ts(start, imp["day"]),
             "propensity": imp["propensity"].astype(np.float64),
@@ -203,6 +203,9 @@ def _event_tables(sim: dict, pack, start: np.datetime64) -> dict[str, pd.DataFra
         }
     )
     ev = sim["events"]
+    ev = ev.assign(
+        event_type=decode("event_type", ev["event_type"]), item_type=decode("item_type", ev["item_type"])
+    )
     ev = ev.assign(order=ev["event_type"].map(EVENT_ORDER)).sort_values(
         ["day", "order", "seeker_id", "item_id"], kind="stable"
     )
@@ -210,9 +213,9 @@ def _event_tables(sim: dict, pack, start: np.datetime64) -> dict[str, pd.DataFra
         {
             "event_id": np.arange(len(ev), dtype=np.int64),
             "seeker_id": ev["seeker_id"].astype(np.int32).to_numpy(),
-            "item_type": ev["item_type"].astype(str).to_numpy(),
+            "item_type": ev["item_type"].to_numpy(),
             "item_id": ev["item_id"].astype(np.int32).to_numpy(),
-            "event_type": ev["event_type"].astype(str).to_numpy(),
+            "event_type": ev["event_type"].to_numpy(),
             "ts": to_ts(start, ev["day"].to_numpy()),
             "session_id": ev["session_id"].astype(np.int64).to_numpy(),
         }
@@ -238,7 +241,7 @@ def _event_tables(sim: dict, pack, start: np.datetime64) -> dict[str, pd.DataFra
                     "unit_id": ce["unit_id"].astype(np.int32),
                     "level": ce["level"].astype(np.int8),
                     "ts": to_ts(start, ce["day"]),
-                    "source": ce["source"].astype(str),
+                    "source": decode("source", ce["source"]),
                     "source_id": ce["source_id"].astype(np.int32),
                 }
             ),
@@ -264,7 +267,7 @@ def _event_tables(sim: dict, pack, start: np.datetime64) -> dict[str, pd.DataFra
                     "seeker_id": cer["seeker_id"].astype(np.int32),
                     "certificate_id": cer["certificate_id"].astype(np.int32),
                     "acquired_at": to_ts(start, cer["day"]),
-                    "source": cer["source"].astype(str),
+                    "source": decode("source", cer["source"]),
                 }
             ),
         ],
@@ -276,7 +279,7 @@ def _event_tables(sim: dict, pack, start: np.datetime64) -> dict[str, pd.DataFra
         {
             "seeker_id": ex["seeker_id"].astype(np.int32),
             "exited_at": to_ts(start, ex["day"]),
-            "reason": ex["reason"].astype(str),
+            "reason": decode("reason", ex["reason"]),
         }
     ).sort_values(["exited_at", "seeker_id"], kind="stable", ignore_index=True)
     return {

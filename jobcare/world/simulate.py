@@ -57,20 +57,47 @@ class SimulationInput:
 
 
 class _Columns:
-    """Append-only columnar buffer (lists of numpy chunks)."""
+    """Append-only columnar buffer: vector chunks (``add``) and single rows (``add_row``, kept in plain
+    lists so that millions of small outcomes do not cost one numpy array each). Strings are stored as
+    small integer codes (see ``CODES``) and decoded by the caller."""
 
     def __init__(self, *names: str):
-        self.cols: dict[str, list] = {n: [] for n in names}
+        self.chunks: dict[str, list] = {n: [] for n in names}
+        self.rows: dict[str, list] = {n: [] for n in names}
 
     def add(self, **arrays) -> None:
-        n = None
         for k, v in arrays.items():
-            v = np.atleast_1d(np.asarray(v))
-            n = len(v) if n is None else n
-            self.cols[k].append(v)
+            self.chunks[k].append(np.atleast_1d(np.asarray(v)))
+
+    def add_row(self, **values) -> None:
+        for k, v in values.items():
+            self.rows[k].append(v)
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame({k: (np.concatenate(v) if v else np.array([])) for k, v in self.cols.items()})
+        return pd.DataFrame(
+            {
+                k: np.concatenate([*self.chunks[k], np.asarray(self.rows[k])])
+                if (self.chunks[k] or self.rows[k])
+                else np.array([])
+                for k in self.chunks
+            }
+        )
+
+
+# string columns are buffered as int8 codes into these vocabularies
+CODES = {
+    "item_type": list(ITEM_TYPES),
+    "event_type": ["view", "apply", "hire", "enrol", "complete", "register", "acquire"],
+    "policy": ["greedy", "explore"],
+    "reason": ["hired", "churn"],
+    "source": ["initial", "course", "certificate", "exam"],
+}
+CODE = {col: {v: np.int8(i) for i, v in enumerate(vals)} for col, vals in CODES.items()}
+
+
+def decode(col: str, codes) -> np.ndarray:
+    """Codes -> an object array of shared string objects (8 bytes a row)."""
+    return np.asarray(CODES[col], dtype=object)[np.asarray(codes, dtype=np.int64)]
 
 
 def _sigmoid(x):
@@ -149,11 +176,11 @@ def simulate(
                 congestion = p_head[item] / (p_head[item] + 0.15 * p_applies[item])
                 if rng.random() < screen * congestion:
                     p_hires[item] += 1
-                    events.add(
+                    events.add_row(
                         seeker_id=s,
-                        item_type="posting",
+                        item_type=CODE["item_type"]["posting"],
                         item_id=item,
-                        event_type="hire",
+                        event_type=CODE["event_type"]["hire"],
                         day=t,
                         session_id=sess,
                     )
@@ -161,16 +188,16 @@ def simulate(
                         p_filled[item] = t
                     if rng.random() < EXIT_IF_HIRED:
                         alive[s] = False
-                        exits.add(seeker_id=s, day=t, reason="hired")
+                        exits.add_row(seeker_id=s, day=t, reason=CODE["reason"]["hired"])
             elif kind == "course":
                 if rng.random() < inp.courses["completion_rate"].iat[item]:
                     units, levels = course_units[item]
                     _gain(inp.state, comp_events, s, units, levels, t, "course", item)
-                    events.add(
+                    events.add_row(
                         seeker_id=s,
-                        item_type="course",
+                        item_type=CODE["item_type"]["course"],
                         item_id=item,
-                        event_type="complete",
+                        event_type=CODE["event_type"]["complete"],
                         day=t,
                         session_id=sess,
                     )
@@ -181,12 +208,14 @@ def simulate(
                     units, levels = cert_units[item]
                     _gain(inp.state, comp_events, s, units, levels, t, "certificate", item)
                     inp.state.certificates[s, item] = True
-                    cert_events.add(seeker_id=s, certificate_id=item, day=t, source="exam")
-                    events.add(
+                    cert_events.add_row(
+                        seeker_id=s, certificate_id=item, day=t, source=CODE["source"]["exam"]
+                    )
+                    events.add_row(
                         seeker_id=s,
-                        item_type="certificate",
+                        item_type=CODE["item_type"]["certificate"],
                         item_id=item,
-                        event_type="acquire",
+                        event_type=CODE["event_type"]["acquire"],
                         day=t,
                         session_id=sess,
                     )
@@ -201,7 +230,9 @@ def simulate(
         if churn.size:
             alive[churn] = False
             exits.add(
-                seeker_id=churn, day=d + rng.uniform(0, 0.25, churn.size), reason=np.full(churn.size, "churn")
+                seeker_id=churn,
+                day=d + rng.uniform(0, 0.25, churn.size),
+                reason=np.full(churn.size, CODE["reason"]["churn"]),
             )
             active = active[alive[active]]
 
@@ -337,12 +368,12 @@ def _run_sessions(
             shown, prop, slate_prop, explore, n_av = slate
             k = shown.size
             g = start + r
-            sessions.add(
+            sessions.add_row(
                 session_id=sid[g],
                 seeker_id=s_chunk[r],
-                item_type=it,
+                item_type=CODE["item_type"][it],
                 day=day[g],
-                policy="explore" if explore else "greedy",
+                policy=CODE["policy"]["explore" if explore else "greedy"],
                 n_available=n_av,
             )
             rows_s.append(np.full(k, s_chunk[r]))
@@ -362,7 +393,7 @@ def _run_sessions(
         session_id=sid_all,
         position=p_all,
         seeker_id=s_all,
-        item_type=np.full(s_all.size, it),
+        item_type=np.full(s_all.size, CODE["item_type"][it]),
         item_id=i_all,
         day=day_all,
         propensity=np.concatenate(rows_prop),
@@ -386,9 +417,9 @@ def _run_sessions(
     v = np.flatnonzero(viewed)
     events.add(
         seeker_id=s_all[v],
-        item_type=np.full(v.size, it),
+        item_type=np.full(v.size, CODE["item_type"][it]),
         item_id=i_all[v],
-        event_type=np.full(v.size, "view"),
+        event_type=np.full(v.size, CODE["event_type"]["view"]),
         day=view_day[v],
         session_id=sid_all[v],
     )
@@ -401,9 +432,9 @@ def _run_sessions(
     a_idx, apply_day = a_idx[keep], apply_day[keep]
     events.add(
         seeker_id=s_all[a_idx],
-        item_type=np.full(a_idx.size, it),
+        item_type=np.full(a_idx.size, CODE["item_type"][it]),
         item_id=i_all[a_idx],
-        event_type=np.full(a_idx.size, APPLY_EVENT[it]),
+        event_type=np.full(a_idx.size, CODE["event_type"][APPLY_EVENT[it]]),
         day=apply_day,
         session_id=sid_all[a_idx],
     )
@@ -443,7 +474,7 @@ def _gain(state, comp_events, s, units, levels, t, source, source_id) -> None:
         unit_id=units,
         level=levels,
         day=np.full(units.size, t),
-        source=np.full(units.size, source),
+        source=np.full(units.size, CODE["source"][source]),
         source_id=np.full(units.size, source_id),
     )
 
