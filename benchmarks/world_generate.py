@@ -34,8 +34,13 @@ TARGETS = {"national": {"seconds": 1800, "peak_rss_mib": 12 * 1024}}
 def run(scale: str, seed: int) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"world-{scale}-") as out:
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-        p = subprocess.run([sys.executable, "-c", CHILD, scale, str(seed), out], capture_output=True, text=True,
-                           env=env, check=False)
+        p = subprocess.run(
+            [sys.executable, "-c", CHILD, scale, str(seed), out],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
         if p.returncode != 0:
             raise SystemExit(f"{scale}: generation failed (exit {p.returncode}):\n{p.stderr[-3000:]}")
         res = json.loads(p.stdout.strip().splitlines()[-1])
@@ -55,13 +60,19 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "world_generate.json")
     a = ap.parse_args()
-    results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-               "date": time.strftime("%Y-%m-%d"), "scales": {}}
+    results = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "date": time.strftime("%Y-%m-%d"),
+        "scales": {},
+    }
     for scale in a.scales:
         r = run(scale, a.seed)
         results["scales"][scale] = r
-        print(f"{scale:9s} {r['seconds']:8.1f} s  peak {r['peak_rss_mib']:8.0f} MiB  disk {r['disk_mib']:7.0f} MiB  "
-              f"{r['events']:>11,} events  {r['impressions']:>11,} impressions", flush=True)
+        print(
+            f"{scale:9s} {r['seconds']:8.1f} s  peak {r['peak_rss_mib']:8.0f} MiB  disk {r['disk_mib']:7.0f} MiB  "
+            f"{r['events']:>11,} events  {r['impressions']:>11,} impressions",
+            flush=True,
+        )
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {a.out}")

@@ -28,7 +28,13 @@ certificate_attributes_source = _source("certificate_attributes")
 occupation_profile_source = _source("occupation_profile")
 
 SOURCES = [
-    seeker_profile_source, seeker_psych_source, seeker_competency_source, seeker_activity_source,
-    posting_attributes_source, posting_popularity_source, course_attributes_source,
-    certificate_attributes_source, occupation_profile_source,
+    seeker_profile_source,
+    seeker_psych_source,
+    seeker_competency_source,
+    seeker_activity_source,
+    posting_attributes_source,
+    posting_popularity_source,
+    course_attributes_source,
+    certificate_attributes_source,
+    occupation_profile_source,
 ]

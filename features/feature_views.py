@@ -1,8 +1,10 @@
 """Feast feature views over the world's feature tables. Every field is described.
 
-TTLs: static profiles never expire (ttl 0); daily snapshots (activity, popularity, demand) keep for a
-year so that a seeker or posting with no recent event reads its last (zero) snapshot; postings and
-courses keep for 180 days after their attribute row (they close within weeks).
+TTLs are 0 (no expiry) on purpose. Feast 0.67's file offline store drops an entity row from
+``get_historical_features`` (instead of returning nulls) when the entity's only feature rows lie
+outside the TTL window or after the entity timestamp (seen here: 29 of 30 rows lost). Staleness is
+handled in the data instead: rolling windows are daily snapshots that fall to zero by themselves,
+every entity has a row from its first moment, and items are only queried while open.
 """
 
 from datetime import timedelta
@@ -16,8 +18,14 @@ from features.entities import certificate, occupation, posting, seeker, training
 FOREVER = timedelta(0)
 PROTECTED = {"protected": "true", "purpose": "fairness audit only; never a ranker input"}
 RIASEC_FIELDS = ["riasec_r", "riasec_i", "riasec_a", "riasec_s", "riasec_e", "riasec_c"]
-WORK_VALUE_FIELDS = ["wv_achievement", "wv_working_conditions", "wv_recognition", "wv_relationships",
-                     "wv_support", "wv_independence"]
+WORK_VALUE_FIELDS = [
+    "wv_achievement",
+    "wv_working_conditions",
+    "wv_recognition",
+    "wv_relationships",
+    "wv_support",
+    "wv_independence",
+]
 
 
 def _f(name, dtype, description, tags=None):
@@ -25,7 +33,11 @@ def _f(name, dtype, description, tags=None):
 
 
 seeker_profile = FeatureView(
-    name="seeker_profile", entities=[seeker], ttl=FOREVER, online=True, source=src.seeker_profile_source,
+    name="seeker_profile",
+    entities=[seeker],
+    ttl=FOREVER,
+    online=True,
+    source=src.seeker_profile_source,
     description="Basic information of the resume, as registered.",
     schema=[
         _f("region_id", Int64, "home region (0-16, the 17 Korean regions)"),
@@ -42,14 +54,25 @@ seeker_profile = FeatureView(
 )
 
 seeker_psych = FeatureView(
-    name="seeker_psych", entities=[seeker], ttl=FOREVER, online=True, source=src.seeker_psych_source,
+    name="seeker_psych",
+    entities=[seeker],
+    ttl=FOREVER,
+    online=True,
+    source=src.seeker_psych_source,
     description="Psych tests: job-interest (RIASEC) scores and work values, 0-100.",
     schema=[_f(c, Float32, f"job-interest test score, {c[-1].upper()} scale (0-100)") for c in RIASEC_FIELDS]
-    + [_f(c, Float32, f"work-values test score: {c[3:].replace('_', ' ')} (0-100)") for c in WORK_VALUE_FIELDS],
+    + [
+        _f(c, Float32, f"work-values test score: {c[3:].replace('_', ' ')} (0-100)")
+        for c in WORK_VALUE_FIELDS
+    ],
 )
 
 seeker_competency = FeatureView(
-    name="seeker_competency", entities=[seeker], ttl=FOREVER, online=True, source=src.seeker_competency_source,
+    name="seeker_competency",
+    entities=[seeker],
+    ttl=FOREVER,
+    online=True,
+    source=src.seeker_competency_source,
     description="Held competency units and certificates; a new row each time they change (course, exam).",
     schema=[
         _f("unit_ids", Array(Int64), "held competency units (sorted)"),
@@ -65,18 +88,28 @@ seeker_competency = FeatureView(
 
 _ACTIVITY = []
 for _w in (7, 30, 90):
-    for _e, _what in (("views", "items viewed"), ("applies", "postings applied to"), ("hires", "hires"),
-                      ("enrolments", "course enrolments")):
+    for _e, _what in (
+        ("views", "items viewed"),
+        ("applies", "postings applied to"),
+        ("hires", "hires"),
+        ("enrolments", "course enrolments"),
+    ):
         _ACTIVITY.append(_f(f"{_e}_{_w}d", Int64, f"{_what} in the {_w} days before the snapshot day"))
 seeker_activity = FeatureView(
-    name="seeker_activity", entities=[seeker], ttl=timedelta(days=365), online=True,
+    name="seeker_activity",
+    entities=[seeker],
+    ttl=FOREVER,
+    online=True,
     source=src.seeker_activity_source,
     description="Rolling activity counts, daily snapshots at 00:00 UTC using only events before that moment.",
     schema=_ACTIVITY,
 )
 
 posting_attributes = FeatureView(
-    name="posting_attributes", entities=[posting], ttl=timedelta(days=180), online=True,
+    name="posting_attributes",
+    entities=[posting],
+    ttl=FOREVER,
+    online=True,
     source=src.posting_attributes_source,
     description="What the employer wrote in the posting.",
     schema=[
@@ -94,7 +127,10 @@ posting_attributes = FeatureView(
 )
 
 posting_popularity = FeatureView(
-    name="posting_popularity", entities=[posting], ttl=timedelta(days=365), online=True,
+    name="posting_popularity",
+    entities=[posting],
+    ttl=FOREVER,
+    online=True,
     source=src.posting_popularity_source,
     description="Daily snapshots while the posting is open, counting events before 00:00 UTC of that day.",
     schema=[
@@ -107,7 +143,10 @@ posting_popularity = FeatureView(
 )
 
 course_attributes = FeatureView(
-    name="course_attributes", entities=[training_course], ttl=FOREVER, online=True,
+    name="course_attributes",
+    entities=[training_course],
+    ttl=FOREVER,
+    online=True,
     source=src.course_attributes_source,
     description="Training course run: provider, place, dates, units taught and historical outcomes.",
     schema=[
@@ -125,7 +164,10 @@ course_attributes = FeatureView(
 )
 
 certificate_attributes = FeatureView(
-    name="certificate_attributes", entities=[certificate], ttl=timedelta(days=365), online=True,
+    name="certificate_attributes",
+    entities=[certificate],
+    ttl=FOREVER,
+    online=True,
     source=src.certificate_attributes_source,
     description="Certificate grade, difficulty, units, and its demand in open postings (daily snapshots).",
     schema=[
@@ -141,7 +183,10 @@ certificate_attributes = FeatureView(
 )
 
 occupation_profile = FeatureView(
-    name="occupation_profile", entities=[occupation], ttl=FOREVER, online=True,
+    name="occupation_profile",
+    entities=[occupation],
+    ttl=FOREVER,
+    online=True,
     source=src.occupation_profile_source,
     description="Occupation requirements and profile from the taxonomy (NCS/KECO-style or O*NET).",
     schema=[
@@ -154,12 +199,22 @@ occupation_profile = FeatureView(
         _f("required_unit_levels", Array(Int64), "required level (1-8) of each unit"),
     ]
     + [_f(f"occ_{c}", Float32, f"interest profile, {c[-1].upper()} scale (1-7)") for c in RIASEC_FIELDS]
-    + [_f(f"occ_{c}", Float32, f"work-values profile: {c[3:].replace('_', ' ')} (1-7)") for c in WORK_VALUE_FIELDS],
+    + [
+        _f(f"occ_{c}", Float32, f"work-values profile: {c[3:].replace('_', ' ')} (1-7)")
+        for c in WORK_VALUE_FIELDS
+    ],
 )
 
 FEATURE_VIEWS = [
-    seeker_profile, seeker_psych, seeker_competency, seeker_activity, posting_attributes, posting_popularity,
-    course_attributes, certificate_attributes, occupation_profile,
+    seeker_profile,
+    seeker_psych,
+    seeker_competency,
+    seeker_activity,
+    posting_attributes,
+    posting_popularity,
+    course_attributes,
+    certificate_attributes,
+    occupation_profile,
 ]
 
 

@@ -26,25 +26,57 @@ from jobcare.world.taxonomy import RIASEC, WORK_VALUES
 
 PAIR_FEATURES = {
     "posting": [
-        "coverage", "missing_units", "n_required_units", "riasec_congruence", "work_values_congruence",
-        "region_distance_km", "same_region", "log_wage_ratio", "education_gap", "career_gap",
-        "certificates_required", "certificates_missing", "desired_occupation_match", "desired_group_match",
-        "days_since_open", "days_to_close",
+        "coverage",
+        "missing_units",
+        "n_required_units",
+        "riasec_congruence",
+        "work_values_congruence",
+        "region_distance_km",
+        "same_region",
+        "log_wage_ratio",
+        "education_gap",
+        "career_gap",
+        "certificates_required",
+        "certificates_missing",
+        "desired_occupation_match",
+        "desired_group_match",
+        "days_since_open",
+        "days_to_close",
     ],
     "course": [
-        "new_unit_share", "desired_gap_closure", "riasec_congruence", "region_distance_km", "same_region",
-        "desired_occupation_match", "desired_group_match", "days_to_start",
+        "new_unit_share",
+        "desired_gap_closure",
+        "riasec_congruence",
+        "region_distance_km",
+        "same_region",
+        "desired_occupation_match",
+        "desired_group_match",
+        "days_to_start",
     ],
     "certificate": [
-        "readiness", "already_held", "riasec_congruence", "desired_occupation_match", "desired_group_match",
-        "education_gap", "desired_requires_units",
+        "readiness",
+        "already_held",
+        "riasec_congruence",
+        "desired_occupation_match",
+        "desired_group_match",
+        "education_gap",
+        "desired_requires_units",
     ],
 }
-ITEM_VIEW = {"posting": "posting_attributes", "course": "course_attributes", "certificate": "certificate_attributes"}
+ITEM_VIEW = {
+    "posting": "posting_attributes",
+    "course": "course_attributes",
+    "certificate": "certificate_attributes",
+}
 SEEKER_COLUMNS = [
-    "seeker_profile__region_id", "seeker_profile__education_level", "seeker_profile__career_years",
-    "seeker_profile__desired_occupation_ids", "seeker_profile__reservation_wage", "seeker_competency__unit_ids",
-    "seeker_competency__unit_levels", "seeker_competency__certificate_ids",
+    "seeker_profile__region_id",
+    "seeker_profile__education_level",
+    "seeker_profile__career_years",
+    "seeker_profile__desired_occupation_ids",
+    "seeker_profile__reservation_wage",
+    "seeker_competency__unit_ids",
+    "seeker_competency__unit_levels",
+    "seeker_competency__certificate_ids",
     *(f"seeker_psych__{c}" for c in RIASEC + WORK_VALUES),
 ]
 
@@ -154,11 +186,13 @@ def pair_features(df: pd.DataFrame, item_type: str, ctx: PairContext) -> pd.Data
         out["region_distance_km"] = ctx.distance_km[region, p_region]
         out["same_region"] = (region == p_region).astype(np.float32)
         out["log_wage_ratio"] = np.log(
-            df[f"{v}__wage"].to_numpy(np.float64) / np.maximum(df["seeker_profile__reservation_wage"].to_numpy(np.float64), 1.0)
+            df[f"{v}__wage"].to_numpy(np.float64)
+            / np.maximum(df["seeker_profile__reservation_wage"].to_numpy(np.float64), 1.0)
         )
         out["education_gap"] = df[f"{v}__education_required"].to_numpy(np.float64) - edu
         out["career_gap"] = df[f"{v}__career_required"].to_numpy(np.float64) - df[
-            "seeker_profile__career_years"].to_numpy(np.float64)
+            "seeker_profile__career_years"
+        ].to_numpy(np.float64)
         req = pad_lists(df[f"{v}__required_certificate_ids"], -1)
         held_c = pad_lists(df["seeker_competency__certificate_ids"], -2)
         has = (req[:, :, None] == held_c[:, None, :]).any(axis=2)
@@ -191,7 +225,9 @@ def pair_features(df: pd.DataFrame, item_type: str, ctx: PairContext) -> pd.Data
         occ_match(occ)
         out["education_gap"] = df[f"{v}__min_education"].to_numpy(np.float64) - edu
         out["desired_requires_units"] = _desired_requires(desired, cu, ctx)
-    return pd.DataFrame({k: np.asarray(out[k], dtype=np.float32) for k in PAIR_FEATURES[item_type]}, index=df.index)
+    return pd.DataFrame(
+        {k: np.asarray(out[k], dtype=np.float32) for k in PAIR_FEATURES[item_type]}, index=df.index
+    )
 
 
 def _desired_gap_closure(H, state, desired, cu, cl, ctx: PairContext) -> np.ndarray:

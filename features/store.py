@@ -12,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -35,13 +36,24 @@ class FeatureStoreError(JobcareError):
 def store_yaml(cfg: FeaturesConfig) -> dict:
     """The feature_store.yaml content for a profile (local: SQLite + file registry; production:
     Redis online store + SQL registry on PostgreSQL)."""
-    base = {"project": cfg.project, "provider": "local", "offline_store": {"type": "file"},
-            "entity_key_serialization_version": 3}
+    base = {
+        "project": cfg.project,
+        "provider": "local",
+        "offline_store": {"type": "file"},
+        "entity_key_serialization_version": 3,
+    }
     if cfg.profile == "local":
-        return base | {"registry": "data/registry.db", "online_store": {"type": "sqlite", "path": "data/online.db"}}
+        return base | {
+            "registry": "data/registry.db",
+            "online_store": {"type": "sqlite", "path": "data/online.db"},
+        }
     return base | {
-        "registry": {"registry_type": "sql", "path": cfg.registry_url, "cache_ttl_seconds": 60,
-                     "sqlalchemy_config_kwargs": {"pool_pre_ping": True}},
+        "registry": {
+            "registry_type": "sql",
+            "path": cfg.registry_url,
+            "cache_ttl_seconds": 60,
+            "sqlalchemy_config_kwargs": {"pool_pre_ping": True},
+        },
         "online_store": {"type": "redis", "connection_string": cfg.redis},
     }
 
@@ -56,16 +68,27 @@ def render_repo(world: str | Path, cfg: FeaturesConfig) -> Path:
     (repo / "feature_store.yaml").write_text(yaml.safe_dump(store_yaml(cfg), sort_keys=False))
     (repo / "definitions.py").write_text(SHIM)
     manifest = read_manifest(world)
-    (repo / REPO_META).write_text(json.dumps(
-        {"world": str(Path(world).resolve()), "span": manifest["span"], "profile": cfg.profile,
-         "project": cfg.project, "rows": rows}, indent=2))
+    (repo / REPO_META).write_text(
+        json.dumps(
+            {
+                "world": str(Path(world).resolve()),
+                "span": manifest["span"],
+                "profile": cfg.profile,
+                "project": cfg.project,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     return repo
 
 
 def repo_meta(repo: str | Path) -> dict:
     p = Path(repo) / REPO_META
     if not p.is_file():
-        raise FeatureStoreError(f"{repo}: not a rendered feature repository; run `jobcare features apply` first")
+        raise FeatureStoreError(
+            f"{repo}: not a rendered feature repository; run `jobcare features apply` first"
+        )
     return json.loads(p.read_text())
 
 
@@ -104,9 +127,38 @@ def materialize(repo: str | Path, incremental: bool = False, end: pd.Timestamp |
 
 
 def historical_features(store, entity_df: pd.DataFrame, service: str) -> pd.DataFrame:
-    """Point-in-time-correct features of a FeatureService for (entity keys, ``event_timestamp``) rows."""
+    """Point-in-time-correct features of a FeatureService for (entity keys, ``event_timestamp``) rows.
+
+    Returns one row per input row, in the input order, with the input timestamps.
+
+    Feast 0.67's file offline store de-duplicates on (join keys of the views joined so far, entity
+    timestamp), so rows sharing a seeker and a timestamp (one request, many candidate items) would
+    collapse into one. Each such row is moved by a distinct number of nanoseconds (< 1000) for the
+    join: feature rows are stamped in whole microseconds, so this changes no as-of result.
+    Raises FeatureStoreError if rows are still lost (e.g. an entity whose features all come later).
+    """
     fs = store.get_feature_service(service)
-    return store.get_historical_features(entity_df=entity_df, features=fs, full_feature_names=True).to_df()
+    first_view = store.get_feature_view(fs.feature_view_projections[0].name)
+    keys = [store.get_entity(e).join_key for e in first_view.entities]
+    keyed = entity_df.reset_index(drop=True).copy()
+    keyed["_row"] = np.arange(len(keyed), dtype=np.int64)
+    ts = pd.to_datetime(keyed["event_timestamp"], utc=True).dt.floor("us").astype("datetime64[ns, UTC]")
+    rank = keyed.assign(_ts=ts).groupby([*keys, "_ts"]).cumcount().to_numpy()
+    if len(rank) and rank.max() >= 1000:
+        raise FeatureStoreError(
+            f"{service}: more than 1000 entity rows share {keys} and a timestamp; split the request"
+        )
+    keyed["event_timestamp"] = ts + pd.to_timedelta(rank, unit="ns")
+    out = store.get_historical_features(entity_df=keyed, features=fs, full_feature_names=True).to_df()
+    if len(out) != len(keyed) or out["_row"].duplicated().any():
+        lost = np.setdiff1d(keyed["_row"].to_numpy(), out["_row"].to_numpy())
+        raise FeatureStoreError(
+            f"get_historical_features({service}) returned {len(out)} rows for {len(keyed)} entity rows; "
+            f"lost rows e.g. {entity_df.iloc[lost[:3]].to_dict('records')}"
+        )
+    out = out.sort_values("_row").drop(columns="_row").reset_index(drop=True)
+    out["event_timestamp"] = pd.to_datetime(entity_df["event_timestamp"], utc=True).to_numpy()
+    return out
 
 
 def online_features(store, entity_rows: list[dict], service: str) -> pd.DataFrame:

@@ -24,6 +24,10 @@ app = typer.Typer(
 )
 world_app = typer.Typer(help="Generate, validate and summarise simulated worlds.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
+features_app = typer.Typer(
+    help="The Feast feature store: apply definitions, materialise.", no_args_is_help=True
+)
+app.add_typer(features_app, name="features")
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -164,6 +168,70 @@ def print_summary(s: dict) -> None:
     console.print(lt)
 
 
+def _features_cfg(config, repo, profile):
+    from pydantic import ValidationError
+
+    from jobcare.errors import ConfigError
+
+    cfg = _config(config).features
+    try:
+        if repo is not None:
+            cfg.repo = repo
+        if profile is not None:
+            cfg.profile = profile
+    except ValidationError as e:
+        raise ConfigError("; ".join(f"--{er['loc'][0]}: {er['msg']}" for er in e.errors())) from None
+    return cfg.resolved()
+
+
+RepoOpt = Annotated[Optional[Path], typer.Option(help="feature repository folder (default from config)")]
+ProfileOpt = Annotated[Optional[str], typer.Option(help="local | production")]
+
+
+@features_app.command("apply")
+@_errors_to_exit
+def features_apply(
+    world: Annotated[Path, typer.Option(help="world folder whose tables feed the feature store")],
+    config: ConfigOpt = None,
+    repo: RepoOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Build the feature tables of a world, write the repo config for the profile, and apply."""
+    from features import store
+
+    cfg = _features_cfg(config, repo, profile)
+    with console.status(f"building feature tables from {world}"):
+        path = store.render_repo(world, cfg)
+    with console.status(f"feast apply ({cfg.profile} profile)"):
+        applied = store.apply(path)
+    console.print(
+        f"applied to {path} ({cfg.profile}): {len(applied['feature_views'])} feature views "
+        f"({', '.join(applied['feature_views'])}); services: {', '.join(applied['feature_services'])}"
+    )
+
+
+@features_app.command("materialize")
+@_errors_to_exit
+def features_materialize(
+    config: ConfigOpt = None,
+    repo: RepoOpt = None,
+    profile: ProfileOpt = None,
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="only since the last materialisation")
+    ] = False,
+) -> None:
+    """Load the latest feature values (up to the world's end) into the online store."""
+    from features import store
+
+    cfg = _features_cfg(config, repo, profile)
+    t0 = time.perf_counter()
+    end = store.materialize(cfg.repo, incremental=incremental)
+    console.print(
+        f"materialised up to {end} into the {store.repo_meta(cfg.repo)['profile']} online store "
+        f"in {time.perf_counter() - t0:.1f}s"
+    )
+
+
 @app.command("demo")
 @_errors_to_exit
 def demo(
@@ -171,7 +239,7 @@ def demo(
     work: Annotated[Path, typer.Option(help="working folder for generated data")] = Path(".jobcare"),
     seed: Annotated[Optional[int], typer.Option(help="world seed")] = None,
 ) -> None:
-    """The main job end to end on the embedded defaults: world -> contracts -> summary."""
+    """The main job end to end on the embedded defaults: world -> contracts -> summary -> features."""
     from jobcare.contracts import validate_world
     from jobcare.world.generate import generate_world
     from jobcare.world.summary import summarize
@@ -181,17 +249,30 @@ def demo(
         cfg.world.seed = seed
     world = work / f"world-{cfg.world.scale}-{cfg.world.seed}"
     t0 = time.perf_counter()
-    console.rule(f"1/3 world: {cfg.world.scale}, seed {cfg.world.seed}")
+    console.rule(f"1/4 world: {cfg.world.scale}, seed {cfg.world.seed}")
     generate_world(cfg.world, world)
-    console.rule("2/3 data contracts")
+    console.rule("2/4 data contracts")
     rows = validate_world(world)
     console.print(f"[green]valid[/]: {len(rows)} tables, {sum(rows.values()):,} rows")
-    console.rule("3/3 summary and learnability")
+    console.rule("3/4 summary and learnability")
     s = summarize(world, cfg.summary.n_eval_seekers, cfg.summary.seed)
     print_summary(s)
     (work / "reports").mkdir(parents=True, exist_ok=True)
     out = work / "reports" / "world_summary.json"
     out.write_text(json.dumps(s, indent=2, default=str))
+    console.rule(f"4/4 feature store ({cfg.features.profile} profile): apply and materialise")
+    from features import store
+
+    fcfg = cfg.features.resolved()
+    fcfg.repo = work / "feature_repo"
+    repo = store.render_repo(world, fcfg)
+    applied = store.apply(repo)
+    console.print(
+        f"applied {len(applied['feature_views'])} feature views, services {applied['feature_services']}"
+    )
+    t1 = time.perf_counter()
+    store.materialize(repo)
+    console.print(f"materialised in {time.perf_counter() - t1:.0f}s")
     console.rule("done")
     console.print(
         f"finished in {time.perf_counter() - t0:.0f}s. Look at:\n"

@@ -1,0 +1,64 @@
+"""Integration fixtures: real Feast repositories, Redis and PostgreSQL on this machine.
+
+On a machine where Redis or PostgreSQL is unreachable and CI is not set, tests needing them skip with
+the reason; under CI=true they fail instead (they must run in CI).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import pytest
+
+REDIS = os.environ.get("JOBCARE_REDIS", "127.0.0.1:6379")
+PG_URL = os.environ.get("JOBCARE_FEAST_REGISTRY_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _reachable(hostport: str) -> bool:
+    host, port = hostport.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, hostport: str) -> None:
+    if _reachable(hostport):
+        return
+    msg = f"{name} at {hostport} is not reachable"
+    if os.environ.get("CI"):
+        pytest.fail(f"{msg}, and CI=true requires the production-profile tests to run")
+    pytest.skip(f"{msg} (CI not set): production-profile test skipped")
+
+
+@pytest.fixture
+def redis_url():
+    require_service("Redis", REDIS)
+    return REDIS
+
+
+@pytest.fixture
+def postgres_url():
+    require_service("PostgreSQL", "127.0.0.1:5432")
+    return PG_URL
+
+
+@pytest.fixture
+def unique_project():
+    return f"jc_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def local_repo(tiny_world, tmp_path_factory):
+    """A rendered, applied and materialised local-profile feature repository over the tiny world."""
+    from features import store
+    from jobcare.config import FeaturesConfig
+
+    cfg = FeaturesConfig(profile="local", repo=tmp_path_factory.mktemp("feature_repo"))
+    repo = store.render_repo(tiny_world, cfg)
+    store.apply(repo)
+    store.materialize(repo)
+    return repo

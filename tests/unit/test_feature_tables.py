@@ -1,0 +1,88 @@
+"""Feature tables on hand-built data: rolling counts and competencies use only earlier events."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.tables import seeker_activity, seeker_competency
+
+T = lambda s: pd.Timestamp(s, tz="UTC")  # noqa: E731
+
+
+def _events(rows):
+    return pd.DataFrame(rows, columns=["seeker_id", "item_type", "item_id", "event_type", "ts"]).assign(
+        ts=lambda d: pd.to_datetime(d["ts"], utc=True, format="ISO8601")
+    )
+
+
+def test_rolling_activity_counts_only_events_before_the_snapshot_day():
+    ev = _events(
+        [
+            (1, "posting", 10, "view", "2024-01-10 09:00"),
+            (1, "posting", 10, "apply", "2024-01-10 09:05"),
+            (1, "posting", 11, "view", "2024-01-20 10:00"),
+            (2, "course", 3, "enrol", "2024-01-12 12:00"),
+        ]
+    )
+    seekers = pd.DataFrame(
+        {"seeker_id": [1, 2, 3], "registered_at": pd.to_datetime(["2024-01-01"] * 3, utc=True)}
+    )
+    act = seeker_activity(ev, seekers, T("2024-12-31"))
+    s1 = act[act["seeker_id"] == 1].set_index("event_timestamp")
+    # registration row: all zero
+    assert s1.loc[T("2024-01-01"), ["views_7d", "applies_90d"]].tolist() == [0, 0]
+    # the snapshot at 00:00 of 2024-01-11 sees the view and apply of 2024-01-10
+    r = s1.loc[T("2024-01-11")]
+    assert (r["views_7d"], r["applies_7d"], r["views_30d"], r["applies_90d"]) == (1, 1, 1, 1)
+    # 2024-01-10 events leave the 7-day window on 2024-01-18
+    r = s1.loc[T("2024-01-18")]
+    assert (r["views_7d"], r["applies_7d"], r["views_30d"]) == (0, 0, 1)
+    r = s1.loc[T("2024-01-21")]
+    assert (r["views_7d"], r["views_30d"], r["applies_30d"]) == (1, 2, 1)
+    # no snapshot counts an event of its own day or later
+    assert not (s1.index == T("2024-01-10")).any()
+    # after 90 days everything has left every window
+    r = s1.loc[T("2024-04-20")]
+    assert r[[c for c in s1.columns if c.endswith(("_7d", "_30d", "_90d"))]].sum() == 0
+    s2 = act[act["seeker_id"] == 2].set_index("event_timestamp")
+    assert s2.loc[T("2024-01-13"), "enrolments_7d"] == 1
+    assert (act["seeker_id"] == 3).sum() == 1  # no events: only the registration row
+
+
+def test_competency_rows_change_when_a_course_is_completed():
+    t = {
+        "seekers": pd.DataFrame(
+            {"seeker_id": [0, 1], "registered_at": pd.to_datetime(["2024-01-01", "2024-01-02"], utc=True)}
+        ),
+        "seeker_competency_events": pd.DataFrame(
+            {
+                "seeker_id": [0, 0, 0],
+                "unit_id": [5, 7, 5],
+                "level": [2, 1, 4],
+                "ts": pd.to_datetime(["2024-01-01 00:00", "2024-01-01 00:00", "2024-03-01 02:00"], utc=True),
+                "source": ["initial", "initial", "course"],
+                "source_id": [-1, -1, 9],
+            }
+        ),
+        "seeker_certificates": pd.DataFrame(
+            {"seeker_id": [1], "certificate_id": [4], "acquired_at": pd.to_datetime(["2024-02-01"], utc=True)}
+        ),
+        "events": _events([(0, "course", 9, "complete", "2024-03-01 02:00")]),
+        "occupation_units": pd.DataFrame(
+            {"occupation_id": [0, 1], "unit_id": [5, 7], "importance": [3, 3], "level": [2, 2]}
+        ),
+        "occupations": pd.DataFrame({"occupation_id": [0, 1], "group_id": [0, 1]}),
+    }
+    comp = seeker_competency(t, n_groups=2)
+    s0 = comp[comp["seeker_id"] == 0].set_index("event_timestamp")
+    assert s0.loc[T("2024-01-01"), "unit_ids"] == [5, 7]
+    assert s0.loc[T("2024-01-01"), "unit_levels"] == [2, 1]
+    after = s0.loc[T("2024-03-01 02:00")]
+    assert after["unit_levels"] == [4, 1] and after["n_courses_completed"] == 1
+    assert after["units_by_group"] == [1, 1]
+    assert after["mean_unit_level"] == pytest.approx(2.5)
+    s1 = comp[comp["seeker_id"] == 1].set_index("event_timestamp")
+    assert s1.loc[T("2024-01-02"), "n_units"] == 0  # empty state at registration
+    assert s1.loc[T("2024-02-01"), "certificate_ids"] == [4]
