@@ -69,8 +69,8 @@ def main() -> None:
         r = run(scale, a.seed)
         results["scales"][scale] = r
         print(
-            f"{scale:9s} {r['seconds']:8.1f} s  peak {r['peak_rss_mib']:8.0f} MiB  disk {r['disk_mib']:7.0f} MiB  "
-            f"{r['events']:>11,} events  {r['impressions']:>11,} impressions",
+            f"{scale:9s} {r['seconds']:8.1f} s  peak {r['peak_rss_mib']:8.0f} MiB  "
+            f"disk {r['disk_mib']:7.0f} MiB  {r['events']:>11,} events  {r['impressions']:>11,} impressions",
             flush=True,
         )
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ every entity has a row from its first moment, and items are only queried while o
 from datetime import timedelta
 
 from feast import FeatureView, Field
-from feast.types import Array, Float32, Int32, Int64, String
+from feast.types import Array, Float32, Int64, String
 
 from features import data_sources as src
 from features.entities import certificate, occupation, posting, seeker, training_course

@@ -237,12 +237,9 @@ def seeker_activity(events: pd.DataFrame, seekers: pd.DataFrame, end: pd.Timesta
             SELECT DISTINCT seeker_id, day + o AS sday FROM ev, (VALUES {offsets}) AS t(o)
             WHERE day + o <= {last_day})
         SELECT s.seeker_id::BIGINT AS seeker_id, s.sday, {aggs}
-        FROM snap s JOIN ev e ON e.seeker_id = s.seeker_id AND e.day < s.sday AND e.day >= s.sday - {max(WINDOWS)}
+        FROM snap s LEFT JOIN ev e
+          ON e.seeker_id = s.seeker_id AND e.day < s.sday AND e.day >= s.sday - {max(WINDOWS)}
         GROUP BY s.seeker_id, s.sday
-        UNION ALL
-        SELECT DISTINCT s.seeker_id::BIGINT, s.sday, {", ".join("0::BIGINT" for _ in range(4 * len(WINDOWS)))}
-        FROM snap s WHERE NOT EXISTS (
-            SELECT 1 FROM ev e WHERE e.seeker_id = s.seeker_id AND e.day < s.sday AND e.day >= s.sday - {max(WINDOWS)})
         ORDER BY 1, 2""").df()
     con.close()
     snaps = _stamp(df.drop(columns="sday"), pd.to_datetime(df["sday"] * DAY_S, unit="s", utc=True))
