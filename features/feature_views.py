@@ -1,10 +1,9 @@
 """Feast feature views over the world's feature tables. Every field is described.
 
-TTLs are 0 (no expiry) on purpose. Feast 0.67's file offline store drops an entity row from
-``get_historical_features`` (instead of returning nulls) when the entity's only feature rows lie
-outside the TTL window or after the entity timestamp (seen here: 29 of 30 rows lost). Staleness is
-handled in the data instead: rolling windows are daily snapshots that fall to zero by themselves,
-every entity has a row from its first moment, and items are only queried while open.
+TTLs are 0 (no expiry) on purpose: profiles and item attributes stay true until a newer row says
+otherwise, and rolling windows are daily snapshots that fall to zero by themselves, so a TTL would
+only turn a true zero into a null. Every entity has a row from its first moment (registration,
+opening), so an as-of join never meets "no row yet" for a live entity.
 """
 
 from datetime import timedelta
