@@ -19,12 +19,11 @@ import json
 import os
 import platform
 import socket
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
-
-import sys
 
 # this script's own name would shadow the `features` package when run as `python benchmarks/features.py`
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
