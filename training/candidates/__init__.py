@@ -1,0 +1,1 @@
+"""Stage one: candidate generators (popularity, ALS, two-tower, rules) and their union."""

@@ -1,0 +1,249 @@
+"""Two-tower retrieval (PyTorch, CPU) over side features, trained with in-batch negatives.
+
+Each tower encodes one side table: categorical columns (object/str dtype, or integer columns whose
+name ends in ``_id``) get embeddings, list columns (e.g. desired occupations, held units) get a mean
+EmbeddingBag, other numeric columns are standardised. An MLP maps the concatenation to a normalised
+``dim``-vector; the score is the dot product. Because only side features are used, the model scores
+users and items it never saw (a seeker registered today, a posting opened today).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from jobcare.errors import JobcareError
+from training.candidates.base import CandidateGenerator
+from training.interactions import check_interactions
+
+
+class SideFeatureError(JobcareError):
+    """A side-feature table is missing its key column or a column the model was trained on."""
+
+
+def _kind(name: str, s: pd.Series) -> str:
+    if s.dtype == object and s.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
+        return "list"
+    if s.dtype == object or isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(s.dtype):
+        return "cat"
+    if pd.api.types.is_integer_dtype(s.dtype) and name.endswith("_id"):
+        return "cat"
+    return "num"
+
+
+class TableEncoder:
+    """Turns a side table into index / bag / numeric arrays with vocabularies fitted on training data."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def fit(self, df: pd.DataFrame) -> TableEncoder:
+        if self.key not in df.columns:
+            raise SideFeatureError(f"side table needs a '{self.key}' column")
+        self.columns_ = {c: _kind(c, df[c]) for c in df.columns if c != self.key}
+        self.vocab_, self.stats_ = {}, {}
+        for c, kind in self.columns_.items():
+            if kind == "cat":
+                vals = pd.unique(df[c].astype(str))
+                self.vocab_[c] = {v: i + 1 for i, v in enumerate(sorted(vals))}  # 0 = unknown
+            elif kind == "list":
+                vals = sorted({str(x) for v in df[c] if v is not None for x in v})
+                self.vocab_[c] = {v: i + 1 for i, v in enumerate(vals)}
+            else:
+                x = pd.to_numeric(df[c], errors="coerce").astype(float)
+                self.stats_[c] = (float(x.mean()) if x.notna().any() else 0.0, float(x.std() or 1.0) or 1.0)
+        return self
+
+    def transform(self, df: pd.DataFrame) -> dict:
+        missing = [c for c in self.columns_ if c not in df.columns]
+        if missing:
+            raise SideFeatureError(f"side table is missing column(s) {missing} the model was trained on")
+        out = {"cat": {}, "list": {}, "num": None}
+        nums = []
+        for c, kind in self.columns_.items():
+            if kind == "cat":
+                out["cat"][c] = df[c].astype(str).map(self.vocab_[c]).fillna(0).to_numpy(np.int64)
+            elif kind == "list":
+                voc = self.vocab_[c]
+                idx = [[voc.get(str(x), 0) for x in (v if v is not None else [])] or [0] for v in df[c]]
+                offsets = np.cumsum([0] + [len(v) for v in idx[:-1]])
+                out["list"][c] = (np.fromiter((x for v in idx for x in v), dtype=np.int64), offsets.astype(np.int64))
+            else:
+                m, s = self.stats_[c]
+                nums.append(((pd.to_numeric(df[c], errors="coerce").astype(float).fillna(m) - m) / s).to_numpy())
+        out["num"] = np.stack(nums, axis=1).astype(np.float32) if nums else np.zeros((len(df), 0), np.float32)
+        return out
+
+
+def _tower(enc: TableEncoder, dim: int, hidden: int):
+    import torch
+    from torch import nn
+
+    class Tower(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cat = nn.ModuleDict({c: nn.Embedding(len(enc.vocab_[c]) + 1, 16) for c, k in enc.columns_.items()
+                                      if k == "cat"})
+            self.bags = nn.ModuleDict({c: nn.EmbeddingBag(len(enc.vocab_[c]) + 1, 16, mode="mean")
+                                       for c, k in enc.columns_.items() if k == "list"})
+            n_num = sum(1 for k in enc.columns_.values() if k == "num")
+            width = 16 * (len(self.cat) + len(self.bags)) + n_num
+            self.mlp = nn.Sequential(nn.Linear(max(width, 1), hidden), nn.ReLU(), nn.Linear(hidden, dim))
+
+        def forward(self, x):
+            parts = [self.cat[c](x["cat"][c]) for c in self.cat]
+            parts += [self.bags[c](*x["list"][c]) for c in self.bags]
+            if x["num"].shape[1]:
+                parts.append(x["num"])
+            h = torch.cat(parts, dim=1) if parts else torch.zeros((x["num"].shape[0], 1))
+            return nn.functional.normalize(self.mlp(h), dim=1)
+
+    return Tower()
+
+
+def _to_torch(enc_out: dict, rows: np.ndarray | None = None):
+    """Tensors for the given rows (all rows when None)."""
+    import torch
+
+    cat = {c: torch.from_numpy(v if rows is None else v[rows]) for c, v in enc_out["cat"].items()}
+    bags = {}
+    for c, (flat, offsets) in enc_out["list"].items():
+        if rows is None:
+            bags[c] = (torch.from_numpy(flat), torch.from_numpy(offsets))
+            continue
+        ends = np.append(offsets[1:], flat.size)
+        lens = ends[rows] - offsets[rows]
+        take = np.concatenate([np.arange(offsets[r], ends[r]) for r in rows]) if rows.size else np.zeros(0, np.int64)
+        bags[c] = (torch.from_numpy(flat[take]), torch.from_numpy(np.concatenate([[0], np.cumsum(lens)[:-1]])))
+    num = torch.from_numpy(enc_out["num"] if rows is None else enc_out["num"][rows])
+    return {"cat": cat, "list": bags, "num": num}
+
+
+class TwoTowerRecommender(CandidateGenerator):
+    name = "two_tower"
+
+    def __init__(self, dim: int = 32, hidden: int = 128, epochs: int = 8, batch_size: int = 512, lr: float = 3e-3,
+                 temperature: float = 0.1, samples_per_epoch: int = 100_000, random_state: int = 0):
+        self.dim = dim
+        self.hidden = hidden
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.temperature = temperature
+        self.samples_per_epoch = samples_per_epoch
+        self.random_state = random_state
+
+    def fit(self, interactions: pd.DataFrame, users: pd.DataFrame | None = None,
+            items: pd.DataFrame | None = None) -> TwoTowerRecommender:
+        import torch
+
+        if users is None or items is None:
+            raise SideFeatureError("two-tower needs side tables: users (column 'user') and items (column 'item')")
+        df = check_interactions(interactions)
+        users = users.drop_duplicates("user").reset_index(drop=True)
+        items = items.drop_duplicates("item").reset_index(drop=True)
+        u_row = pd.Index(users["user"]).get_indexer(df["user"])
+        i_row = pd.Index(items["item"]).get_indexer(df["item"])
+        ok = (u_row >= 0) & (i_row >= 0)
+        if not ok.any():
+            raise SideFeatureError("no interaction has both its user and its item in the side tables")
+        u_row, i_row, w = u_row[ok], i_row[ok], df["weight"].to_numpy(np.float64)[ok]
+        self.user_encoder_ = TableEncoder("user").fit(users)
+        self.item_encoder_ = TableEncoder("item").fit(items)
+        torch.manual_seed(self.random_state)
+        rng = np.random.default_rng(self.random_state)
+        self.user_tower_ = _tower(self.user_encoder_, self.dim, self.hidden)
+        self.item_tower_ = _tower(self.item_encoder_, self.dim, self.hidden)
+        U, I = self.user_encoder_.transform(users), self.item_encoder_.transform(items)
+        params = list(self.user_tower_.parameters()) + list(self.item_tower_.parameters())
+        opt = torch.optim.Adam(params, lr=self.lr)
+        p = w / w.sum()
+        self.loss_history_ = []
+        with torch.inference_mode(False):
+            for _ in range(self.epochs):
+                draw = rng.choice(w.size, min(self.samples_per_epoch, 20 * w.size), p=p)
+                total, n = 0.0, 0
+                for b in range(0, draw.size, self.batch_size):
+                    sel = draw[b:b + self.batch_size]
+                    if sel.size < 2:
+                        continue
+                    uu, ii = u_row[sel], i_row[sel]
+                    eu = self.user_tower_(_to_torch(U, uu))
+                    ei = self.item_tower_(_to_torch(I, ii))
+                    logits = eu @ ei.T / self.temperature
+                    # the same item twice in a batch is not a negative for either row
+                    same = torch.from_numpy(ii[:, None] == ii[None, :]) & ~torch.eye(sel.size, dtype=torch.bool)
+                    logits = logits.masked_fill(same, -1e9)
+                    loss = torch.nn.functional.cross_entropy(logits, torch.arange(sel.size))
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    total, n = total + float(loss.detach()), n + 1
+                self.loss_history_.append(total / max(n, 1))
+        self.user_tower_.eval()
+        self.item_tower_.eval()
+        self.item_keys_ = items["item"].to_numpy()
+        self.item_embeddings_ = self._embed(self.item_tower_, I)
+        self.user_keys_ = users["user"].to_numpy()
+        self.user_embeddings_ = self._embed(self.user_tower_, U)
+        return self
+
+    @staticmethod
+    def _embed(tower, enc_out) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return tower(_to_torch(enc_out)).numpy().astype(np.float32)
+
+    def embed_users(self, users: pd.DataFrame) -> np.ndarray:
+        self._check_fitted()
+        return self._embed(self.user_tower_, self.user_encoder_.transform(users))
+
+    def embed_items(self, items: pd.DataFrame) -> np.ndarray:
+        """Embeddings of (possibly new) items: precompute these for the open items."""
+        self._check_fitted()
+        return self._embed(self.item_tower_, self.item_encoder_.transform(items))
+
+    def set_item_index(self, items: pd.DataFrame) -> TwoTowerRecommender:
+        """Replace the scorable item set with ``items`` (e.g. today's open items, new ones included)."""
+        self.item_keys_ = items["item"].to_numpy()
+        self.item_embeddings_ = self.embed_items(items)
+        return self
+
+    def known_items(self) -> np.ndarray:
+        return self.item_keys_
+
+    def _user_vec(self, user, user_features) -> np.ndarray | None:
+        if user_features is not None and len(user_features):
+            return self.embed_users(user_features.head(1))[0]
+        idx = pd.Index(self.user_keys_).get_indexer([user])[0]
+        return self.user_embeddings_[idx] if idx >= 0 else None
+
+    def score(self, user, items, history=None, user_features=None) -> np.ndarray:
+        self._check_fitted()
+        items = np.asarray(items)
+        vec = self._user_vec(user, user_features)
+        out = np.full(items.size, np.nan)
+        if vec is None:
+            return out
+        idx = pd.Index(self.item_keys_).get_indexer(items)
+        ok = idx >= 0
+        out[ok] = self.item_embeddings_[idx[ok]] @ vec
+        return out
+
+    def _state_for_pickle(self, state: dict) -> dict:
+        state = dict(state)
+        for k in ("user_tower_", "item_tower_"):
+            state[k] = {n: t.detach().numpy().copy() for n, t in state[k].state_dict().items()}
+        return state
+
+    def _restore_state(self, state: dict) -> None:
+        import torch
+
+        towers = {k: state.pop(k) for k in ("user_tower_", "item_tower_")}
+        vars(self).update(state)
+        self.user_tower_ = _tower(self.user_encoder_, self.dim, self.hidden)
+        self.item_tower_ = _tower(self.item_encoder_, self.dim, self.hidden)
+        for k, sd in towers.items():
+            getattr(self, k).load_state_dict({n: torch.from_numpy(v) for n, v in sd.items()})
+            getattr(self, k).eval()
