@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 world_app = typer.Typer(help="Generate, validate and summarise simulated worlds.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
+candidates_app = typer.Typer(help="Stage one: candidate generators.", no_args_is_help=True)
+app.add_typer(candidates_app, name="candidates")
 features_app = typer.Typer(
     help="The Feast feature store: apply definitions, materialise.", no_args_is_help=True
 )
@@ -230,6 +232,27 @@ def features_materialize(
         f"materialised up to {end} into the {store.repo_meta(cfg.repo)['profile']} online store "
         f"in {time.perf_counter() - t0:.1f}s"
     )
+
+
+@candidates_app.command("evaluate")
+@_errors_to_exit
+def candidates_evaluate(
+    world: Annotated[Path, typer.Option(help="world folder")],
+    config: ConfigOpt = None,
+    repo: RepoOpt = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the table as JSON")] = None,
+) -> None:
+    """Recall@100/300 of each source and the union on a time split; printed and logged to MLflow."""
+    from training.candidates.report import evaluate_and_log
+
+    cfg = _config(config)
+    if repo is not None:
+        cfg.features.repo = repo
+    res = evaluate_and_log(world, cfg, console=console)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(res, indent=2, default=str))
+        console.print(f"table JSON: {json_out}")
 
 
 @app.command("demo")

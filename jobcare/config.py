@@ -178,9 +178,66 @@ class FeaturesConfig(StrictModel):
         return self.model_validate(self.model_dump() | upd)
 
 
+class ALSParams(StrictModel):
+    factors: int = Field(64, gt=0)
+    regularization: float = Field(0.05, ge=0)
+    alpha: float = Field(10.0, gt=0)
+    iterations: int = Field(15, gt=0)
+
+
+class TwoTowerParams(StrictModel):
+    dim: int = Field(32, gt=0)
+    hidden: int = Field(128, gt=0)
+    epochs: int = Field(8, gt=0)
+    batch_size: int = Field(512, gt=1)
+    lr: float = Field(3e-3, gt=0)
+    temperature: float = Field(0.1, gt=0)
+    samples_per_epoch: int = Field(100_000, gt=0)
+
+
+class CandidatesConfig(StrictModel):
+    """Stage one: generators, union quotas and the time-split evaluation."""
+
+    eval_days: int = Field(60, gt=0, description="the evaluation window is the last eval_days of the span")
+    n_candidates: int = Field(300, gt=0)
+    quotas: dict[str, int] = {"als": 120, "two_tower": 90, "rules": 60, "popularity": 30}
+    max_queries: int = Field(1500, gt=0, description="evaluation requests sampled per item type")
+    item_types: list[Literal["posting", "course", "certificate"]] = ["posting", "course", "certificate"]
+    event_weights: dict[str, float] = {
+        "view": 1.0,
+        "apply": 4.0,
+        "hire": 8.0,
+        "enrol": 4.0,
+        "complete": 6.0,
+        "register": 4.0,
+        "acquire": 6.0,
+    }
+    half_life_days: float = Field(60.0, gt=0)
+    als: ALSParams = ALSParams()
+    two_tower: TwoTowerParams = TwoTowerParams()
+    seed: int = 0
+
+
+class TrackingConfig(StrictModel):
+    """MLflow: tracking URI (sqlite by default; PostgreSQL in production) and artifact folder."""
+
+    uri: str = "sqlite:///.jobcare/mlflow.db"
+    artifacts: Path = Path(".jobcare/mlartifacts")
+    experiment: str = "jobcare"
+
+    def resolved(self) -> TrackingConfig:
+        import os
+
+        if os.environ.get("JOBCARE_MLFLOW_URI"):
+            return self.model_validate(self.model_dump() | {"uri": os.environ["JOBCARE_MLFLOW_URI"]})
+        return self
+
+
 class ProjectConfig(StrictModel):
     """One YAML file, one section per stage; every command reads the section it needs."""
 
     world: WorldConfig = WorldConfig()
     summary: SummaryConfig = SummaryConfig()
     features: FeaturesConfig = FeaturesConfig()
+    candidates: CandidatesConfig = CandidatesConfig()
+    tracking: TrackingConfig = TrackingConfig()

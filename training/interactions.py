@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-
 from pydantic import Field
 
 from jobcare.config import StrictModel
@@ -28,8 +27,15 @@ class InteractionsError(JobcareError):
 class EventWeights(StrictModel):
     """Confidence weight per event type, and the half-life (days) of the time decay."""
 
-    by_type: dict[str, float] = {"view": 1.0, "apply": 4.0, "hire": 8.0, "enrol": 4.0, "complete": 6.0,
-                                 "register": 4.0, "acquire": 6.0}
+    by_type: dict[str, float] = {
+        "view": 1.0,
+        "apply": 4.0,
+        "hire": 8.0,
+        "enrol": 4.0,
+        "complete": 6.0,
+        "register": 4.0,
+        "acquire": 6.0,
+    }
     half_life_days: float = Field(60.0, gt=0)
 
 
@@ -41,14 +47,17 @@ def check_interactions(df: pd.DataFrame, name: str = "interactions") -> pd.DataF
     for c in REQUIRED:
         bad = df[c].isna().to_numpy()
         if bad.any():
-            raise InteractionsError(f"{name}.{c}: {int(bad.sum())} null value(s), e.g. rows "
-                                    f"{np.flatnonzero(bad)[:5].tolist()}")
+            raise InteractionsError(
+                f"{name}.{c}: {int(bad.sum())} null value(s), e.g. rows {np.flatnonzero(bad)[:5].tolist()}"
+            )
     out = df if "weight" in df.columns else df.assign(weight=1.0)
     w = pd.to_numeric(out["weight"], errors="coerce").to_numpy()
     bad = ~np.isfinite(w) | (w < 0)
     if bad.any():
-        raise InteractionsError(f"{name}.weight: {int(bad.sum())} value(s) not a finite number >= 0, e.g. rows "
-                                f"{np.flatnonzero(bad)[:5].tolist()}")
+        raise InteractionsError(
+            f"{name}.weight: {int(bad.sum())} value(s) not a finite number >= 0, e.g. rows "
+            f"{np.flatnonzero(bad)[:5].tolist()}"
+        )
     return out
 
 
@@ -84,8 +93,9 @@ def confidence_matrix(df: pd.DataFrame, users: IdMap, items: IdMap) -> sp.csr_ma
     return m
 
 
-def world_interactions(events: pd.DataFrame, item_type: str, until: pd.Timestamp, weights: EventWeights
-                       ) -> pd.DataFrame:
+def world_interactions(
+    events: pd.DataFrame, item_type: str, until: pd.Timestamp, weights: EventWeights
+) -> pd.DataFrame:
     """A world's events on one item type before ``until`` as (user, item, timestamp, weight).
 
     weight = event-type weight * 0.5 ** (age_days / half_life_days), age measured at ``until``.
@@ -94,6 +104,12 @@ def world_interactions(events: pd.DataFrame, item_type: str, until: pd.Timestamp
     w = ev["event_type"].map(weights.by_type).fillna(0.0).to_numpy(np.float64)
     age = (until - ev["ts"]).dt.total_seconds().to_numpy() / 86_400
     w = w * 0.5 ** (age / weights.half_life_days)
-    out = pd.DataFrame({"user": ev["seeker_id"].to_numpy(np.int64), "item": ev["item_id"].to_numpy(np.int64),
-                        "timestamp": ev["ts"].to_numpy(), "weight": w})
+    out = pd.DataFrame(
+        {
+            "user": ev["seeker_id"].to_numpy(np.int64),
+            "item": ev["item_id"].to_numpy(np.int64),
+            "timestamp": ev["ts"].to_numpy(),
+            "weight": w,
+        }
+    )
     return out[out["weight"] > 0].reset_index(drop=True)

@@ -59,6 +59,35 @@ class WorldOracle:
             self._state_cache[key] = st
         return self._state_cache[key]
 
+    def seeker_state(self, seeker: int, t: pd.Timestamp) -> CompetencyState:
+        """A state that is exact for one seeker at ``t`` (other rows empty): cheap per-request oracles."""
+        if not hasattr(self, "_scratch"):
+            self._scratch = CompetencyState.empty(
+                len(self.tables["seekers"]),
+                len(self.tables["competency_units"]),
+                len(self.tables["certificates"]),
+            )
+            self._ce_by_seeker = self._ce.groupby("seeker_id").indices
+            self._sc_by_seeker = self._sc.groupby("seeker_id").indices
+            self._scratch_row = None
+        st = self._scratch
+        if self._scratch_row is not None:
+            st.levels[self._scratch_row] = 0
+            st.certificates[self._scratch_row] = False
+        key = int(pd.Timestamp(t).value // 1000)
+        rows = self._ce_by_seeker.get(seeker, np.zeros(0, np.int64))
+        rows = rows[self._ce_ts[rows] <= key]
+        np.maximum.at(
+            st.levels[seeker],
+            self._ce["unit_id"].to_numpy()[rows],
+            self._ce["level"].to_numpy()[rows].astype(np.int8),
+        )
+        crow = self._sc_by_seeker.get(seeker, np.zeros(0, np.int64))
+        crow = crow[self._sc_ts[crow] <= key]
+        st.certificates[seeker, self._sc["certificate_id"].to_numpy()[crow]] = True
+        self._scratch_row = seeker
+        return st
+
     def open_items(self, item_type: str, t: pd.Timestamp) -> np.ndarray:
         """Ids of the items a seeker could act on at ``t``."""
         t = pd.Timestamp(t)

@@ -17,10 +17,21 @@ N_USERS, N_ITEMS, G = 90, 60, 3
 @pytest.fixture(scope="module")
 def data():
     rng = np.random.default_rng(0)
-    users = pd.DataFrame({"user": [f"u{i}" for i in range(N_USERS)], "segment": [f"g{i % G}" for i in range(N_USERS)],
-                          "age": rng.normal(40, 10, N_USERS)})
-    items = pd.DataFrame({"item": np.arange(N_ITEMS) + 1000, "category_id": np.arange(N_ITEMS) % G,
-                          "tags": [[f"t{i % G}", f"x{i % 7}"] for i in range(N_ITEMS)], "price": rng.random(N_ITEMS)})
+    users = pd.DataFrame(
+        {
+            "user": [f"u{i}" for i in range(N_USERS)],
+            "segment": [f"g{i % G}" for i in range(N_USERS)],
+            "age": rng.normal(40, 10, N_USERS),
+        }
+    )
+    items = pd.DataFrame(
+        {
+            "item": np.arange(N_ITEMS) + 1000,
+            "category_id": np.arange(N_ITEMS) % G,
+            "tags": [[f"t{i % G}", f"x{i % 7}"] for i in range(N_ITEMS)],
+            "price": rng.random(N_ITEMS),
+        }
+    )
     rows = []
     for u in range(N_USERS):
         own = np.flatnonzero(np.arange(N_ITEMS) % G == u % G)
@@ -34,9 +45,12 @@ def data():
 def make(name):
     return {
         "popularity": lambda: PopularityRecommender(),
-        "als": lambda: ALSRecommender(factors=8, iterations=15, regularization=0.01, alpha=10, random_state=0, num_threads=1),
-        "two_tower": lambda: TwoTowerRecommender(dim=8, hidden=32, epochs=6, batch_size=64, samples_per_epoch=3000,
-                                                 random_state=0),
+        "als": lambda: ALSRecommender(
+            factors=8, iterations=15, regularization=0.01, alpha=10, random_state=0, num_threads=1
+        ),
+        "two_tower": lambda: TwoTowerRecommender(
+            dim=8, hidden=32, epochs=6, batch_size=64, samples_per_epoch=3000, random_state=0
+        ),
     }[name]()
 
 
@@ -101,8 +115,11 @@ def test_planted_preference_is_recovered_for_a_held_out_member(fitted, data):
     inter, users, _, held = data
     if name == "popularity":
         pytest.skip("popularity is the same list for everyone: it cannot personalise by design")
-    kw = {"user_features": users[users.user == held]} if name == "two_tower" else {
-        "history": inter[inter.user == held][["item", "weight"]].head(3)}
+    kw = (
+        {"user_features": users[users.user == held]}
+        if name == "two_tower"
+        else {"history": inter[inter.user == held][["item", "weight"]].head(3)}
+    )
     items, _ = m.recommend(held, 10, **kw)
     assert np.all((items - 1000) % G == 0), items
 

@@ -19,8 +19,15 @@ from training.interactions import IdMap, check_interactions, confidence_matrix
 class ALSRecommender(CandidateGenerator):
     name = "als"
 
-    def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 2.0, iterations: int = 15,
-                 random_state: int = 0, num_threads: int = 0):
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 2.0,
+        iterations: int = 15,
+        random_state: int = 0,
+        num_threads: int = 0,
+    ):
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
@@ -36,8 +43,12 @@ class ALSRecommender(CandidateGenerator):
         self.items_ = IdMap.fit(df["item"])
         self.user_items_ = confidence_matrix(df, self.users_, self.items_)
         model = AlternatingLeastSquares(
-            factors=self.factors, regularization=self.regularization, alpha=self.alpha,
-            iterations=self.iterations, random_state=self.random_state, num_threads=self.num_threads,
+            factors=self.factors,
+            regularization=self.regularization,
+            alpha=self.alpha,
+            iterations=self.iterations,
+            random_state=self.random_state,
+            num_threads=self.num_threads,
         )
         with threadpool_limits(1, "blas"):  # implicit's own threads; BLAS threads only fight them
             model.fit(self.user_items_, show_progress=False)
@@ -55,8 +66,14 @@ class ALSRecommender(CandidateGenerator):
             cols = self.items_.index(history["item"].to_numpy())
             ok = cols >= 0
             if ok.any():
-                w = history["weight"].to_numpy(np.float32)[ok] if "weight" in history else np.ones(ok.sum(), np.float32)
-                row = sp.csr_matrix((w, (np.zeros(ok.sum(), dtype=np.int64), cols[ok])), shape=(1, len(self.items_)))
+                w = (
+                    history["weight"].to_numpy(np.float32)[ok]
+                    if "weight" in history
+                    else np.ones(ok.sum(), np.float32)
+                )
+                row = sp.csr_matrix(
+                    (w, (np.zeros(ok.sum(), dtype=np.int64), cols[ok])), shape=(1, len(self.items_))
+                )
                 row.sum_duplicates()
                 with threadpool_limits(1, "blas"):
                     return np.asarray(self.model_.recalculate_user(0, row)).ravel()

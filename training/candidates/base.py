@@ -48,12 +48,14 @@ class CandidateGenerator:
         if not any(k.endswith("_") and not k.startswith("_") for k in vars(self)):
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
 
-    def fit(self, interactions: pd.DataFrame, users: pd.DataFrame | None = None,
-            items: pd.DataFrame | None = None) -> CandidateGenerator:
+    def fit(
+        self, interactions: pd.DataFrame, users: pd.DataFrame | None = None, items: pd.DataFrame | None = None
+    ) -> CandidateGenerator:
         raise NotImplementedError
 
-    def score(self, user, items, history: pd.DataFrame | None = None,
-              user_features: pd.DataFrame | None = None) -> np.ndarray:
+    def score(
+        self, user, items, history: pd.DataFrame | None = None, user_features: pd.DataFrame | None = None
+    ) -> np.ndarray:
         """Scores of ``items`` for ``user`` (NaN where the generator cannot score).
 
         Args:
@@ -64,8 +66,15 @@ class CandidateGenerator:
         """
         raise NotImplementedError
 
-    def recommend(self, user, k: int, items=None, history: pd.DataFrame | None = None,
-                  user_features: pd.DataFrame | None = None, exclude=()) -> tuple[np.ndarray, np.ndarray]:
+    def recommend(
+        self,
+        user,
+        k: int,
+        items=None,
+        history: pd.DataFrame | None = None,
+        user_features: pd.DataFrame | None = None,
+        exclude=(),
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The top ``k`` of ``items`` (default: every item seen in training) minus ``exclude``."""
         self._check_fitted()
         items = self.known_items() if items is None else np.asarray(items)
@@ -73,15 +82,20 @@ class CandidateGenerator:
             items = items[~np.isin(items, np.asarray(list(exclude)))]
         if items.size == 0 or k <= 0:
             return items[:0], np.zeros(0)
-        scores = np.asarray(self.score(user, items, history=history, user_features=user_features), dtype=np.float64)
+        scores = np.asarray(
+            self.score(user, items, history=history, user_features=user_features), dtype=np.float64
+        )
         return top_k(items, scores, k)
 
-    def recommend_batch(self, users, k: int, items=None, user_features: pd.DataFrame | None = None
-                        ) -> list[tuple[np.ndarray, np.ndarray]]:
+    def recommend_batch(
+        self, users, k: int, items=None, user_features: pd.DataFrame | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """``recommend`` for many users (same allowed items); subclasses may vectorise."""
         feats = None if user_features is None else user_features.set_index("user")
-        return [self.recommend(u, k, items, user_features=None if feats is None else feats.loc[[u]].reset_index())
-                for u in users]
+        return [
+            self.recommend(u, k, items, user_features=None if feats is None else feats.loc[[u]].reset_index())
+            for u in users
+        ]
 
     def known_items(self) -> np.ndarray:
         raise NotImplementedError

@@ -4,7 +4,10 @@ Each tower encodes one side table: categorical columns (object/str dtype, or int
 name ends in ``_id``) get embeddings, list columns (e.g. desired occupations, held units) get a mean
 EmbeddingBag, other numeric columns are standardised. An MLP maps the concatenation to a normalised
 ``dim``-vector; the score is the dot product. Because only side features are used, the model scores
-users and items it never saw (a seeker registered today, a posting opened today).
+users and items it never saw (a seeker registered today, a posting opened today). Training samples
+(user, item) pairs in proportion to the interaction weight, uses the other items of the batch as
+negatives, and applies the logQ correction (Yi et al., RecSys 2019) so popular items are not
+over-penalised as negatives.
 """
 
 from __future__ import annotations
@@ -67,10 +70,15 @@ class TableEncoder:
                 voc = self.vocab_[c]
                 idx = [[voc.get(str(x), 0) for x in (v if v is not None else [])] or [0] for v in df[c]]
                 offsets = np.cumsum([0] + [len(v) for v in idx[:-1]])
-                out["list"][c] = (np.fromiter((x for v in idx for x in v), dtype=np.int64), offsets.astype(np.int64))
+                out["list"][c] = (
+                    np.fromiter((x for v in idx for x in v), dtype=np.int64),
+                    offsets.astype(np.int64),
+                )
             else:
                 m, s = self.stats_[c]
-                nums.append(((pd.to_numeric(df[c], errors="coerce").astype(float).fillna(m) - m) / s).to_numpy())
+                nums.append(
+                    ((pd.to_numeric(df[c], errors="coerce").astype(float).fillna(m) - m) / s).to_numpy()
+                )
         out["num"] = np.stack(nums, axis=1).astype(np.float32) if nums else np.zeros((len(df), 0), np.float32)
         return out
 
@@ -82,10 +90,16 @@ def _tower(enc: TableEncoder, dim: int, hidden: int):
     class Tower(nn.Module):
         def __init__(self):
             super().__init__()
-            self.cat = nn.ModuleDict({c: nn.Embedding(len(enc.vocab_[c]) + 1, 16) for c, k in enc.columns_.items()
-                                      if k == "cat"})
-            self.bags = nn.ModuleDict({c: nn.EmbeddingBag(len(enc.vocab_[c]) + 1, 16, mode="mean")
-                                       for c, k in enc.columns_.items() if k == "list"})
+            self.cat = nn.ModuleDict(
+                {c: nn.Embedding(len(enc.vocab_[c]) + 1, 16) for c, k in enc.columns_.items() if k == "cat"}
+            )
+            self.bags = nn.ModuleDict(
+                {
+                    c: nn.EmbeddingBag(len(enc.vocab_[c]) + 1, 16, mode="mean")
+                    for c, k in enc.columns_.items()
+                    if k == "list"
+                }
+            )
             n_num = sum(1 for k in enc.columns_.values() if k == "num")
             width = 16 * (len(self.cat) + len(self.bags)) + n_num
             self.mlp = nn.Sequential(nn.Linear(max(width, 1), hidden), nn.ReLU(), nn.Linear(hidden, dim))
@@ -113,8 +127,15 @@ def _to_torch(enc_out: dict, rows: np.ndarray | None = None):
             continue
         ends = np.append(offsets[1:], flat.size)
         lens = ends[rows] - offsets[rows]
-        take = np.concatenate([np.arange(offsets[r], ends[r]) for r in rows]) if rows.size else np.zeros(0, np.int64)
-        bags[c] = (torch.from_numpy(flat[take]), torch.from_numpy(np.concatenate([[0], np.cumsum(lens)[:-1]])))
+        take = (
+            np.concatenate([np.arange(offsets[r], ends[r]) for r in rows])
+            if rows.size
+            else np.zeros(0, np.int64)
+        )
+        bags[c] = (
+            torch.from_numpy(flat[take]),
+            torch.from_numpy(np.concatenate([[0], np.cumsum(lens)[:-1]])),
+        )
     num = torch.from_numpy(enc_out["num"] if rows is None else enc_out["num"][rows])
     return {"cat": cat, "list": bags, "num": num}
 
@@ -122,8 +143,17 @@ def _to_torch(enc_out: dict, rows: np.ndarray | None = None):
 class TwoTowerRecommender(CandidateGenerator):
     name = "two_tower"
 
-    def __init__(self, dim: int = 32, hidden: int = 128, epochs: int = 8, batch_size: int = 512, lr: float = 3e-3,
-                 temperature: float = 0.1, samples_per_epoch: int = 100_000, random_state: int = 0):
+    def __init__(
+        self,
+        dim: int = 32,
+        hidden: int = 128,
+        epochs: int = 8,
+        batch_size: int = 512,
+        lr: float = 3e-3,
+        temperature: float = 0.1,
+        samples_per_epoch: int = 100_000,
+        random_state: int = 0,
+    ):
         self.dim = dim
         self.hidden = hidden
         self.epochs = epochs
@@ -133,12 +163,15 @@ class TwoTowerRecommender(CandidateGenerator):
         self.samples_per_epoch = samples_per_epoch
         self.random_state = random_state
 
-    def fit(self, interactions: pd.DataFrame, users: pd.DataFrame | None = None,
-            items: pd.DataFrame | None = None) -> TwoTowerRecommender:
+    def fit(
+        self, interactions: pd.DataFrame, users: pd.DataFrame | None = None, items: pd.DataFrame | None = None
+    ) -> TwoTowerRecommender:
         import torch
 
         if users is None or items is None:
-            raise SideFeatureError("two-tower needs side tables: users (column 'user') and items (column 'item')")
+            raise SideFeatureError(
+                "two-tower needs side tables: users (column 'user') and items (column 'item')"
+            )
         df = check_interactions(interactions)
         users = users.drop_duplicates("user").reset_index(drop=True)
         items = items.drop_duplicates("item").reset_index(drop=True)
@@ -154,25 +187,30 @@ class TwoTowerRecommender(CandidateGenerator):
         rng = np.random.default_rng(self.random_state)
         self.user_tower_ = _tower(self.user_encoder_, self.dim, self.hidden)
         self.item_tower_ = _tower(self.item_encoder_, self.dim, self.hidden)
-        U, I = self.user_encoder_.transform(users), self.item_encoder_.transform(items)
+        enc_u, enc_i = self.user_encoder_.transform(users), self.item_encoder_.transform(items)
         params = list(self.user_tower_.parameters()) + list(self.item_tower_.parameters())
         opt = torch.optim.Adam(params, lr=self.lr)
         p = w / w.sum()
+        # logQ correction: in-batch negatives over-penalise frequent items; subtract log(sampling prob)
+        item_q = np.bincount(i_row, weights=p, minlength=len(items))
+        log_q = torch.from_numpy(np.log(np.maximum(item_q, 1e-12)).astype(np.float32))
         self.loss_history_ = []
         with torch.inference_mode(False):
             for _ in range(self.epochs):
                 draw = rng.choice(w.size, min(self.samples_per_epoch, 20 * w.size), p=p)
                 total, n = 0.0, 0
                 for b in range(0, draw.size, self.batch_size):
-                    sel = draw[b:b + self.batch_size]
+                    sel = draw[b : b + self.batch_size]
                     if sel.size < 2:
                         continue
                     uu, ii = u_row[sel], i_row[sel]
-                    eu = self.user_tower_(_to_torch(U, uu))
-                    ei = self.item_tower_(_to_torch(I, ii))
-                    logits = eu @ ei.T / self.temperature
+                    eu = self.user_tower_(_to_torch(enc_u, uu))
+                    ei = self.item_tower_(_to_torch(enc_i, ii))
+                    logits = eu @ ei.T / self.temperature - log_q[torch.from_numpy(ii)][None, :]
                     # the same item twice in a batch is not a negative for either row
-                    same = torch.from_numpy(ii[:, None] == ii[None, :]) & ~torch.eye(sel.size, dtype=torch.bool)
+                    same = torch.from_numpy(ii[:, None] == ii[None, :]) & ~torch.eye(
+                        sel.size, dtype=torch.bool
+                    )
                     logits = logits.masked_fill(same, -1e9)
                     loss = torch.nn.functional.cross_entropy(logits, torch.arange(sel.size))
                     opt.zero_grad()
@@ -183,9 +221,9 @@ class TwoTowerRecommender(CandidateGenerator):
         self.user_tower_.eval()
         self.item_tower_.eval()
         self.item_keys_ = items["item"].to_numpy()
-        self.item_embeddings_ = self._embed(self.item_tower_, I)
+        self.item_embeddings_ = self._embed(self.item_tower_, enc_i)
         self.user_keys_ = users["user"].to_numpy()
-        self.user_embeddings_ = self._embed(self.user_tower_, U)
+        self.user_embeddings_ = self._embed(self.user_tower_, enc_u)
         return self
 
     @staticmethod

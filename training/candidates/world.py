@@ -1,0 +1,99 @@
+"""Adapters from the world's feature frames (Feast column names) to the generic generators' side tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.pairs import PairContext
+from jobcare.world.taxonomy import RIASEC, WORK_VALUES
+
+ITEM_KEY = {"posting": "posting_id", "course": "course_id", "certificate": "certificate_id"}
+ACTION = {"posting": "apply", "course": "enrol", "certificate": "register"}
+
+
+def seeker_side_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Generic user table (column ``user``) from seeker features named as Feast returns them."""
+    out = pd.DataFrame(
+        {
+            "user": frame["seeker_id"].to_numpy(np.int64),
+            "region_id": frame["seeker_profile__region_id"].to_numpy(),
+            "major_id": frame["seeker_profile__major_id"].to_numpy(),
+            "last_occupation_id": frame["seeker_profile__last_occupation_id"].to_numpy(),
+            "education_level": frame["seeker_profile__education_level"].astype(float).to_numpy(),
+            "career_years": frame["seeker_profile__career_years"].astype(float).to_numpy(),
+            "log_reservation_wage": np.log(
+                frame["seeker_profile__reservation_wage"].astype(float).clip(lower=1)
+            ).to_numpy(),
+            "desired_occupation_ids": list(frame["seeker_profile__desired_occupation_ids"]),
+            "unit_ids": list(frame["seeker_competency__unit_ids"]),
+            "certificate_ids": list(frame["seeker_competency__certificate_ids"]),
+        }
+    )
+    for c in RIASEC + WORK_VALUES:
+        out[c] = frame[f"seeker_psych__{c}"].astype(float).to_numpy()
+    return out
+
+
+def item_side_table(item_type: str, items: pd.DataFrame, ctx: PairContext) -> pd.DataFrame:
+    """Generic item table (column ``item``) of static item attributes (no popularity: new items too)."""
+    key = ITEM_KEY[item_type]
+    if item_type == "posting":
+        occ = items["posting_attributes__occupation_id"].to_numpy(np.int64)
+        return pd.DataFrame(
+            {
+                "item": items[key].to_numpy(np.int64),
+                "occupation_id": occ,
+                "group_id": ctx.group[occ],
+                "region_id": items["posting_attributes__region_id"].to_numpy(),
+                "employer_id": items["posting_attributes__employer_id"].to_numpy(),
+                "log_wage": np.log(items["posting_attributes__wage"].astype(float).clip(lower=1)).to_numpy(),
+                "education_required": items["posting_attributes__education_required"]
+                .astype(float)
+                .to_numpy(),
+                "career_required": items["posting_attributes__career_required"].astype(float).to_numpy(),
+                "required_unit_ids": [list(r[r < ctx.n_units]) for r in ctx.req_units[occ]],
+                "required_certificate_ids": list(items["posting_attributes__required_certificate_ids"]),
+            }
+        )
+    if item_type == "course":
+        occ = items["course_attributes__target_occupation_id"].to_numpy(np.int64)
+        return pd.DataFrame(
+            {
+                "item": items[key].to_numpy(np.int64),
+                "target_occupation_id": occ,
+                "group_id": ctx.group[occ],
+                "region_id": items["course_attributes__region_id"].to_numpy(),
+                "provider_id": items["course_attributes__provider_id"].to_numpy(),
+                "unit_ids": list(items["course_attributes__unit_ids"]),
+                "employment_rate": items["course_attributes__employment_rate"].astype(float).to_numpy(),
+                "completion_rate": items["course_attributes__completion_rate"].astype(float).to_numpy(),
+                "duration_days": items["course_attributes__duration_days"].astype(float).to_numpy(),
+            }
+        )
+    occ = items["certificate_attributes__anchor_occupation_id"].to_numpy(np.int64)
+    return pd.DataFrame(
+        {
+            "item": items[key].to_numpy(np.int64),
+            "anchor_occupation_id": occ,
+            "group_id": ctx.group[occ],
+            "grade_level": items["certificate_attributes__grade_level"].astype(float).to_numpy(),
+            "unit_ids": list(items["certificate_attributes__unit_ids"]),
+            "pass_rate": items["certificate_attributes__pass_rate"].astype(float).to_numpy(),
+        }
+    )
+
+
+def open_mask(item_type: str, items: pd.DataFrame, t: pd.Timestamp) -> np.ndarray:
+    """Which rows of an item-feature frame (as of ``t``) can be acted on at ``t`` (filled postings and
+    full courses are not visible in features and are left to the caller)."""
+    now = pd.Timestamp(t).value / 86_400e9
+    if item_type == "posting":
+        return (
+            (items["posting_attributes__open_days"] <= now) & (items["posting_attributes__close_days"] > now)
+        ).to_numpy()
+    if item_type == "course":
+        return (items["course_attributes__start_days"] > now).to_numpy() & items[
+            "course_attributes__start_days"
+        ].notna().to_numpy()
+    return np.ones(len(items), dtype=bool)

@@ -1,0 +1,25 @@
+"""MLflow set-up shared by every training entry point (called from the CLI, never at import)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jobcare.config import TrackingConfig
+
+
+def start(cfg: TrackingConfig) -> str:
+    """Point MLflow at ``cfg`` and make sure the experiment exists with our artifact folder; return its id."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    cfg = cfg.resolved()
+    if cfg.uri.startswith("sqlite:///"):
+        Path(cfg.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(cfg.uri)
+    exp = mlflow.get_experiment_by_name(cfg.experiment)
+    if exp is None:
+        art = Path(cfg.artifacts).resolve()
+        art.mkdir(parents=True, exist_ok=True)
+        return mlflow.create_experiment(cfg.experiment, artifact_location=art.as_uri())
+    return exp.experiment_id
