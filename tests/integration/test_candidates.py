@@ -12,10 +12,10 @@ from jobcare.config import CandidatesConfig, TwoTowerParams
 from training.candidates.evaluate import (
     _blocked,
     allowed_items,
+    build_queries,
     candidates_for,
     context,
     fit_stage_one,
-    build_queries,
 )
 from training.candidates.union import union
 from training.candidates.world import seeker_side_table
