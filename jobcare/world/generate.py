@@ -14,7 +14,7 @@ from jobcare import __version__
 from jobcare.config import WorldConfig
 from jobcare.errors import ConfigError
 from jobcare.world.catalog import make_courses, make_employers, make_postings, to_ts
-from jobcare.world.io import MANIFEST, TRUTH_DIR, write_table
+from jobcare.world.io import MANIFEST, TRUTH_DIR, TableStream, write_table
 from jobcare.world.seekers import make_seekers
 from jobcare.world.simulate import SimulationInput, decode, simulate
 from jobcare.world.taxonomy import Taxonomy, synthetic_taxonomy
@@ -106,6 +106,15 @@ def generate_world(cfg: WorldConfig, out: str | Path, show_progress: bool = True
         cfg.apply_rate_target,
         r_cal,
     )
+    out.mkdir(parents=True, exist_ok=True)
+    streams = {
+        "impressions": TableStream(out / "impressions.parquet"),
+        f"{TRUTH_DIR}/impressions": TableStream(out / TRUTH_DIR / "impressions.parquet"),
+    }
+    sinks = {
+        "impressions": lambda c: streams["impressions"].write(_impressions_frame(c, start)),
+        "truth_impressions": lambda c: streams[f"{TRUTH_DIR}/impressions"].write(_truth_frame(c)),
+    }
     sim = simulate(
         SimulationInput(
             arrays=A,
@@ -125,21 +134,27 @@ def generate_world(cfg: WorldConfig, out: str | Path, show_progress: bool = True
         ),
         r_sim,
         show_progress=show_progress,
+        sinks=sinks,
     )
+    stream_hashes = {
+        "impressions": streams["impressions"].close(_impressions_frame(_empty_chunk(_IMP_COLS), start)),
+        f"{TRUTH_DIR}/impressions": streams[f"{TRUTH_DIR}/impressions"].close(
+            _truth_frame(_empty_chunk(_TRUTH_COLS))
+        ),
+    }
     tables |= _event_tables(sim, pack, start)
     truth = {
         f"{TRUTH_DIR}/latent_seekers": lat_seekers,
         f"{TRUTH_DIR}/latent_items": lat_items,
-        f"{TRUTH_DIR}/impressions": sim["truth_impressions"].astype(
-            {"session_id": np.int64, "position": np.int16}
-        ),
     }
-    out.mkdir(parents=True, exist_ok=True)
     (out / TRUTH_DIR).mkdir(exist_ok=True)
     (out / TRUTH_DIR / "utility.json").write_text(params.to_json())
-    hashes = {}
+    hashes = dict(stream_hashes)
     for name, df in (tables | truth).items():
         hashes[name] = write_table(df, out / f"{name}.parquet")
+    counts = {name: len(df) for name, df in (tables | truth).items()} | {
+        k: s.rows for k, s in streams.items()
+    }
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "generator_version": __version__,
@@ -163,9 +178,7 @@ def generate_world(cfg: WorldConfig, out: str | Path, show_progress: bool = True
             "epsilon": cfg.epsilon,
             "slate_size": cfg.slate_size,
         },
-        "tables": {
-            name: {"rows": int(len(df)), "sha256": hashes[name]} for name, df in (tables | truth).items()
-        },
+        "tables": {name: {"rows": int(counts[name]), "sha256": hashes[name]} for name in sorted(counts)},
         "attribution": tax.attribution,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
@@ -173,6 +186,45 @@ def generate_world(cfg: WorldConfig, out: str | Path, show_progress: bool = True
         (out / "ATTRIBUTION.txt").write_text(tax.attribution + "\n")
     log.info("world written to %s in %.1fs", out, time.perf_counter() - t_start)
     return manifest
+
+
+_IMP_COLS = [
+    "session_id",
+    "position",
+    "seeker_id",
+    "item_type",
+    "item_id",
+    "day",
+    "propensity",
+    "slate_propensity",
+]
+_TRUTH_COLS = ["session_id", "position", "mu", "observable", "latent", "p_examine", "p_view", "p_apply"]
+
+
+def _empty_chunk(cols: list[str]) -> dict:
+    return {c: np.zeros(0, dtype=np.int8 if c == "item_type" else np.float64) for c in cols}
+
+
+def _impressions_frame(c: dict, start: np.datetime64) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "session_id": c["session_id"].astype(np.int64),
+            "position": c["position"].astype(np.int16),
+            "seeker_id": c["seeker_id"].astype(np.int32),
+            "item_type": decode("item_type", c["item_type"]),
+            "item_id": c["item_id"].astype(np.int32),
+            "ts": to_ts(start, c["day"]),
+            "propensity": c["propensity"].astype(np.float64),
+            "slate_propensity": c["slate_propensity"].astype(np.float64),
+        }
+    )
+
+
+def _truth_frame(c: dict) -> pd.DataFrame:
+    df = pd.DataFrame({k: c[k].astype(np.float64) for k in _TRUTH_COLS[2:]})
+    df.insert(0, "position", c["position"].astype(np.int16))
+    df.insert(0, "session_id", c["session_id"].astype(np.int64))
+    return df
 
 
 def _event_tables(sim: dict, pack, start: np.datetime64) -> dict[str, pd.DataFrame]:
@@ -187,19 +239,6 @@ def _event_tables(sim: dict, pack, start: np.datetime64) -> dict[str, pd.DataFra
             "ts": to_ts(start, sessions["day"]),
             "policy": decode("policy", sessions["policy"]),
             "n_available": sessions["n_available"].astype(np.int32),
-        }
-    )
-    imp = sim["impressions"]
-    impressions = pd.DataFrame(
-        {
-            "session_id": imp["session_id"].astype(np.int64),
-            "position": imp["position"].astype(np.int16),
-            "seeker_id": imp["seeker_id"].astype(np.int32),
-            "item_type": decode("item_type", imp["item_type"]),
-            "item_id": imp["item_id"].astype(np.int32),
-            "ts": to_ts(start, imp["day"]),
-            "propensity": imp["propensity"].astype(np.float64),
-            "slate_propensity": imp["slate_propensity"].astype(np.float64),
         }
     )
     ev = sim["events"]
@@ -290,7 +329,6 @@ def _event_tables(sim: dict, pack, start: np.datetime64) -> dict[str, pd.DataFra
             ["acquired_at", "seeker_id"], kind="stable", ignore_index=True
         ),
         "sessions": sessions,
-        "impressions": impressions,
         "events": events,
         "seeker_exits": exits,
     }

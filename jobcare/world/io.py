@@ -20,16 +20,47 @@ class WorldNotFoundError(JobcareError):
     """The folder is not a generated world (no manifest.json)."""
 
 
+ROW_GROUP = 1_000_000
+
+
+def to_arrow(df: pd.DataFrame) -> pa.Table:
+    """A pandas frame as an Arrow table with timestamps in microseconds, UTC."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    for i, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.timestamp("us", tz="UTC")))
+    return table
+
+
 def write_table(df: pd.DataFrame, path: Path) -> str:
     """Write ``df`` as Parquet (timestamps in microseconds, UTC); return the file's sha256."""
-    df = df.copy()
-    for c in df.columns:
-        if isinstance(df[c].dtype, pd.DatetimeTZDtype):
-            df[c] = df[c].astype("datetime64[us, UTC]")
-    table = pa.Table.from_pandas(df, preserve_index=False)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, compression="zstd", row_group_size=1_000_000)
+    pq.write_table(to_arrow(df), path, compression="zstd", row_group_size=ROW_GROUP)
     return sha256(path)
+
+
+class TableStream:
+    """Write a large table in chunks (each a pandas frame) without holding it whole."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows = 0
+        self._writer = None
+
+    def write(self, df: pd.DataFrame) -> None:
+        table = to_arrow(df)
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+        self._writer.write_table(table, row_group_size=ROW_GROUP)
+        self.rows += len(df)
+
+    def close(self, empty: pd.DataFrame) -> str:
+        """Finish the file (writing ``empty`` for its schema if nothing came); return its sha256."""
+        if self._writer is None:
+            self.write(empty)
+        self._writer.close()
+        return sha256(self.path)
 
 
 def sha256(path: Path) -> str:

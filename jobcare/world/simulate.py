@@ -61,13 +61,25 @@ class _Columns:
     lists so that millions of small outcomes do not cost one numpy array each). Strings are stored as
     small integer codes (see ``CODES``) and decoded by the caller."""
 
-    def __init__(self, *names: str):
+    def __init__(self, *names: str, sink=None, flush_rows: int = 2_000_000):
         self.chunks: dict[str, list] = {n: [] for n in names}
         self.rows: dict[str, list] = {n: [] for n in names}
+        self.sink = sink  # when set, full buffers are handed to it (a dict of arrays) and dropped
+        self.flush_rows = flush_rows
+        self._n = 0
 
     def add(self, **arrays) -> None:
         for k, v in arrays.items():
             self.chunks[k].append(np.atleast_1d(np.asarray(v)))
+        self._n += len(next(iter(self.chunks.values()))[-1])
+        if self.sink is not None and self._n >= self.flush_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.sink is not None and self._n:
+            self.sink({k: np.concatenate(v) for k, v in self.chunks.items()})
+            self.chunks = {k: [] for k in self.chunks}
+            self._n = 0
 
     def add_row(self, **values) -> None:
         for k, v in values.items():
@@ -105,9 +117,15 @@ def _sigmoid(x):
 
 
 def simulate(
-    inp: SimulationInput, rng: np.random.Generator, show_progress: bool = True
+    inp: SimulationInput, rng: np.random.Generator, show_progress: bool = True, sinks: dict | None = None
 ) -> dict[str, pd.DataFrame]:
-    """Run the simulation; return sessions, impressions, events, outcome tables and per-impression truth."""
+    """Run the simulation; return sessions, events, outcome tables.
+
+    Impressions and their per-impression truth are the largest outputs (tens of millions of rows at
+    national scale): they are streamed to ``sinks["impressions"]`` and ``sinks["truth_impressions"]``
+    (callables taking a dict of arrays) in chunks, never held whole.
+    """
+    sinks = sinks or {}
     A, P = inp.arrays, inp.params
     n_s = len(inp.seekers)
     reg_day = _days(inp.seekers["registered_at"], inp)
@@ -146,9 +164,27 @@ def simulate(
 
     sessions = _Columns("session_id", "seeker_id", "item_type", "day", "policy", "n_available")
     impressions = _Columns(
-        "session_id", "position", "seeker_id", "item_type", "item_id", "day", "propensity", "slate_propensity"
+        "session_id",
+        "position",
+        "seeker_id",
+        "item_type",
+        "item_id",
+        "day",
+        "propensity",
+        "slate_propensity",
+        sink=sinks.get("impressions"),
     )
-    truth = _Columns("session_id", "position", "mu", "observable", "latent", "p_examine", "p_view", "p_apply")
+    truth = _Columns(
+        "session_id",
+        "position",
+        "mu",
+        "observable",
+        "latent",
+        "p_examine",
+        "p_view",
+        "p_apply",
+        sink=sinks.get("truth_impressions"),
+    )
     events = _Columns("seeker_id", "item_type", "item_id", "event_type", "day", "session_id")
     comp_events = _Columns("seeker_id", "unit_id", "level", "day", "source", "source_id")
     cert_events = _Columns("seeker_id", "certificate_id", "day", "source")
@@ -285,14 +321,19 @@ def simulate(
 
     return {
         "sessions": sessions.frame(),
-        "impressions": impressions.frame(),
+        "impressions": impressions.frame() if impressions.sink is None else _flushed(impressions),
         "events": events.frame(),
         "competency_events": comp_events.frame(),
         "certificate_events": cert_events.frame(),
         "seeker_exits": exits.frame(),
-        "truth_impressions": truth.frame(),
+        "truth_impressions": truth.frame() if truth.sink is None else _flushed(truth),
         "posting_filled_day": pd.DataFrame({"posting_id": np.arange(len(p_filled)), "filled_day": p_filled}),
     }
+
+
+def _flushed(cols: _Columns) -> None:
+    cols.flush()
+    return None
 
 
 def _on_apply(it, s, item, t, sid, rng, due, excluded, pop, p_applies, c_enrolled, c_cap, c_end) -> bool:
@@ -345,6 +386,7 @@ def _run_sessions(
     base = (pop[open_idx] / (1 + pop[open_idx])) + jitter[open_idx]
     col_of = {int(item): c for c, item in enumerate(open_idx)}
     rows_s, rows_i, rows_p, rows_prop, rows_slate, rows_sid, rows_day = [], [], [], [], [], [], []
+    shown_sessions: list[tuple[int, bool, int]] = []
     for start in range(0, sid.size, 512):
         sl = slice(start, start + 512)
         s_chunk = seeker[sl]
@@ -368,14 +410,7 @@ def _run_sessions(
             shown, prop, slate_prop, explore, n_av = slate
             k = shown.size
             g = start + r
-            sessions.add_row(
-                session_id=sid[g],
-                seeker_id=s_chunk[r],
-                item_type=CODE["item_type"][it],
-                day=day[g],
-                policy=CODE["policy"]["explore" if explore else "greedy"],
-                n_available=n_av,
-            )
+            shown_sessions.append((g, explore, n_av))
             rows_s.append(np.full(k, s_chunk[r]))
             rows_i.append(open_idx[shown])
             rows_p.append(np.arange(k))
@@ -385,6 +420,17 @@ def _run_sessions(
             rows_day.append(np.full(k, day[g]))
     if not rows_s:
         return
+    g_idx = np.array([x[0] for x in shown_sessions])
+    sessions.add(
+        session_id=sid[g_idx],
+        seeker_id=seeker[g_idx],
+        item_type=np.full(g_idx.size, CODE["item_type"][it]),
+        day=day[g_idx],
+        policy=np.array(
+            [CODE["policy"]["explore" if x[1] else "greedy"] for x in shown_sessions], dtype=np.int8
+        ),
+        n_available=np.array([x[2] for x in shown_sessions]),
+    )
     s_all, i_all, p_all = np.concatenate(rows_s), np.concatenate(rows_i), np.concatenate(rows_p)
     sid_all, day_all = np.concatenate(rows_sid), np.concatenate(rows_day)
     mu, obs, lat = A.mu(P, it, s_all, i_all, inp.state)
