@@ -202,6 +202,7 @@ def features_apply(
     from features import store
 
     cfg = _features_cfg(config, repo, profile)
+    _quiet_libraries()
     with console.status(f"building feature tables from {world}"):
         path = store.render_repo(world, cfg)
     with console.status(f"feast apply ({cfg.profile} profile)"):
@@ -226,6 +227,7 @@ def features_materialize(
     from features import store
 
     cfg = _features_cfg(config, repo, profile)
+    _quiet_libraries()
     t0 = time.perf_counter()
     end = store.materialize(cfg.repo, incremental=incremental)
     console.print(
@@ -245,6 +247,7 @@ def candidates_evaluate(
     """Recall@100/300 of each source and the union on a time split; printed and logged to MLflow."""
     from training.candidates.report import evaluate_and_log
 
+    _quiet_libraries()
     cfg = _config(config)
     if repo is not None:
         cfg.features.repo = repo
@@ -262,7 +265,8 @@ def demo(
     work: Annotated[Path, typer.Option(help="working folder for generated data")] = Path(".jobcare"),
     seed: Annotated[Optional[int], typer.Option(help="world seed")] = None,
 ) -> None:
-    """The main job end to end on the embedded defaults: world -> contracts -> summary -> features."""
+    """The main job end to end on the embedded defaults: world -> contracts -> summary -> features ->
+    candidate generation."""
     from jobcare.contracts import validate_world
     from jobcare.world.generate import generate_world
     from jobcare.world.summary import summarize
@@ -272,20 +276,21 @@ def demo(
         cfg.world.seed = seed
     world = work / f"world-{cfg.world.scale}-{cfg.world.seed}"
     t0 = time.perf_counter()
-    console.rule(f"1/4 world: {cfg.world.scale}, seed {cfg.world.seed}")
+    console.rule(f"1/5 world: {cfg.world.scale}, seed {cfg.world.seed}")
     generate_world(cfg.world, world)
-    console.rule("2/4 data contracts")
+    console.rule("2/5 data contracts")
     rows = validate_world(world)
     console.print(f"[green]valid[/]: {len(rows)} tables, {sum(rows.values()):,} rows")
-    console.rule("3/4 summary and learnability")
+    console.rule("3/5 summary and learnability")
     s = summarize(world, cfg.summary.n_eval_seekers, cfg.summary.seed)
     print_summary(s)
     (work / "reports").mkdir(parents=True, exist_ok=True)
     out = work / "reports" / "world_summary.json"
     out.write_text(json.dumps(s, indent=2, default=str))
-    console.rule(f"4/4 feature store ({cfg.features.profile} profile): apply and materialise")
+    console.rule(f"4/5 feature store ({cfg.features.profile} profile): apply and materialise")
     from features import store
 
+    _quiet_libraries()
     fcfg = cfg.features.resolved()
     fcfg.repo = work / "feature_repo"
     repo = store.render_repo(world, fcfg)
@@ -296,12 +301,29 @@ def demo(
     t1 = time.perf_counter()
     store.materialize(repo)
     console.print(f"materialised in {time.perf_counter() - t1:.0f}s")
+    console.rule("5/5 candidate generation: time-split recall of each source (logged to MLflow)")
+    from training.candidates.report import evaluate_and_log
+
+    cfg.features.repo = repo
+    cand = evaluate_and_log(world, cfg, console=console)
+    (work / "reports" / "candidates.json").write_text(json.dumps(cand, indent=2, default=str))
     console.rule("done")
     console.print(
         f"finished in {time.perf_counter() - t0:.0f}s. Look at:\n"
         f"  world tables and manifest: {world}/ (manifest.json)\n"
-        f"  world summary:             {out}"
+        f"  world summary:             {out}\n"
+        f"  feature repository:        {repo} (feast -c {repo} feature-views list)\n"
+        f"  candidate recall:          {work / 'reports' / 'candidates.json'}\n"
+        f"  MLflow runs:               mlflow ui --backend-store-uri {cfg.tracking.resolved().uri}"
     )
+
+
+def _quiet_libraries() -> None:
+    """Feast sets INFO on some of its loggers at import; keep the CLI output readable."""
+    if logging.getLogger().level > logging.DEBUG:
+        for name in list(logging.root.manager.loggerDict):
+            if name.split(".")[0] in ("feast", "dask", "distributed", "alembic"):
+                logging.getLogger(name).setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":
