@@ -318,12 +318,19 @@ def demo(
     )
 
 
+def _quiet_filter(record: logging.LogRecord) -> bool:
+    """Drop the chatty INFO lines of libraries (Feast's registry refreshes ...) unless --verbose."""
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] not in _NOISY
+
+
+_NOISY = {"feast", "dask", "distributed", "alembic", "mlflow"}
+
+
 def _quiet_libraries() -> None:
-    """Feast sets INFO on some of its loggers at import; keep the CLI output readable."""
-    if logging.getLogger().level > logging.DEBUG:
-        for name in list(logging.root.manager.loggerDict):
-            if name.split(".")[0] in ("feast", "dask", "distributed", "alembic"):
-                logging.getLogger(name).setLevel(logging.WARNING)
+    """Ibis (inside Feast) warns about its own deprecations on every call: keep the output readable."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis\..*")
 
 
 if __name__ == "__main__":
