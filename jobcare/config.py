@@ -200,7 +200,7 @@ class CandidatesConfig(StrictModel):
 
     eval_days: int = Field(60, gt=0, description="the evaluation window is the last eval_days of the span")
     n_candidates: int = Field(300, gt=0)
-    quotas: dict[str, int] = {"als": 120, "two_tower": 90, "rules": 60, "popularity": 30}
+    quotas: dict[str, int] = {"two_tower": 100, "rules": 100, "als": 70, "popularity": 30}
     max_queries: int = Field(1500, gt=0, description="evaluation requests sampled per item type")
     item_types: list[Literal["posting", "course", "certificate"]] = ["posting", "course", "certificate"]
     event_weights: dict[str, float] = {

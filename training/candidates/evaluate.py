@@ -188,6 +188,13 @@ def candidates_for(
     return out
 
 
+def union_at(lists: dict[str, np.ndarray], quotas: dict[str, int], k: int, n: int) -> np.ndarray:
+    """The union cut to ``k`` candidates, with each source's quota scaled by k / n (a candidate set of
+    size k, not the first k of a larger set)."""
+    scaled = {name: max(1, round(q * k / n)) for name, q in quotas.items()}
+    return union({name: lists[name] for name in quotas}, scaled, k)[0]
+
+
 def evaluate_item_type(
     item_type: str,
     t: dict,
@@ -238,13 +245,13 @@ def evaluate_item_type(
             op = postings_by_day[day]
             op = op[open_mask("posting", op, ts)]
         lists = candidates_for(stage, ctx, item_type, qfeat.iloc[i], ts, items, user_emb[i], hist, T, K, op)
-        lists["union"] = union({k: lists[k] for k in cfg.quotas}, cfg.quotas, K)[0]
+        unions = {k: union_at(lists, cfg.quotas, k, K) for k in KS}
         lists["oracle"] = oracle.rank(item_type, s, ts, k=K, items=allowed)[0]
         warm = stage.als.users_.index([s])[0] >= 0
         new_rel = {r for r in rel if stage.als.items_.index([r])[0] < 0}
-        for src, lst in lists.items():
+        for src, lst in [*lists.items(), ("union", None)]:
             for k in KS:
-                top = set(np.asarray(lst[:k]).tolist())
+                top = set(np.asarray(unions[k] if src == "union" else lst[:k]).tolist())
                 hits[src]["all"][k].append(len(rel & top) / len(rel))
                 hits[src]["warm" if warm else "cold"][k].append(len(rel & top) / len(rel))
                 if new_rel:
