@@ -13,18 +13,12 @@ from feast.types import Array, Float32, Int64, String
 
 from features import data_sources as src
 from features.entities import certificate, occupation, posting, seeker, training_course
+from jobcare.world.taxonomy import RIASEC, WORK_VALUES
 
 FOREVER = timedelta(0)
 PROTECTED = {"protected": "true", "purpose": "fairness audit only; never a ranker input"}
-RIASEC_FIELDS = ["riasec_r", "riasec_i", "riasec_a", "riasec_s", "riasec_e", "riasec_c"]
-WORK_VALUE_FIELDS = [
-    "wv_achievement",
-    "wv_working_conditions",
-    "wv_recognition",
-    "wv_relationships",
-    "wv_support",
-    "wv_independence",
-]
+RIASEC_FIELDS = RIASEC
+WORK_VALUE_FIELDS = WORK_VALUES
 
 
 def _f(name, dtype, description, tags=None):

@@ -195,15 +195,10 @@ class TwoTowerParams(StrictModel):
     samples_per_epoch: int = Field(100_000, gt=0)
 
 
-class CandidatesConfig(StrictModel):
-    """Stage one: generators, union quotas and the time-split evaluation."""
+class EventWeights(StrictModel):
+    """Confidence weight per event type, and the half-life (days) of the time decay."""
 
-    eval_days: int = Field(60, gt=0, description="the evaluation window is the last eval_days of the span")
-    n_candidates: int = Field(300, gt=0)
-    quotas: dict[str, int] = {"two_tower": 100, "rules": 100, "als": 70, "popularity": 30}
-    max_queries: int = Field(1500, gt=0, description="evaluation requests sampled per item type")
-    item_types: list[Literal["posting", "course", "certificate"]] = ["posting", "course", "certificate"]
-    event_weights: dict[str, float] = {
+    by_type: dict[str, float] = {
         "view": 1.0,
         "apply": 4.0,
         "hire": 8.0,
@@ -213,6 +208,17 @@ class CandidatesConfig(StrictModel):
         "acquire": 6.0,
     }
     half_life_days: float = Field(60.0, gt=0)
+
+
+class CandidatesConfig(StrictModel):
+    """Stage one: generators, union quotas and the time-split evaluation."""
+
+    eval_days: int = Field(60, gt=0, description="the evaluation window is the last eval_days of the span")
+    n_candidates: int = Field(300, gt=0)
+    quotas: dict[str, int] = {"two_tower": 100, "rules": 100, "als": 70, "popularity": 30}
+    max_queries: int = Field(1500, gt=0, description="evaluation requests sampled per item type")
+    item_types: list[Literal["posting", "course", "certificate"]] = ["posting", "course", "certificate"]
+    event_weights: EventWeights = EventWeights()
     als: ALSParams = ALSParams()
     two_tower: TwoTowerParams = TwoTowerParams()
     seed: int = 0

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from pydantic import Field
 
-from jobcare.config import StrictModel
+from jobcare.config import EventWeights
 from jobcare.errors import JobcareError
 
 REQUIRED = ("user", "item")
@@ -22,21 +21,6 @@ REQUIRED = ("user", "item")
 
 class InteractionsError(JobcareError):
     """An interactions table breaks its contract (missing column, nulls, negative weights...)."""
-
-
-class EventWeights(StrictModel):
-    """Confidence weight per event type, and the half-life (days) of the time decay."""
-
-    by_type: dict[str, float] = {
-        "view": 1.0,
-        "apply": 4.0,
-        "hire": 8.0,
-        "enrol": 4.0,
-        "complete": 6.0,
-        "register": 4.0,
-        "acquire": 6.0,
-    }
-    half_life_days: float = Field(60.0, gt=0)
 
 
 def check_interactions(df: pd.DataFrame, name: str = "interactions") -> pd.DataFrame:

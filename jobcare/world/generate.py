@@ -16,7 +16,7 @@ from jobcare.errors import ConfigError
 from jobcare.world.catalog import make_courses, make_employers, make_postings, to_ts
 from jobcare.world.io import MANIFEST, TRUTH_DIR, TableStream, write_table
 from jobcare.world.seekers import make_seekers
-from jobcare.world.simulate import SimulationInput, decode, simulate
+from jobcare.world.simulate import IMPRESSION_COLUMNS, TRUTH_COLUMNS, SimulationInput, decode, simulate
 from jobcare.world.taxonomy import Taxonomy, synthetic_taxonomy
 from jobcare.world.utility import CompetencyState, UtilityParams, WorldArrays, calibrate
 
@@ -137,9 +137,11 @@ def generate_world(cfg: WorldConfig, out: str | Path, show_progress: bool = True
         sinks=sinks,
     )
     stream_hashes = {
-        "impressions": streams["impressions"].close(_impressions_frame(_empty_chunk(_IMP_COLS), start)),
+        "impressions": streams["impressions"].close(
+            _impressions_frame(_empty_chunk(IMPRESSION_COLUMNS), start)
+        ),
         f"{TRUTH_DIR}/impressions": streams[f"{TRUTH_DIR}/impressions"].close(
-            _truth_frame(_empty_chunk(_TRUTH_COLS))
+            _truth_frame(_empty_chunk(TRUTH_COLUMNS))
         ),
     }
     tables |= _event_tables(sim, pack, start)
@@ -188,19 +190,6 @@ def generate_world(cfg: WorldConfig, out: str | Path, show_progress: bool = True
     return manifest
 
 
-_IMP_COLS = [
-    "session_id",
-    "position",
-    "seeker_id",
-    "item_type",
-    "item_id",
-    "day",
-    "propensity",
-    "slate_propensity",
-]
-_TRUTH_COLS = ["session_id", "position", "mu", "observable", "latent", "p_examine", "p_view", "p_apply"]
-
-
 def _empty_chunk(cols: list[str]) -> dict:
     return {c: np.zeros(0, dtype=np.int8 if c == "item_type" else np.float64) for c in cols}
 
@@ -221,7 +210,7 @@ def _impressions_frame(c: dict, start: np.datetime64) -> pd.DataFrame:
 
 
 def _truth_frame(c: dict) -> pd.DataFrame:
-    df = pd.DataFrame({k: c[k].astype(np.float64) for k in _TRUTH_COLS[2:]})
+    df = pd.DataFrame({k: c[k].astype(np.float64) for k in TRUTH_COLUMNS[2:]})
     df.insert(0, "position", c["position"].astype(np.int16))
     df.insert(0, "session_id", c["session_id"].astype(np.int64))
     return df

@@ -20,15 +20,13 @@ import pandas as pd
 
 from jobcare.config import ScaleConfig
 from jobcare.errors import ConfigError
-from jobcare.world.regions import regions_table
 from jobcare.world.taxonomy import (
     RIASEC,
     WORK_VALUES,
     Taxonomy,
     _ints,
+    complete_taxonomy,
     groups_table,
-    make_certificates,
-    make_majors,
 )
 
 ATTRIBUTION = (
@@ -219,19 +217,4 @@ def onet_taxonomy(onet_dir: str | Path, sizes: ScaleConfig, rng: np.random.Gener
     fs = groups["female_share"].to_numpy()[occupations["group_id"]]
     occupations["female_share"] = np.clip(fs + rng.normal(0, 0.1, len(occ)), 0.02, 0.97).round(3)
     occupations["mean_age"] = np.clip(40 + rng.normal(0, 5, len(occ)), 26, 55).round(1)
-    certificates, certificate_units = make_certificates(
-        sizes.n_certificates, units, occupations, occupation_units, rng
-    )
-    majors, major_units = make_majors(sizes.n_majors, groups, units, rng)
-    return Taxonomy(
-        regions=regions_table(),
-        units=units,
-        occupations=occupations,
-        occupation_units=occupation_units,
-        certificates=certificates,
-        certificate_units=certificate_units,
-        majors=majors,
-        major_units=major_units,
-        groups=groups,
-        attribution=ATTRIBUTION,
-    )
+    return complete_taxonomy(units, occupations, occupation_units, groups, sizes, rng, ATTRIBUTION)

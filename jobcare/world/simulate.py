@@ -29,6 +29,17 @@ from jobcare.world.utility import ITEM_TYPES, CompetencyState, UtilityParams, Wo
 
 log = logging.getLogger(__name__)
 
+IMPRESSION_COLUMNS = (
+    "session_id",
+    "position",
+    "seeker_id",
+    "item_type",
+    "item_id",
+    "day",
+    "propensity",
+    "slate_propensity",
+)
+TRUTH_COLUMNS = ("session_id", "position", "mu", "observable", "latent", "p_examine", "p_view", "p_apply")
 SESSION_MIX = {"posting": 0.7, "course": 0.2, "certificate": 0.1}
 APPLY_EVENT = {"posting": "apply", "course": "enrol", "certificate": "register"}
 OUTCOME_EVENT = {"posting": "hire", "course": "complete", "certificate": "acquire"}
@@ -163,28 +174,8 @@ def simulate(
     cert_units = _unit_lists(inp.certificate_units, "certificate_id", len(inp.certificates))
 
     sessions = _Columns("session_id", "seeker_id", "item_type", "day", "policy", "n_available")
-    impressions = _Columns(
-        "session_id",
-        "position",
-        "seeker_id",
-        "item_type",
-        "item_id",
-        "day",
-        "propensity",
-        "slate_propensity",
-        sink=sinks.get("impressions"),
-    )
-    truth = _Columns(
-        "session_id",
-        "position",
-        "mu",
-        "observable",
-        "latent",
-        "p_examine",
-        "p_view",
-        "p_apply",
-        sink=sinks.get("truth_impressions"),
-    )
+    impressions = _Columns(*IMPRESSION_COLUMNS, sink=sinks.get("impressions"))
+    truth = _Columns(*TRUTH_COLUMNS, sink=sinks.get("truth_impressions"))
     events = _Columns("seeker_id", "item_type", "item_id", "event_type", "day", "session_id")
     comp_events = _Columns("seeker_id", "unit_id", "level", "day", "source", "source_id")
     cert_events = _Columns("seeker_id", "certificate_id", "day", "source")

@@ -179,6 +179,19 @@ def synthetic_taxonomy(sizes: ScaleConfig, rng: np.random.Generator) -> Taxonomy
     occupations["mean_age"] = np.clip(38 + rng.normal(0, 6, occ_group.size), 26, 55).round(1)
     occupation_units = _ints(pd.concat(ou_rows, ignore_index=True))
 
+    return complete_taxonomy(units, occupations, occupation_units, groups, sizes, rng)
+
+
+def complete_taxonomy(
+    units: pd.DataFrame,
+    occupations: pd.DataFrame,
+    occupation_units: pd.DataFrame,
+    groups: pd.DataFrame,
+    sizes: ScaleConfig,
+    rng: np.random.Generator,
+    attribution: str | None = None,
+) -> Taxonomy:
+    """Generate certificates and majors around the given occupations and units; assemble the taxonomy."""
     certificates, certificate_units = make_certificates(
         sizes.n_certificates, units, occupations, occupation_units, rng
     )
@@ -193,6 +206,7 @@ def synthetic_taxonomy(sizes: ScaleConfig, rng: np.random.Generator) -> Taxonomy
         majors=majors,
         major_units=major_units,
         groups=groups,
+        attribution=attribution,
     )
 
 

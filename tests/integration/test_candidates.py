@@ -8,7 +8,7 @@ import pytest
 
 from features import store as fstore
 from features.item_index import item_features
-from jobcare.config import CandidatesConfig, TwoTowerParams
+from jobcare.config import CandidatesConfig, EventWeights, TwoTowerParams
 from training.candidates.evaluate import (
     _blocked,
     allowed_items,
@@ -19,7 +19,7 @@ from training.candidates.evaluate import (
 )
 from training.candidates.union import union
 from training.candidates.world import seeker_side_table
-from training.interactions import EventWeights, world_interactions
+from training.interactions import world_interactions
 
 pytestmark = pytest.mark.integration
 FAST = CandidatesConfig(

@@ -30,7 +30,7 @@ from training.candidates.rules import rule_scores
 from training.candidates.two_tower import TwoTowerRecommender
 from training.candidates.union import union
 from training.candidates.world import ACTION, ITEM_KEY, item_side_table, open_mask, seeker_side_table
-from training.interactions import EventWeights, world_interactions
+from training.interactions import world_interactions
 
 log = logging.getLogger(__name__)
 SOURCES = ["als", "two_tower", "rules", "popularity", "union", "oracle"]
@@ -68,7 +68,7 @@ def fit_stage_one(
     """Fit popularity, ALS and two-tower on the events of ``item_type`` before ``until``."""
     import time
 
-    weights = EventWeights(by_type=cfg.event_weights, half_life_days=cfg.half_life_days)
+    weights = cfg.event_weights
     inter = world_interactions(events, item_type, until, weights)
     secs = {}
     t = time.perf_counter()
@@ -213,7 +213,7 @@ def evaluate_item_type(
     qfeat = fstore.historical_features(store, q[["seeker_id", "event_timestamp"]], "seeker_online_v1")
     user_emb = stage.two_tower.embed_users(seeker_side_table(qfeat))
     blocked = _blocked(t, item_type)
-    weights = EventWeights(by_type=cfg.event_weights, half_life_days=cfg.half_life_days)
+    weights = cfg.event_weights
     key = ITEM_KEY[item_type]
     postings_by_day: dict = {}
     items_by_day: dict = {}
