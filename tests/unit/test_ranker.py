@@ -1,0 +1,81 @@
+"""The LambdaRank ranker's contract and its feature selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.ranker import LambdaRankRanker, RankerInputError, protected_in
+from training.ranking_data import feature_columns, request_rows
+
+
+def _data(n_groups=60, per=8, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n_groups * per, 3))
+    y = (x[:, 0] > 0.8).astype(int) + (x[:, 0] > 1.5)
+    return pd.DataFrame(x, columns=["a", "b", "c"]), y, np.full(n_groups, per)
+
+
+def test_learns_a_planted_signal_and_round_trips(tmp_path):
+    X, y, g = _data()
+    r = LambdaRankRanker(n_estimators=30, num_leaves=7, min_child_samples=5).fit(X, y, g)
+    Xt, yt, gt = _data(seed=1)
+    s = r.predict(Xt)
+    rows = pd.DataFrame({"request_id": np.repeat(np.arange(len(gt)), gt), "label": yt})
+    from training.stage_two import ndcg_by_request
+
+    learned = ndcg_by_request(rows, s, k=3)
+    rnd = ndcg_by_request(rows, np.random.default_rng(0).random(len(yt)), k=3)
+    has_pos = rows.groupby("request_id")["label"].max() > 0
+    assert learned[has_pos].mean() > 0.95 and learned[has_pos].mean() > rnd[has_pos].mean() + 0.3
+    assert r.feature_importance().index[0] == "a"
+    loaded = LambdaRankRanker.load(r.save(tmp_path / "r"))
+    np.testing.assert_array_equal(loaded.predict(Xt), s)
+
+
+def test_protected_columns_never_reach_the_model():
+    X, y, g = _data()
+    for col in ("gender", "seeker_profile__age", "age_band"):
+        with pytest.raises(RankerInputError, match="protected"):
+            LambdaRankRanker(n_estimators=2).fit(X.assign(**{col: 1.0}), y, g)
+    assert protected_in(["seeker_profile__gender", "seeker_profile__region_id", "wage", "age"]) == [
+        "seeker_profile__gender",
+        "age",
+    ]
+
+
+def test_group_sizes_must_cover_the_rows():
+    X, y, g = _data()
+    with pytest.raises(RankerInputError, match="group sizes"):
+        LambdaRankRanker(n_estimators=2).fit(X, y, g[:-1])
+
+
+def test_feature_columns_exclude_ids_lists_and_timestamps():
+    df = pd.DataFrame(
+        {
+            "request_id": [0],
+            "item_id": [3],
+            "label": [1],
+            "posting_attributes__employer_id": [5],
+            "posting_attributes__wage": [300.0],
+            "coverage": [0.5],
+            "event_timestamp": [pd.Timestamp(0)],
+            "seeker_competency__unit_ids": [[1, 2]],
+            "cand_rank_als": [4],
+        }
+    )
+    assert feature_columns(df) == ["posting_attributes__wage", "coverage", "cand_rank_als"]
+
+
+def test_request_rows_keep_shown_and_positives_and_rank_sources():
+    rng = np.random.default_rng(0)
+    cands = {"als": np.array([5, 6, 7]), "rules": np.array([7, 8, 9, 10])}
+    rows = request_rows(
+        3, 99, cands, shown=np.array([1, 5]), labels={5: 2, 1: 0}, n_candidates=300, negatives=2, rng=rng
+    )
+    assert {1, 5} <= set(rows["item_id"]) and len(rows) == 4
+    assert rows.set_index("item_id").loc[5, "label"] == 2
+    assert rows.set_index("item_id").loc[5, "cand_rank_als"] == 1
+    assert rows.set_index("item_id").loc[1, "cand_rank_rules"] == 301
+    assert request_rows(0, 1, cands, np.array([1]), {1: 0}, 300, 2, rng) is None  # no positive: dropped

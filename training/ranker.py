@@ -1,0 +1,163 @@
+"""Stage two: a LightGBM LambdaRank ranker over numeric feature frames.
+
+``fit`` validates its input (no protected column, numeric features only, groups given as sizes that
+add up to the rows, each group's rows contiguous); learned state ends in ``_``. Prediction passes
+``num_threads`` on each call (``Booster.reset_parameter`` segfaulted here, see the stack notes).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from jobcare.errors import JobcareError
+
+PROTECTED_DEFAULT = ("gender", "age")
+
+
+class RankerInputError(JobcareError):
+    """The ranker's training or scoring input breaks its contract."""
+
+
+def protected_in(columns, protected=PROTECTED_DEFAULT) -> list[str]:
+    """Columns that are, or derive from, a protected attribute (by name, e.g. ``seeker_profile__age``)."""
+    out = []
+    for c in columns:
+        leaf = str(c).split("__")[-1]
+        if any(leaf == p or leaf.startswith(f"{p}_") for p in protected):
+            out.append(str(c))
+    return out
+
+
+class LambdaRankRanker:
+    def __init__(
+        self,
+        n_estimators: int = 200,
+        learning_rate: float = 0.05,
+        num_leaves: int = 31,
+        min_child_samples: int = 20,
+        feature_fraction: float = 0.9,
+        lambdarank_truncation_level: int = 20,
+        random_state: int = 0,
+        num_threads: int = 2,
+        protected: tuple[str, ...] = PROTECTED_DEFAULT,
+    ):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.feature_fraction = feature_fraction
+        self.lambdarank_truncation_level = lambdarank_truncation_level
+        self.random_state = random_state
+        self.num_threads = num_threads
+        self.protected = tuple(protected)
+
+    def get_params(self) -> dict:
+        return {
+            k: getattr(self, k)
+            for k in (
+                "n_estimators",
+                "learning_rate",
+                "num_leaves",
+                "min_child_samples",
+                "feature_fraction",
+                "lambdarank_truncation_level",
+                "random_state",
+                "num_threads",
+                "protected",
+            )
+        }
+
+    def _lgb_params(self) -> dict:
+        return {
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "ndcg_eval_at": [10],
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "feature_fraction": self.feature_fraction,
+            "lambdarank_truncation_level": self.lambdarank_truncation_level,
+            "seed": self.random_state,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": self.num_threads,
+            "verbosity": -1,
+        }
+
+    def _check(self, X: pd.DataFrame, y=None, group=None) -> None:
+        bad = protected_in(X.columns, self.protected)
+        if bad:
+            raise RankerInputError(f"protected column(s) {bad} must never reach the ranker (rule: protected)")
+        non_num = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c].dtype)]
+        if non_num:
+            raise RankerInputError(f"column(s) {non_num} are not numeric (rule: numeric features)")
+        if group is not None:
+            g = np.asarray(group)
+            if (g <= 0).any() or g.sum() != len(X):
+                raise RankerInputError(
+                    f"group sizes must be > 0 and add up to {len(X)} rows; they add up to "
+                    f"{int(g.sum())} (rule: group sizes)"
+                )
+        if y is not None and (np.asarray(y) < 0).any():
+            raise RankerInputError("labels must be >= 0 (rule: graded relevance)")
+
+    def fit(self, X: pd.DataFrame, y, group, eval_set: tuple | None = None) -> LambdaRankRanker:
+        """Fit on rows grouped per request (``group``: sizes, contiguous)."""
+        import lightgbm as lgb
+
+        self._check(X, y, group)
+        train = lgb.Dataset(X, label=np.asarray(y), group=np.asarray(group), free_raw_data=False)
+        valid, evals = [], {}
+        if eval_set is not None:
+            Xv, yv, gv = eval_set
+            self._check(Xv, yv, gv)
+            valid = [lgb.Dataset(Xv, label=np.asarray(yv), group=np.asarray(gv), reference=train)]
+        self.booster_ = lgb.train(
+            self._lgb_params(),
+            train,
+            num_boost_round=self.n_estimators,
+            valid_sets=valid,
+            valid_names=["valid"] if valid else None,
+            callbacks=[lgb.record_evaluation(evals)] if valid else None,
+        )
+        self.feature_names_ = list(X.columns)
+        self.eval_history_ = evals
+        return self
+
+    def predict(self, X: pd.DataFrame, num_threads: int = 1) -> np.ndarray:
+        if not hasattr(self, "booster_"):
+            raise RankerInputError("the ranker is not fitted")
+        missing = [c for c in self.feature_names_ if c not in X.columns]
+        if missing:
+            raise RankerInputError(f"feature(s) {missing} missing at scoring time")
+        return self.booster_.predict(X[self.feature_names_], num_threads=num_threads)
+
+    def feature_importance(self) -> pd.Series:
+        return pd.Series(self.booster_.feature_importance("gain"), index=self.feature_names_).sort_values(
+            ascending=False
+        )
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.booster_.save_model(str(path / "model.txt"))
+        (path / "ranker.json").write_text(
+            json.dumps({"params": self.get_params(), "features": self.feature_names_})
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> LambdaRankRanker:
+        import lightgbm as lgb
+
+        path = Path(path)
+        meta = json.loads((path / "ranker.json").read_text())
+        obj = cls(**{**meta["params"], "protected": tuple(meta["params"]["protected"])})
+        obj.booster_ = lgb.Booster(model_file=str(path / "model.txt"))
+        obj.feature_names_ = meta["features"]
+        obj.eval_history_ = {}
+        return obj

@@ -1,0 +1,114 @@
+"""Stage-two rows: for each request (a session of one item type), the candidates stage one would have
+produced at that moment plus the items the session showed, with graded labels and features.
+
+Labels: hire / complete / acquire 3 > apply / enrol / register 2 > view 1 > shown or candidate 0.
+Negative sampling: every item the session showed is kept (shown-not-clicked is the informative
+negative); of the remaining candidates, ``negatives_per_request`` are drawn at random and labelled 0.
+Requests without any positive label are dropped (LambdaRank learns nothing from them).
+
+Features of a row: the FeatureService of the item type read point-in-time from Feast (seeker and item
+views, full names), the pair features of :func:`features.pairs.pair_features`, and each stage-one
+source's rank of the item (``cand_rank_<source>``, ``n_candidates + 1`` when the source did not propose it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features import store as fstore
+from features.pairs import PairContext, pair_features
+from training.candidates.world import ITEM_KEY
+
+LABEL = {"view": 1, "apply": 2, "enrol": 2, "register": 2, "hire": 3, "complete": 3, "acquire": 3}
+SERVICE = {"posting": "job_ranker_v1", "course": "course_ranker_v1", "certificate": "certificate_ranker_v1"}
+SOURCES = ("als", "two_tower", "rules", "popularity")
+NON_FEATURES = {
+    "seeker_id",
+    "posting_id",
+    "course_id",
+    "certificate_id",
+    "occupation_id",
+    "event_timestamp",
+    "request_id",
+    "label",
+}
+
+
+def session_labels(t: dict, item_type: str, session_ids) -> pd.DataFrame:
+    """(session_id, item_id, label): the best outcome of each item in each session (hire counts for
+    the session whose apply led to it)."""
+    ev = t["events"]
+    ev = ev[(ev["item_type"] == item_type) & ev["session_id"].isin(session_ids)]
+    lab = ev.assign(label=ev["event_type"].map(LABEL)).dropna(subset=["label"])
+    return lab.groupby(["session_id", "item_id"])["label"].max().astype(int).reset_index()
+
+
+def request_rows(
+    request_id: int,
+    session_id: int,
+    candidates: dict[str, np.ndarray],
+    shown: np.ndarray,
+    labels: dict[int, int],
+    n_candidates: int,
+    negatives: int,
+    rng,
+) -> pd.DataFrame | None:
+    """The rows of one request: shown items, positives and sampled candidate negatives, with source ranks."""
+    union_items = np.unique(np.concatenate([*candidates.values(), shown]).astype(np.int64))
+    pos = {i for i, lab in labels.items() if lab > 0}
+    if not pos:
+        return None
+    keep = set(shown.tolist()) | pos
+    rest = np.setdiff1d(union_items, np.fromiter(keep, dtype=np.int64))
+    if rest.size:
+        keep |= set(rng.choice(rest, min(negatives, rest.size), replace=False).tolist())
+    items = np.sort(np.fromiter(keep, dtype=np.int64))
+    df = pd.DataFrame(
+        {"request_id": request_id, "item_id": items, "label": [labels.get(int(i), 0) for i in items]}
+    )
+    for src, lst in candidates.items():
+        rank = {int(it): r + 1 for r, it in enumerate(lst)}
+        df[f"cand_rank_{src}"] = [rank.get(int(i), n_candidates + 1) for i in items]
+    return df
+
+
+def add_features(
+    rows: pd.DataFrame,
+    requests: pd.DataFrame,
+    item_type: str,
+    store,
+    ctx: PairContext,
+    item_occupation: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Join point-in-time Feast features (the ranker's FeatureService) and pair features onto ``rows``."""
+    key = ITEM_KEY[item_type]
+    req = requests.set_index("request_id")
+    entity = pd.DataFrame(
+        {
+            "seeker_id": req.loc[rows["request_id"], "seeker_id"].to_numpy(np.int64),
+            key: rows["item_id"].to_numpy(np.int64),
+            "event_timestamp": req.loc[rows["request_id"], "event_timestamp"].to_numpy(),
+        }
+    )
+    if item_type == "posting":
+        entity["occupation_id"] = item_occupation[entity[key].to_numpy()].astype(np.int64)
+    feats = fstore.historical_features(store, entity, SERVICE[item_type])
+    pairs = pair_features(feats, item_type, ctx)
+    out = pd.concat(
+        [rows.reset_index(drop=True), feats.drop(columns=["seeker_id", "event_timestamp"]), pairs], axis=1
+    )
+    out["seeker_id"] = entity["seeker_id"].to_numpy()
+    return out
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    """The numeric, non-identifier columns of a row frame (lists, ids and timestamps excluded: an id such
+    as ``posting_attributes__employer_id`` carries no order, so it is not a number to split on)."""
+    cols = []
+    for c in frame.columns:
+        if c in NON_FEATURES or c == "item_id" or str(c).split("__")[-1].endswith("_id"):
+            continue
+        if pd.api.types.is_numeric_dtype(frame[c].dtype) and not pd.api.types.is_bool_dtype(frame[c].dtype):
+            cols.append(c)
+    return cols
