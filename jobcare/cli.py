@@ -57,6 +57,9 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug lo
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_quiet_filter)
 
 
 def _config(path: Optional[Path]) -> ProjectConfig:

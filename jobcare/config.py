@@ -224,6 +224,36 @@ class CandidatesConfig(StrictModel):
     seed: int = 0
 
 
+class RankerParams(StrictModel):
+    n_estimators: int = Field(200, gt=0)
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(31, gt=1)
+    min_child_samples: int = Field(20, gt=0)
+    feature_fraction: float = Field(0.9, gt=0, le=1)
+
+
+class GateConfig(StrictModel):
+    """Promote a new version only if the 95% paired-bootstrap interval of its per-seeker NDCG@10 gain over
+    the champion lies above ``min_improvement``."""
+
+    min_improvement: float = 0.0
+    n_boot: int = Field(2000, gt=99)
+
+
+class TrainConfig(StrictModel):
+    """``jobcare train``: the stage-two time split, ranker rows, ranker and gate."""
+
+    item_types: list[Literal["posting", "course", "certificate"]] = ["posting", "course", "certificate"]
+    eval_days: int = Field(60, gt=0)
+    train_days: int = Field(120, gt=0)
+    max_requests: int = Field(3000, gt=0, description="replayed requests per window and item type")
+    negatives_per_request: int = Field(30, ge=0)
+    ranker: RankerParams = RankerParams()
+    gate: GateConfig = GateConfig()
+    shuffle_labels: bool = Field(False, description="train on shuffled labels: a deliberately worse model")
+    seed: int = 0
+
+
 class TrackingConfig(StrictModel):
     """MLflow: tracking URI (sqlite by default; PostgreSQL in production) and artifact folder."""
 
@@ -246,4 +276,5 @@ class ProjectConfig(StrictModel):
     summary: SummaryConfig = SummaryConfig()
     features: FeaturesConfig = FeaturesConfig()
     candidates: CandidatesConfig = CandidatesConfig()
+    train: TrainConfig = TrainConfig()
     tracking: TrackingConfig = TrackingConfig()

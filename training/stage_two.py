@@ -171,6 +171,7 @@ def fit_and_evaluate(
     negatives: int,
     seed: int,
     show_progress: bool = False,
+    shuffle_labels: bool = False,
 ) -> dict:
     """Train the ranker on [T - train_days, T), evaluate on [T, end); return the model, data and metrics."""
     T = end - pd.Timedelta(days=eval_days)
@@ -192,9 +193,12 @@ def fit_and_evaluate(
         item_type, t, store, repo, ctx, cfg, T, end, max_requests, negatives, seed + 1, show_progress
     )
     feats = feature_columns(train.rows)
+    labels = train.rows["label"].to_numpy()
+    if shuffle_labels:  # a deliberately worse model, for testing the promotion gate
+        labels = np.random.default_rng(seed).permutation(labels)
     ranker = LambdaRankRanker(**ranker_params, random_state=seed).fit(
         train.rows[feats],
-        train.rows["label"],
+        labels,
         group_sizes(train.rows),
         eval_set=(valid.rows[feats], valid.rows["label"], group_sizes(valid.rows)),
     )
