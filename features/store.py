@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,17 @@ REPO_META = "jobcare_repo.json"
 
 class FeatureStoreError(JobcareError):
     """The feature repository is missing, not applied, or its stores are unreachable."""
+
+
+@contextlib.contextmanager
+def in_repo(store):
+    """Run a Feast call inside the repository folder (the DuckDB offline store reads data-source paths
+    relative to the working directory), without ibis's per-call deprecation warning from DuckDB."""
+    with contextlib.chdir(store.repo_path), warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning
+        )
+        yield
 
 
 def store_yaml(cfg: FeaturesConfig) -> dict:
@@ -106,7 +118,7 @@ def apply(repo: str | Path) -> dict:
     from features.definitions import ALL_OBJECTS
 
     store = open_store(repo)
-    with contextlib.chdir(store.repo_path):  # the DuckDB offline store reads paths relative to the cwd
+    with in_repo(store):
         store.apply(ALL_OBJECTS)
     return {
         "feature_views": sorted(v.name for v in store.list_feature_views()),
@@ -120,7 +132,7 @@ def materialize(repo: str | Path, incremental: bool = False, end: pd.Timestamp |
     meta = repo_meta(repo)
     store = open_store(repo)
     end = pd.Timestamp(end or meta["span"]["end"]).to_pydatetime()
-    with contextlib.chdir(store.repo_path):
+    with in_repo(store):
         if incremental:
             store.materialize_incremental(end_date=end)
         else:
@@ -142,7 +154,7 @@ def historical_features(store, entity_df: pd.DataFrame, service: str) -> pd.Data
     fs = store.get_feature_service(service)
     keyed = entity_df.reset_index(drop=True).copy()
     keyed["_row"] = np.arange(len(keyed), dtype=np.int64)
-    with contextlib.chdir(store.repo_path):
+    with in_repo(store):
         out = store.get_historical_features(entity_df=keyed, features=fs, full_feature_names=True).to_df()
     if len(out) != len(keyed) or out["_row"].duplicated().any():
         lost = np.setdiff1d(keyed["_row"].to_numpy(), out["_row"].to_numpy())

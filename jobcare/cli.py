@@ -205,7 +205,6 @@ def features_apply(
     from features import store
 
     cfg = _features_cfg(config, repo, profile)
-    _quiet_libraries()
     with console.status(f"building feature tables from {world}"):
         path = store.render_repo(world, cfg)
     with console.status(f"feast apply ({cfg.profile} profile)"):
@@ -230,7 +229,6 @@ def features_materialize(
     from features import store
 
     cfg = _features_cfg(config, repo, profile)
-    _quiet_libraries()
     t0 = time.perf_counter()
     end = store.materialize(cfg.repo, incremental=incremental)
     console.print(
@@ -250,7 +248,6 @@ def candidates_evaluate(
     """Recall@100/300 of each source and the union on a time split; printed and logged to MLflow."""
     from training.candidates.report import evaluate_and_log
 
-    _quiet_libraries()
     cfg = _config(config)
     if repo is not None:
         cfg.features.repo = repo
@@ -293,7 +290,6 @@ def demo(
     console.rule(f"4/5 feature store ({cfg.features.profile} profile): apply and materialise")
     from features import store
 
-    _quiet_libraries()
     fcfg = cfg.features.resolved()
     fcfg.repo = work / "feature_repo"
     repo = store.render_repo(world, fcfg)
@@ -327,13 +323,6 @@ def _quiet_filter(record: logging.LogRecord) -> bool:
 
 
 _NOISY = {"feast", "dask", "distributed", "alembic", "mlflow"}
-
-
-def _quiet_libraries() -> None:
-    """Ibis (inside Feast) warns about its own deprecations on every call: keep the output readable."""
-    import warnings
-
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis\..*")
 
 
 if __name__ == "__main__":
