@@ -258,6 +258,68 @@ def candidates_evaluate(
         console.print(f"table JSON: {json_out}")
 
 
+@app.command("train")
+@_errors_to_exit
+def train_cmd(
+    world: Annotated[Path, typer.Option(help="world folder")],
+    config: ConfigOpt = None,
+    repo: RepoOpt = None,
+) -> None:
+    """Contracts, Feast features, stage one, LambdaRank, evaluation, MLflow, registry and the gate."""
+    from training.pipeline import train
+
+    cfg = _config(config)
+    if repo is not None:
+        cfg.features.repo = repo
+    res = train(world, cfg, console=console)
+    console.print(f"MLflow run {res['run_id']} ({cfg.tracking.resolved().uri})")
+
+
+ItemTypeOpt = Annotated[str, typer.Option("--item-type", help="posting | course | certificate")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="why (recorded as a tag)")]
+
+
+def _registry(config, item_type: str):
+    from mlflow import MlflowClient
+
+    from jobcare.errors import ConfigError
+    from training import tracking
+    from training.registry import MODEL_NAMES
+
+    if item_type not in MODEL_NAMES:
+        raise ConfigError(f"--item-type must be one of {sorted(MODEL_NAMES)}, got {item_type!r}")
+    tracking.start(_config(config).tracking)
+    return MlflowClient(), MODEL_NAMES[item_type]
+
+
+@app.command("promote")
+@_errors_to_exit
+def promote_cmd(
+    version: Annotated[str, typer.Argument(help="model version to make champion")],
+    item_type: ItemTypeOpt = "posting",
+    reason: ReasonOpt = "manual promotion",
+    config: ConfigOpt = None,
+) -> None:
+    """Move the champion alias to VERSION (recorded: who, when, why)."""
+    from training.registry import promote
+
+    client, name = _registry(config, item_type)
+    promote(client, name, version, reason)
+    console.print(f"{name}: champion -> v{version}")
+
+
+@app.command("rollback")
+@_errors_to_exit
+def rollback_cmd(
+    item_type: ItemTypeOpt = "posting", reason: ReasonOpt = "manual rollback", config: ConfigOpt = None
+) -> None:
+    """Move the champion alias back to the previous champion."""
+    from training.registry import rollback
+
+    client, name = _registry(config, item_type)
+    console.print(f"{name}: champion -> v{rollback(client, name, reason)} (rolled back)")
+
+
 @app.command("demo")
 @_errors_to_exit
 def demo(

@@ -140,16 +140,16 @@ def train(world: str | Path, cfg: ProjectConfig, console=None) -> dict:
                 {"world_manifest_sha256": manifest_hash, "run_id": run.info.run_id},
             )
             uri = log_bundle(bundle, Path(tmp) / it, name=f"{it}_bundle")
-            mv = mlflow.register_model(uri, MODEL_NAMES[it])
-            decision = gate(client, MODEL_NAMES[it], mv.version, res, tc.gate)
+            version = str(mlflow.register_model(uri, MODEL_NAMES[it]).version)
+            decision = gate(client, MODEL_NAMES[it], version, res, tc.gate)
             mlflow.log_metrics(
                 {f"{PREFIX[it]}gate_{k}": v for k, v in decision.items() if isinstance(v, float)}
             )
-            out[it] = {"metrics": m, "model": MODEL_NAMES[it], "version": mv.version, "gate": decision}
+            out[it] = {"metrics": m, "model": MODEL_NAMES[it], "version": version, "gate": decision}
             if console is not None:
                 console.print(
                     f"{it}: NDCG@10 {m['val_ndcg_at_10']:.3f} (oracle {m['val_oracle_ndcg_at_10']:.3f}, "
-                    f"ALS only {m['val_als_only_ndcg_at_10']:.3f}); {MODEL_NAMES[it]} v{mv.version} -> "
+                    f"ALS only {m['val_als_only_ndcg_at_10']:.3f}); {MODEL_NAMES[it]} v{version} -> "
                     f"{decision['alias']} ({decision['reason']})"
                 )
         out["run_id"] = run.info.run_id
