@@ -1,4 +1,6 @@
-"""Feast feature views over the world's feature tables. Every field is described.
+"""Feast feature views over the world's feature tables. Every field is described. Moments are stored
+as days since the epoch in Float64 (Float32 resolves only ~3 minutes at today's dates, enough to call
+a posting opening a minute after a request "open").
 
 TTLs are 0 (no expiry) on purpose: profiles and item attributes stay true until a newer row says
 otherwise, and rolling windows are daily snapshots that fall to zero by themselves, so a TTL would
@@ -9,7 +11,7 @@ opening), so an as-of join never meets "no row yet" for a live entity.
 from datetime import timedelta
 
 from feast import FeatureView, Field
-from feast.types import Array, Float32, Int64, String
+from feast.types import Array, Float32, Float64, Int64, String
 
 from features import data_sources as src
 from features.entities import certificate, occupation, posting, seeker, training_course
@@ -40,7 +42,7 @@ seeker_profile = FeatureView(
         _f("last_occupation_id", Int64, "last occupation held, -1 if none"),
         _f("desired_occupation_ids", Array(Int64), "1-3 desired occupations, in order of preference"),
         _f("reservation_wage", Float32, "lowest acceptable monthly wage (10k KRW)"),
-        _f("registered_days", Float32, "registration time, days since the epoch (seeker tenure is derived)"),
+        _f("registered_days", Float64, "registration time, days since the epoch (seeker tenure is derived)"),
         _f("gender", String, "F or M; protected attribute", PROTECTED),
         _f("age", Int64, "age in years at registration; protected attribute", PROTECTED),
     ],
@@ -114,8 +116,8 @@ posting_attributes = FeatureView(
         _f("education_required", Int64, "minimum education level (0-4)"),
         _f("career_required", Int64, "minimum years of experience"),
         _f("required_certificate_ids", Array(Int64), "certificates the employer requires"),
-        _f("open_days", Float32, "opening time, days since the epoch"),
-        _f("close_days", Float32, "planned closing time, days since the epoch"),
+        _f("open_days", Float64, "opening time, days since the epoch"),
+        _f("close_days", Float64, "planned closing time, days since the epoch"),
     ],
 )
 
@@ -148,7 +150,7 @@ course_attributes = FeatureView(
         _f("target_occupation_id", Int64, "occupation the course prepares for"),
         _f("capacity", Int64, "seats"),
         _f("duration_days", Int64, "length in days"),
-        _f("start_days", Float32, "start time, days since the epoch"),
+        _f("start_days", Float64, "start time, days since the epoch"),
         _f("completion_rate", Float32, "historical completion rate of the provider's runs"),
         _f("employment_rate", Float32, "historical employment rate 6 months after completion"),
         _f("unit_ids", Array(Int64), "competency units taught"),

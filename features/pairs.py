@@ -63,6 +63,11 @@ PAIR_FEATURES = {
         "desired_requires_units",
     ],
 }
+OCCUPATION_COLUMN = {
+    "posting": "occupation_id",
+    "course": "target_occupation_id",
+    "certificate": "anchor_occupation_id",
+}
 ITEM_VIEW = {
     "posting": "posting_attributes",
     "course": "course_attributes",
@@ -157,6 +162,14 @@ def pair_features(df: pd.DataFrame, item_type: str, ctx: PairContext) -> pd.Data
     if item_type not in PAIR_FEATURES:
         raise ValueError(f"item_type must be one of {sorted(PAIR_FEATURES)}, got {item_type!r}")
     n = len(df)
+    occ_col = f"{ITEM_VIEW[item_type]}__{OCCUPATION_COLUMN[item_type]}"
+    missing = df[occ_col].isna().to_numpy() if occ_col in df else np.ones(n, bool)
+    if missing.any():
+        raise ValueError(
+            f"pair_features({item_type}): {int(missing.sum())} row(s) have no item features "
+            f"({occ_col} is null), e.g. rows {np.flatnonzero(missing)[:5].tolist()}; "
+            "was an item scored before it existed?"
+        )
     H, state = _held_levels(df, ctx.n_units)
     desired = pad_lists(df["seeker_profile__desired_occupation_ids"], -1, 3)
     desired_group = np.where(desired >= 0, ctx.group[np.maximum(desired, 0)], -1)

@@ -104,7 +104,7 @@ def seeker_profile(s: pd.DataFrame) -> pd.DataFrame:
             "last_occupation_id": s["last_occupation_id"].fillna(-1).astype("int64"),
             "desired_occupation_ids": s["desired_occupation_ids"].apply(lambda v: [int(x) for x in v]),
             "reservation_wage": s["reservation_wage"].astype("float32"),
-            "registered_days": _days(s["registered_at"]).astype("float32"),
+            "registered_days": _days(s["registered_at"]).astype("float64"),
             "gender": s["gender"].astype(str),
             "age": s["age"].astype("int64"),
         }
@@ -265,8 +265,8 @@ def posting_attributes(p: pd.DataFrame, pc: pd.DataFrame) -> pd.DataFrame:
             "education_required": p["education_required"].astype("int64"),
             "career_required": p["career_required"].astype("int64"),
             "required_certificate_ids": certs.to_numpy(),
-            "open_days": _days(p["open_at"]).astype("float32"),
-            "close_days": _days(p["close_at"]).astype("float32"),
+            "open_days": _days(p["open_at"]).astype("float64"),
+            "close_days": _days(p["close_at"]).astype("float64"),
         }
     )
     return _stamp(df, p["open_at"])
@@ -332,7 +332,7 @@ def course_attributes(c: pd.DataFrame, cu: pd.DataFrame) -> pd.DataFrame:
             "target_occupation_id": c["target_occupation_id"].astype("int64"),
             "capacity": c["capacity"].astype("int64"),
             "duration_days": c["duration_days"].astype("int64"),
-            "start_days": _days(c["start_at"]).astype("float32"),
+            "start_days": _days(c["start_at"]).astype("float64"),
             "completion_rate": c["completion_rate"].astype("float32"),
             "employment_rate": c["employment_rate"].astype("float32"),
             "unit_ids": lists["unit_id"].to_numpy(),

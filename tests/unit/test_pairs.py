@@ -128,3 +128,23 @@ def test_rows_sharing_a_seeker_state_and_padding(ctx):
 def test_unknown_item_type_is_a_clear_error(ctx):
     with pytest.raises(ValueError, match="item_type must be one of"):
         pair_features(pd.DataFrame([_seeker()]), "job", ctx)
+
+
+def test_items_without_features_are_a_named_error(ctx):
+    row = _seeker() | {"posting_attributes__occupation_id": None}
+    with pytest.raises(ValueError, match="no item features"):
+        pair_features(pd.DataFrame([row]), "posting", ctx)
+
+
+def test_open_mask_resolves_minutes():
+    from training.candidates.world import open_mask
+
+    t = pd.Timestamp("2025-07-28 10:18:49", tz="UTC")
+    day = t.value / 86_400e9
+    items = pd.DataFrame(
+        {
+            "posting_attributes__open_days": [day + 60 / 86_400, day - 60 / 86_400],
+            "posting_attributes__close_days": [day + 30, day + 30],
+        }
+    )
+    assert open_mask("posting", items, t).tolist() == [False, True]
