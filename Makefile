@@ -41,7 +41,9 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 bench: install
-	$(PY) benchmarks/world_generate.py
+	$(PY) benchmarks/world_generate.py --scales demo national
+	$(PY) benchmarks/features.py
+	$(PY) benchmarks/candidates.py
 
 clean:
 	rm -rf $(WORK)
