@@ -332,6 +332,7 @@ def course_attributes(c: pd.DataFrame, cu: pd.DataFrame) -> pd.DataFrame:
             "target_occupation_id": c["target_occupation_id"].astype("int64"),
             "capacity": c["capacity"].astype("int64"),
             "duration_days": c["duration_days"].astype("int64"),
+            "recruit_start_days": _days(c["recruit_start_at"]).astype("float64"),
             "start_days": _days(c["start_at"]).astype("float64"),
             "completion_rate": c["completion_rate"].astype("float32"),
             "employment_rate": c["employment_rate"].astype("float32"),

@@ -148,3 +148,17 @@ def test_open_mask_resolves_minutes():
         }
     )
     assert open_mask("posting", items, t).tolist() == [False, True]
+
+
+def test_open_mask_courses_recruit_between_recruit_start_and_start():
+    from training.candidates.world import open_mask
+
+    t = pd.Timestamp("2025-03-01 12:00", tz="UTC")
+    d = t.value / 86_400e9
+    items = pd.DataFrame(
+        {
+            "course_attributes__recruit_start_days": [d + 0.1, d - 10, d - 50],
+            "course_attributes__start_days": [d + 40, d + 5, d - 1],
+        }
+    )
+    assert open_mask("course", items, t).tolist() == [False, True, False]

@@ -93,7 +93,8 @@ def open_mask(item_type: str, items: pd.DataFrame, t: pd.Timestamp) -> np.ndarra
             (items["posting_attributes__open_days"] <= now) & (items["posting_attributes__close_days"] > now)
         ).to_numpy()
     if item_type == "course":
-        return (items["course_attributes__start_days"] > now).to_numpy() & items[
-            "course_attributes__start_days"
-        ].notna().to_numpy()
+        return (
+            (items["course_attributes__recruit_start_days"] <= now)
+            & (items["course_attributes__start_days"] > now)
+        ).to_numpy()
     return np.ones(len(items), dtype=bool)
