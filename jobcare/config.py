@@ -255,7 +255,9 @@ class TrainConfig(StrictModel):
 
 
 class TrackingConfig(StrictModel):
-    """MLflow: tracking URI (sqlite by default; PostgreSQL in production) and artifact folder."""
+    """MLflow: tracking URI (sqlite by default; PostgreSQL in production, e.g.
+    ``postgresql+psycopg://postgres@127.0.0.1:5432/jobcare_mlflow``, created if missing) and the
+    artifact folder. ``JOBCARE_MLFLOW_URI`` overrides the URI."""
 
     uri: str = "sqlite:///.jobcare/mlflow.db"
     artifacts: Path = Path(".jobcare/mlartifacts")

@@ -8,6 +8,21 @@ from pathlib import Path
 from jobcare.config import TrackingConfig
 
 
+def ensure_database(uri: str) -> None:
+    """Create the PostgreSQL database of a ``postgresql+psycopg://`` tracking URI if it does not exist."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(uri)
+    if not url.drivername.startswith("postgresql") or not url.database:
+        return
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as con:
+        exists = con.execute("select 1 from pg_database where datname = %s", (url.database,)).fetchone()
+        if not exists:
+            con.execute(f'create database "{url.database}"')
+
+
 def start(cfg: TrackingConfig) -> str:
     """Point MLflow at ``cfg`` and make sure the experiment exists with our artifact folder; return its id."""
     import mlflow
@@ -16,6 +31,8 @@ def start(cfg: TrackingConfig) -> str:
     cfg = cfg.resolved()
     if cfg.uri.startswith("sqlite:///"):
         Path(cfg.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    elif cfg.uri.startswith("postgresql"):
+        ensure_database(cfg.uri)
     mlflow.set_tracking_uri(cfg.uri)
     exp = mlflow.get_experiment_by_name(cfg.experiment)
     if exp is None:

@@ -95,6 +95,33 @@ def test_worse_challenger_is_not_promoted_and_rollback_restores(tiny_world, trai
         promote(client, "jobcare-postings", "99", "no such version")
 
 
+@pytest.fixture
+def pg_tracking_uri(postgres_url, unique_project):
+    """A fresh PostgreSQL database for MLflow, dropped afterwards."""
+    import psycopg
+
+    db = f"{unique_project}_mlflow"
+    yield postgres_url.rsplit("/", 1)[0] + f"/{db}"
+    mlflow.set_tracking_uri("sqlite:///:memory:")  # MLflow re-creates a missing database on access
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as con:
+        con.execute(f'drop database if exists "{db}" with (force)')
+
+
+def test_production_tracking_on_postgresql(tiny_world, local_repo, tmp_path, pg_tracking_uri):
+    """The pipeline logs and registers for real on MLflow's PostgreSQL backend (a fresh database)."""
+    cfg = _cfg(tmp_path, local_repo)
+    cfg.tracking = TrackingConfig(uri=pg_tracking_uri, artifacts=tmp_path / "pg_artifacts")
+    res = train(tiny_world, cfg)
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("jobcare-postings", "champion").version) == "1"
+    run = client.get_run(res["run_id"])
+    assert run.data.metrics["postings_val_ndcg_at_10"] == pytest.approx(
+        res["posting"]["metrics"]["val_ndcg_at_10"]
+    )
+    assert len(load_bundle("models:/jobcare-postings@champion").features) > 10
+
+
 def test_corrupted_world_is_refused_before_anything_is_logged(tiny_world, local_repo, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(tiny_world, bad)
