@@ -275,6 +275,37 @@ def train_cmd(
     console.print(f"MLflow run {res['run_id']} ({cfg.tracking.resolved().uri})")
 
 
+@app.command("tune")
+@_errors_to_exit
+def tune_cmd(
+    world: Annotated[Path, typer.Option(help="world folder")],
+    trials: Annotated[int, typer.Option(help="trials to add to the study")] = 20,
+    out: Annotated[Path, typer.Option(help="where to write the best config")] = Path("configs/tuned.yaml"),
+    storage: Annotated[
+        Optional[str], typer.Option(help="Optuna storage URL (default sqlite:///.jobcare/optuna.db)")
+    ] = None,
+    study: Annotated[str, typer.Option(help="study name (same name resumes)")] = "jobcare-ranker",
+    config: ConfigOpt = None,
+    repo: RepoOpt = None,
+) -> None:
+    """Optuna (TPE, median pruner) over the ranker's hyperparameters; each trial a nested MLflow run."""
+    from training.tune import tune
+
+    if trials <= 0:
+        from jobcare.errors import ConfigError
+
+        raise ConfigError(f"--trials must be > 0, got {trials}")
+    cfg = _config(config)
+    if repo is not None:
+        cfg.features.repo = repo
+    res = tune(world, cfg, trials, out, storage, study, console=console)
+    console.print(
+        f"study {study}: {res['n_trials']} trials ({res['n_pruned']} pruned), best validation NDCG@10 "
+        f"{res['best_value']:.4f} with {res['best_params']}; config written to {res['config']} "
+        f"(use: jobcare train --config {res['config']})"
+    )
+
+
 ItemTypeOpt = Annotated[str, typer.Option("--item-type", help="posting | course | certificate")]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="why (recorded as a tag)")]
 

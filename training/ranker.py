@@ -105,8 +105,10 @@ class LambdaRankRanker:
         if y is not None and (np.asarray(y) < 0).any():
             raise RankerInputError("labels must be >= 0 (rule: graded relevance)")
 
-    def fit(self, X: pd.DataFrame, y, group, eval_set: tuple | None = None) -> LambdaRankRanker:
-        """Fit on rows grouped per request (``group``: sizes, contiguous)."""
+    def fit(
+        self, X: pd.DataFrame, y, group, eval_set: tuple | None = None, callbacks: list | None = None
+    ) -> LambdaRankRanker:
+        """Fit on rows grouped per request (``group``: sizes, contiguous); ``callbacks`` go to lgb.train."""
         import lightgbm as lgb
 
         self._check(X, y, group)
@@ -122,7 +124,7 @@ class LambdaRankRanker:
             num_boost_round=self.n_estimators,
             valid_sets=valid,
             valid_names=["valid"] if valid else None,
-            callbacks=[lgb.record_evaluation(evals)] if valid else None,
+            callbacks=([lgb.record_evaluation(evals)] if valid else []) + list(callbacks or []),
         )
         self.feature_names_ = list(X.columns)
         self.eval_history_ = evals

@@ -1,0 +1,166 @@
+"""``jobcare tune``: an Optuna study over the ranker's hyperparameters.
+
+Ranker rows (train and validation windows of ``train.*``) are built once; each trial fits a ranker on
+them, reports the validation NDCG@10 to Optuna every 10 boosting rounds (the median pruner stops
+hopeless trials), and is a nested MLflow run under one ``tune`` run. The study lives in resumable
+storage (SQLite by default, or any SQLAlchemy URL such as PostgreSQL): running again with the same
+study name adds trials. The best parameters are written as a complete config file that
+``jobcare train --config`` accepts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+import pandas as pd
+import yaml
+
+from features import store as fstore
+from jobcare.config import ProjectConfig
+from jobcare.contracts import validate_world
+from jobcare.world.io import read_manifest, read_tables
+from training import tracking
+from training.candidates.evaluate import context
+from training.pipeline import ensure_repo
+from training.ranker import LambdaRankRanker
+from training.ranking_data import feature_columns
+from training.stage_two import build_rows, group_sizes, ndcg_by_request
+
+
+def search_space(trial: optuna.Trial) -> dict:
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 50, 400, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 7, 63, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
+        "feature_fraction": trial.suggest_float("feature_fraction", 0.5, 1.0),
+    }
+
+
+def _pruning_callback(trial: optuna.Trial, every: int = 10):
+    def callback(env) -> None:
+        if (env.iteration + 1) % every:
+            return
+        for data, name, value, _ in env.evaluation_result_list:
+            if data == "valid" and name.startswith("ndcg"):
+                trial.report(value, env.iteration + 1)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(
+                        f"pruned at round {env.iteration + 1} (valid {name} {value:.4f})"
+                    )
+
+    return callback
+
+
+def tune(
+    world: str | Path,
+    cfg: ProjectConfig,
+    trials: int,
+    out: str | Path,
+    storage: str | None = None,
+    study_name: str = "jobcare-ranker",
+    item_type: str = "posting",
+    console=None,
+) -> dict:
+    """Run ``trials`` more trials of the study; write the best config to ``out``; return a summary."""
+    world = Path(world)
+    validate_world(world)
+    repo = ensure_repo(world, cfg)
+    t = read_tables(world, ["events", "sessions", "impressions", "postings", "courses", "competency_units"])
+    store = fstore.open_store(repo)
+    ctx = context(repo, len(t["competency_units"]))
+    tc = cfg.train
+    end = pd.Timestamp(read_manifest(world)["span"]["end"])
+    T = end - pd.Timedelta(days=tc.eval_days)
+    train = build_rows(
+        item_type,
+        t,
+        store,
+        repo,
+        ctx,
+        cfg.candidates,
+        T - pd.Timedelta(days=tc.train_days),
+        T,
+        tc.max_requests,
+        tc.negatives_per_request,
+        tc.seed,
+    )
+    valid = build_rows(
+        item_type,
+        t,
+        store,
+        repo,
+        ctx,
+        cfg.candidates,
+        T,
+        end,
+        tc.max_requests,
+        tc.negatives_per_request,
+        tc.seed + 1,
+    )
+    feats = feature_columns(train.rows)
+    Xt, yt, gt = train.rows[feats], train.rows["label"].to_numpy(), group_sizes(train.rows)
+    Xv, yv, gv = valid.rows[feats], valid.rows["label"].to_numpy(), group_sizes(valid.rows)
+    if storage is None:
+        Path(".jobcare").mkdir(exist_ok=True)
+        storage = "sqlite:///.jobcare/optuna.db"
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        load_if_exists=True,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=tc.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=20),
+    )
+    exp = tracking.start(cfg.tracking)
+    with mlflow.start_run(experiment_id=exp, run_name="tune") as parent:
+        mlflow.set_tags(
+            {"stage": "tune", "study": study_name, "storage": storage.split("@")[-1], "item_type": item_type}
+        )
+
+        def objective(trial: optuna.Trial) -> float:
+            params = search_space(trial)
+            with mlflow.start_run(experiment_id=exp, run_name=f"trial-{trial.number}", nested=True):
+                mlflow.log_params(params)
+                try:
+                    ranker = LambdaRankRanker(**params, random_state=tc.seed).fit(
+                        Xt, yt, gt, eval_set=(Xv, yv, gv), callbacks=[_pruning_callback(trial)]
+                    )
+                except optuna.TrialPruned:
+                    mlflow.set_tag("state", "pruned")
+                    raise
+                value = float(ndcg_by_request(valid.rows, ranker.predict(Xv)).mean())
+                mlflow.log_metric("val_ndcg_at_10", value)
+                mlflow.set_tag("state", "complete")
+            return value
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study.optimize(objective, n_trials=trials, show_progress_bar=console is not None)
+        best = study.best_trial
+        tuned = cfg.model_copy(deep=True)
+        for k, v in best.params.items():
+            setattr(tuned.train.ranker, k, v)
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(
+            f"# written by `jobcare tune` (study {study_name}, best trial {best.number}, "
+            f"validation NDCG@10 {best.value:.4f})\n"
+            + yaml.safe_dump(json.loads(tuned.model_dump_json()), sort_keys=False)
+        )
+        mlflow.log_params({f"best_{k}": v for k, v in best.params.items()})
+        mlflow.log_metric("best_val_ndcg_at_10", best.value)
+        mlflow.log_artifact(str(out))
+        states = [tr.state.name for tr in study.trials]
+        return {
+            "run_id": parent.info.run_id,
+            "best_value": best.value,
+            "best_params": best.params,
+            "n_trials": len(study.trials),
+            "n_pruned": states.count("PRUNED"),
+            "config": str(out),
+            "values": [tr.value for tr in study.trials if tr.value is not None and np.isfinite(tr.value)],
+        }
