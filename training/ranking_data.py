@@ -24,6 +24,7 @@ LABEL = {"view": 1, "apply": 2, "enrol": 2, "register": 2, "hire": 3, "complete"
 SERVICE = {"posting": "job_ranker_v1", "course": "course_ranker_v1", "certificate": "certificate_ranker_v1"}
 SOURCES = ("als", "two_tower", "rules", "popularity")
 NON_FEATURES = {
+    "shown",  # evaluation bookkeeping (was the item in the logged slate), never a feature
     "seeker_id",
     "posting_id",
     "course_id",
@@ -65,7 +66,12 @@ def request_rows(
         keep |= set(rng.choice(rest, min(negatives, rest.size), replace=False).tolist())
     items = np.sort(np.fromiter(keep, dtype=np.int64))
     df = pd.DataFrame(
-        {"request_id": request_id, "item_id": items, "label": [labels.get(int(i), 0) for i in items]}
+        {
+            "request_id": request_id,
+            "item_id": items,
+            "label": [labels.get(int(i), 0) for i in items],
+            "shown": np.isin(items, shown).astype(np.int8),
+        }
     )
     for src, lst in candidates.items():
         rank = {int(it): r + 1 for r, it in enumerate(lst)}

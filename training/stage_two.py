@@ -67,6 +67,7 @@ def build_rows(
             "session_id": sess["session_id"].to_numpy(),
             "seeker_id": sess["seeker_id"].to_numpy(np.int64),
             "event_timestamp": sess["ts"].to_numpy(),
+            "policy": sess["policy"].to_numpy(),
         }
     )
     qfeat = fstore.historical_features(store, requests[["seeker_id", "event_timestamp"]], "seeker_online_v1")
@@ -209,7 +210,19 @@ def fit_and_evaluate(
     req = valid.requests.set_index("request_id")
     cold = ~pd.Series(valid.stage.als.users_.index(req["seeker_id"].to_numpy()) >= 0, index=req.index)
     cold = cold.reindex(nd.index)
+    # unbiased protocol: the uniformly random (explore) slates, ranking only the items they showed
+    explore_req = set(valid.requests.loc[valid.requests["policy"] == "explore", "request_id"])
+    ex = v[v["request_id"].isin(explore_req) & (v["shown"] == 1)]
+    ex_scores = {
+        "": ranker.predict(ex[feats]) if len(ex) else np.zeros(0),
+        "oracle_": oracle_scores(ex, valid.requests, item_type, oracle) if len(ex) else np.zeros(0),
+        "als_only_": -ex["cand_rank_als"].to_numpy(float),
+    }
+    ex_nd = {k: ndcg_by_request(ex, sc) for k, sc in ex_scores.items()} if len(ex) else {}
+    has_pos = ex.groupby("request_id")["label"].max() > 0 if len(ex) else pd.Series(dtype=bool)
     metrics = {
+        **{f"val_{k}ndcg_at_10_explore": float(x[has_pos].mean()) for k, x in ex_nd.items() if has_pos.any()},
+        "val_requests_explore": int(has_pos.sum()),
         "val_ndcg_at_10": float(nd.mean()),
         "val_oracle_ndcg_at_10": float(nd_oracle.mean()),
         "val_als_only_ndcg_at_10": float(nd_als.mean()),
