@@ -44,6 +44,7 @@ bench: install
 	$(PY) benchmarks/world_generate.py --scales demo national
 	$(PY) benchmarks/features.py
 	$(PY) benchmarks/candidates.py
+	$(PY) benchmarks/train.py
 
 clean:
 	rm -rf $(WORK)

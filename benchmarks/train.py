@@ -32,6 +32,10 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train.json")
     a = ap.parse_args()
+    if not (a.world / "manifest.json").is_file() or not (a.repo / "feature_store.yaml").is_file():
+        raise SystemExit(
+            f"needs the demo world {a.world} and its feature repository {a.repo}: run `make demo` first"
+        )
     import lightgbm as lgb
 
     from features import store as fstore
