@@ -14,11 +14,15 @@ import json
 import os
 import platform
 import resource
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+# benchmarks/features.py would shadow the `features` package when run as `python benchmarks/train.py`
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 
 def peak_mib() -> float:
