@@ -25,6 +25,7 @@ SERVICE = {"posting": "job_ranker_v1", "course": "course_ranker_v1", "certificat
 SOURCES = ("als", "two_tower", "rules", "popularity")
 NON_FEATURES = {
     "shown",  # evaluation bookkeeping (was the item in the logged slate), never a feature
+    "in_union_100",  # evaluation bookkeeping (is the item among the first 100 candidates)
     "seeker_id",
     "posting_id",
     "course_id",

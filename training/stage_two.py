@@ -21,7 +21,14 @@ from evaluation.metrics import ndcg_at_k
 from features import store as fstore
 from features.item_index import item_features
 from jobcare.config import CandidatesConfig
-from training.candidates.evaluate import StageOne, _blocked, allowed_items, candidates_for, fit_stage_one
+from training.candidates.evaluate import (
+    StageOne,
+    _blocked,
+    allowed_items,
+    candidates_for,
+    fit_stage_one,
+    union_at,
+)
 from training.candidates.world import ITEM_KEY, open_mask, seeker_side_table
 from training.interactions import world_interactions
 from training.ranker import LambdaRankRanker
@@ -119,6 +126,10 @@ def build_rows(
             rng,
         )
         if rows is not None:
+            # bookkeeping for val_recall_at_100: is the item in the 100-candidate union?
+            rows["in_union_100"] = np.isin(
+                rows["item_id"], union_at(lists, cfg.quotas, 100, cfg.n_candidates)
+            )
             parts.append(rows)
     rows = pd.concat(parts, ignore_index=True)
     occ = t["postings"]["occupation_id"].to_numpy() if item_type == "posting" else None
@@ -223,6 +234,7 @@ def fit_and_evaluate(
     metrics = {
         **{f"val_{k}ndcg_at_10_explore": float(x[has_pos].mean()) for k, x in ex_nd.items() if has_pos.any()},
         "val_requests_explore": int(has_pos.sum()),
+        "val_recall_at_100": float(v[v["label"] > 0].groupby("request_id")["in_union_100"].mean().mean()),
         "val_ndcg_at_10": float(nd.mean()),
         "val_oracle_ndcg_at_10": float(nd_oracle.mean()),
         "val_als_only_ndcg_at_10": float(nd_als.mean()),

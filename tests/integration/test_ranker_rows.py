@@ -69,3 +69,35 @@ def test_rows_are_grouped_contiguously_with_positives_and_no_protected_feature(r
     feats = feature_columns(r)
     assert not protected_in(feats) and not [c for c in feats if c.endswith("_id")]
     assert {"coverage", "cand_rank_rules", "posting_popularity__applies_per_headcount"} <= set(feats)
+
+
+def test_same_world_config_and_seed_give_the_same_metrics(local_repo, tiny_tables, tiny_world):
+    from jobcare.world.oracle import WorldOracle
+    from training.stage_two import fit_and_evaluate
+
+    end = pd.Timestamp(fstore.repo_meta(local_repo)["span"]["end"])
+    cfg = CandidatesConfig(two_tower=TwoTowerParams(epochs=1, samples_per_epoch=2000, hidden=16, dim=8))
+    ctx = context(local_repo, len(tiny_tables["competency_units"]))
+    oracle = WorldOracle(tiny_world)
+    runs = [
+        fit_and_evaluate(
+            "posting",
+            tiny_tables,
+            fstore.open_store(local_repo),
+            local_repo,
+            ctx,
+            oracle,
+            cfg,
+            {"n_estimators": 30},
+            end,
+            30,
+            45,
+            120,
+            10,
+            0,
+        )["metrics"]
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+    assert 0 < runs[0]["val_recall_at_100"] <= 1
+    assert 0 < runs[0]["val_ndcg_at_10"] <= 1
