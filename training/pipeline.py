@@ -126,7 +126,9 @@ def train(world: str | Path, cfg: ProjectConfig, console=None) -> dict:
             mlflow.log_metrics({f"{PREFIX[it]}{k}": float(v) for k, v in m.items() if np.isfinite(v)})
             imp = res["ranker"].feature_importance()
             mlflow.log_dict(imp.round(3).to_dict(), f"{it}/feature_importance.json")
-            mlflow.log_figure(_importance_plot(imp, it), f"{it}/feature_importance.png")
+            fig = _importance_plot(imp, it)
+            mlflow.log_figure(fig, f"{it}/feature_importance.png")
+            _close(fig)
             stage = res["valid"].stage
             bundle = Bundle(
                 it,
@@ -188,6 +190,12 @@ def gate(client: MlflowClient, name: str, version: str, res: dict, cfg) -> dict:
         **boot,
         "champion_version": float(champ.version),
     }
+
+
+def _close(fig) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 def _importance_plot(imp: pd.Series, item_type: str):
