@@ -66,6 +66,14 @@ def _config(path: Optional[Path]) -> ProjectConfig:
     return load_config(path, ProjectConfig)
 
 
+def _config_with_repo(path: Optional[Path], repo: Optional[Path]) -> ProjectConfig:
+    """The config, with ``--repo`` (when given) as the feature repository."""
+    cfg = _config(path)
+    if repo is not None:
+        cfg.features.repo = repo
+    return cfg
+
+
 @world_app.command("generate")
 @_errors_to_exit
 def world_generate(
@@ -248,9 +256,7 @@ def candidates_evaluate(
     """Recall@100/300 of each source and the union on a time split; printed and logged to MLflow."""
     from training.candidates.report import evaluate_and_log
 
-    cfg = _config(config)
-    if repo is not None:
-        cfg.features.repo = repo
+    cfg = _config_with_repo(config, repo)
     res = evaluate_and_log(world, cfg, console=console)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -268,9 +274,7 @@ def train_cmd(
     """Contracts, Feast features, stage one, LambdaRank, evaluation, MLflow, registry and the gate."""
     from training.pipeline import train
 
-    cfg = _config(config)
-    if repo is not None:
-        cfg.features.repo = repo
+    cfg = _config_with_repo(config, repo)
     res = train(world, cfg, console=console)
     console.print(f"MLflow run {res['run_id']} ({cfg.tracking.resolved().uri})")
 
@@ -295,9 +299,7 @@ def tune_cmd(
         from jobcare.errors import ConfigError
 
         raise ConfigError(f"--trials must be > 0, got {trials}")
-    cfg = _config(config)
-    if repo is not None:
-        cfg.features.repo = repo
+    cfg = _config_with_repo(config, repo)
     res = tune(world, cfg, trials, out, storage, study, console=console)
     console.print(
         f"study {study}: {res['n_trials']} trials ({res['n_pruned']} pruned), best validation NDCG@10 "

@@ -43,9 +43,3 @@ def riasec_congruence(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     num = (a * b).sum(axis=1)
     den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
     return np.divide(num, den, out=np.zeros_like(num), where=den > 1e-12)
-
-
-def holland_code(profile: np.ndarray, letters: str = "RIASEC", n: int = 2) -> list[str]:
-    """The ``n`` highest RIASEC letters of each row, e.g. ``"IR"``."""
-    order = np.argsort(-np.asarray(profile), axis=1, kind="stable")[:, :n]
-    return ["".join(letters[j] for j in row) for row in order]

@@ -22,15 +22,14 @@ from features import store as fstore
 from features.item_index import item_features
 from jobcare.config import CandidatesConfig
 from training.candidates.evaluate import (
+    OfferIndex,
     StageOne,
-    _blocked,
     allowed_items,
     candidates_for,
     fit_stage_one,
     union_at,
 )
 from training.candidates.world import ITEM_KEY, open_mask, seeker_side_table
-from training.interactions import world_interactions
 from training.ranker import LambdaRankRanker
 from training.ranking_data import add_features, feature_columns, request_rows, session_labels
 
@@ -84,7 +83,7 @@ def build_rows(
         imp[imp["session_id"].isin(requests["session_id"])].groupby("session_id")["item_id"].apply(np.asarray)
     )
     lab_by = {sid: dict(zip(g["item_id"], g["label"])) for sid, g in labels.groupby("session_id")}
-    blocked = _blocked(t, item_type)
+    offers = OfferIndex(t, item_type)
     key = ITEM_KEY[item_type]
     day_items: dict = {}
     parts = []
@@ -104,12 +103,8 @@ def build_rows(
                 )
             }
         items_day, postings_day = day_items[day]
-        items = allowed_items(
-            t, item_type, s, ts, items_day, blocked, qfeat.at[i, "seeker_competency__certificate_ids"]
-        )
-        hist = world_interactions(
-            t["events"][t["events"]["seeker_id"] == s], item_type, ts, cfg.event_weights
-        )
+        items = allowed_items(offers, s, ts, items_day, qfeat.at[i, "seeker_competency__certificate_ids"])
+        hist = offers.history(s, ts, cfg.event_weights)
         op = postings_day[open_mask("posting", postings_day, ts)] if postings_day is not None else None
         lists = candidates_for(
             stage, ctx, item_type, qfeat.iloc[i], ts, items, user_emb[i], hist, start, cfg.n_candidates, op

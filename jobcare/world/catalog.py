@@ -8,8 +8,6 @@ import pandas as pd
 from jobcare.config import ScaleConfig
 from jobcare.world.taxonomy import Taxonomy
 
-DAY = np.timedelta64(1, "D")
-
 
 def to_ts(start: np.datetime64, days: np.ndarray) -> pd.DatetimeIndex:
     """Fractional day offsets from ``start`` as UTC timestamps (microsecond precision)."""

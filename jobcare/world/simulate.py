@@ -42,7 +42,6 @@ IMPRESSION_COLUMNS = (
 TRUTH_COLUMNS = ("session_id", "position", "mu", "observable", "latent", "p_examine", "p_view", "p_apply")
 SESSION_MIX = {"posting": 0.7, "course": 0.2, "certificate": 0.1}
 APPLY_EVENT = {"posting": "apply", "course": "enrol", "certificate": "register"}
-OUTCOME_EVENT = {"posting": "hire", "course": "complete", "certificate": "acquire"}
 CHURN_PER_DAY = 1 / 300
 EXIT_IF_HIRED = 0.8
 POP_HALF_LIFE_DAYS = 14.0

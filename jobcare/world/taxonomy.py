@@ -17,7 +17,6 @@ from jobcare.config import ScaleConfig
 from jobcare.world.regions import regions_table
 
 RIASEC = ["riasec_r", "riasec_i", "riasec_a", "riasec_s", "riasec_e", "riasec_c"]
-RIASEC_LETTERS = "RIASEC"
 WORK_VALUES = [
     "wv_achievement",
     "wv_working_conditions",

@@ -10,7 +10,7 @@ from features import store as fstore
 from features.item_index import item_features
 from jobcare.config import CandidatesConfig, EventWeights, TwoTowerParams
 from training.candidates.evaluate import (
-    _blocked,
+    OfferIndex,
     allowed_items,
     build_queries,
     candidates_for,
@@ -69,15 +69,16 @@ def test_filters_never_offer_closed_or_already_applied_postings(local_repo, tiny
         fstore.open_store(local_repo), q[["seeker_id", "event_timestamp"]], "seeker_online_v1"
     )
     user_emb = st.two_tower.embed_users(seeker_side_table(qfeat))
-    blocked = _blocked(tiny_tables, "posting")
+    offers = OfferIndex(tiny_tables, "posting")
     ev, p = tiny_tables["events"], tiny_tables["postings"].set_index("posting_id")
     n_cold = 0
     for i in range(len(q)):
         s, ts = int(q.at[i, "seeker_id"]), q.at[i, "event_timestamp"]
-        items = allowed_items(
-            tiny_tables, "posting", s, ts, item_features(local_repo, "posting", ts), blocked, None
-        )
+        items = allowed_items(offers, s, ts, item_features(local_repo, "posting", ts), None)
         hist = world_interactions(ev[ev["seeker_id"] == s], "posting", ts, EventWeights())
+        pd.testing.assert_frame_equal(
+            offers.history(s, ts, EventWeights()).reset_index(drop=True), hist.reset_index(drop=True)
+        )
         lists = candidates_for(st, ctx, "posting", qfeat.iloc[i], ts, items, user_emb[i], hist, T, 300)
         got = union(lists, FAST.quotas, 300)[0]
         applied_before = set(

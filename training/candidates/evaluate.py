@@ -106,46 +106,69 @@ def build_queries(t: dict, item_type: str, start: pd.Timestamp, max_queries: int
     return q.sort_values("event_timestamp", kind="stable").reset_index(drop=True)
 
 
-def _blocked(t: dict, item_type: str) -> pd.DataFrame:
-    """Rows (seeker, item, ts) after which the item is no longer offered to that seeker."""
-    ev = t["events"]
-    kinds = {"posting": ["apply"], "course": ["enrol"], "certificate": ["register", "acquire"]}[item_type]
-    return ev[(ev["item_type"] == item_type) & ev["event_type"].isin(kinds)][["seeker_id", "item_id", "ts"]]
+class OfferIndex:
+    """Per item type, what limits the offer at a moment, indexed once per replay (not per request):
+    capacity events (hires fill postings, enrolments fill courses), each seeker's blocking events
+    (applied, enrolled, registered or acquired) and each seeker's events for ALS history."""
+
+    _BLOCKING = {"posting": ["apply"], "course": ["enrol"], "certificate": ["register", "acquire"]}
+    _CAPACITY = {
+        "posting": ("hire", "postings", "posting_id", "headcount"),
+        "course": ("enrol", "courses", "course_id", "capacity"),
+    }
+
+    def __init__(self, t: dict, item_type: str):
+        ev = t["events"]
+        self.item_type = item_type
+        self.events = ev
+        self._by_seeker = ev.groupby("seeker_id").indices
+        b = ev[(ev["item_type"] == item_type) & ev["event_type"].isin(self._BLOCKING[item_type])]
+        self._blocked = {s: (_us(g["ts"]), g["item_id"].to_numpy()) for s, g in b.groupby("seeker_id")}
+        self._cap = None
+        if item_type in self._CAPACITY:
+            kind, table, key, limit = self._CAPACITY[item_type]
+            c = ev[(ev["item_type"] == item_type) & (ev["event_type"] == kind)].sort_values(
+                "ts", kind="stable"
+            )
+            ids = t[table][key].to_numpy()
+            self._cap = (_us(c["ts"]), c["item_id"].to_numpy(), ids, t[table][limit].to_numpy())
+
+    def closed(self, ts: pd.Timestamp) -> np.ndarray:
+        """Items full at ``ts`` (capacity events at or before ``ts``)."""
+        if self._cap is None:
+            return np.zeros(0, np.int64)
+        cts, items, ids, limit = self._cap
+        n = np.searchsorted(cts, ts.value // 1000, side="right")
+        used = np.bincount(items[:n], minlength=ids.max() + 1)[ids]
+        return ids[used >= limit]
+
+    def blocked(self, seeker: int, ts: pd.Timestamp) -> np.ndarray:
+        """Items the seeker already acted on before ``ts``."""
+        if seeker not in self._blocked:
+            return np.zeros(0, np.int64)
+        bts, items = self._blocked[seeker]
+        return items[bts < ts.value // 1000]
+
+    def history(self, seeker: int, ts: pd.Timestamp, weights) -> pd.DataFrame:
+        """The seeker's weighted interactions with this item type before ``ts``."""
+        rows = self._by_seeker.get(seeker, np.zeros(0, np.int64))
+        return world_interactions(self.events.iloc[rows], self.item_type, ts, weights)
 
 
-def _capacity_closed(t: dict, item_type: str, ts: pd.Timestamp) -> np.ndarray:
-    ev = t["events"]
-    if item_type == "posting":
-        hires = ev[(ev["event_type"] == "hire") & (ev["ts"] <= ts)].groupby("item_id").size()
-        p = t["postings"]
-        full = hires.reindex(p["posting_id"], fill_value=0).to_numpy() >= p["headcount"].to_numpy()
-        return p["posting_id"].to_numpy()[full]
-    if item_type == "course":
-        enr = ev[(ev["event_type"] == "enrol") & (ev["ts"] <= ts)].groupby("item_id").size()
-        c = t["courses"]
-        full = enr.reindex(c["course_id"], fill_value=0).to_numpy() >= c["capacity"].to_numpy()
-        return c["course_id"].to_numpy()[full]
-    return np.zeros(0, np.int64)
+def _us(ts: pd.Series) -> np.ndarray:
+    """Timestamps as int64 microseconds since the epoch (UTC)."""
+    return ts.to_numpy(dtype="datetime64[us]").astype("int64")
 
 
 def allowed_items(
-    t: dict,
-    item_type: str,
-    seeker: int,
-    ts: pd.Timestamp,
-    items: pd.DataFrame,
-    blocked: pd.DataFrame,
-    held_certificates,
+    index: OfferIndex, seeker: int, ts: pd.Timestamp, items: pd.DataFrame, held_certificates
 ) -> pd.DataFrame:
     """The items the seeker may be offered at ``ts``: open (postings not yet closed or filled, courses still
     recruiting with seats), not already applied to / enrolled in, certificates not held or pending."""
-    key = ITEM_KEY[item_type]
-    items = items[open_mask(item_type, items, ts)]
-    gone = [
-        _capacity_closed(t, item_type, ts),
-        blocked.loc[(blocked["seeker_id"] == seeker) & (blocked["ts"] < ts), "item_id"].to_numpy(),
-    ]
-    if item_type == "certificate" and held_certificates is not None:
+    key = ITEM_KEY[index.item_type]
+    items = items[open_mask(index.item_type, items, ts)]
+    gone = [index.closed(ts), index.blocked(seeker, ts)]
+    if index.item_type == "certificate" and held_certificates is not None:
         gone.append(np.asarray(held_certificates, dtype=np.int64))
     return items[~items[key].isin(np.concatenate(gone))].reset_index(drop=True)
 
@@ -212,7 +235,7 @@ def evaluate_item_type(
     q = build_queries(t, item_type, T, cfg.max_queries, rng)
     qfeat = fstore.historical_features(store, q[["seeker_id", "event_timestamp"]], "seeker_online_v1")
     user_emb = stage.two_tower.embed_users(seeker_side_table(qfeat))
-    blocked = _blocked(t, item_type)
+    offers = OfferIndex(t, item_type)
     weights = cfg.event_weights
     key = ITEM_KEY[item_type]
     postings_by_day: dict = {}
@@ -233,13 +256,13 @@ def evaluate_item_type(
                     )
                 }
         items = allowed_items(
-            t, item_type, s, ts, items_by_day[day], blocked, qfeat.at[i, "seeker_competency__certificate_ids"]
+            offers, s, ts, items_by_day[day], qfeat.at[i, "seeker_competency__certificate_ids"]
         )
         allowed = items[key].to_numpy(np.int64)
         rel = relevant & set(allowed.tolist())
         if not rel:
             continue
-        hist = world_interactions(t["events"][t["events"]["seeker_id"] == s], item_type, ts, weights)
+        hist = offers.history(s, ts, weights)
         op = None
         if item_type == "certificate":
             op = postings_by_day[day]
