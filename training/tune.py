@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import optuna
 import pandas as pd
 import yaml
@@ -162,5 +161,6 @@ def tune(
             "n_trials": len(study.trials),
             "n_pruned": states.count("PRUNED"),
             "config": str(out),
-            "values": [tr.value for tr in study.trials if tr.value is not None and np.isfinite(tr.value)],
+            # completed trials only: a pruned trial's value is its last intermediate LightGBM NDCG
+            "values": [tr.value for tr in study.trials if tr.state == optuna.trial.TrialState.COMPLETE],
         }
