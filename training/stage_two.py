@@ -10,7 +10,7 @@ world's true expected utility (oracle) and by ALS alone, for comparison.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,9 @@ class RankerData:
     rows: pd.DataFrame
     requests: pd.DataFrame
     stage: StageOne
+    # per request: (seeker, allowed item ids, history or None when the trained factor was used), so that
+    # ``cand_rank_als`` can be recomputed for another ALS (``jobcare tune`` searches ALS parameters)
+    als_inputs: list = field(default_factory=list)
 
 
 def build_rows(
@@ -86,7 +89,7 @@ def build_rows(
     offers = OfferIndex(t, item_type)
     key = ITEM_KEY[item_type]
     day_items: dict = {}
-    parts = []
+    parts, als_inputs = [], []
     for i in tqdm(range(len(requests)), desc=f"{item_type} requests", disable=not show_progress):
         s, ts, sid = (
             int(requests.at[i, "seeker_id"]),
@@ -110,6 +113,8 @@ def build_rows(
             stage, ctx, item_type, qfeat.iloc[i], ts, items, user_emb[i], hist, start, cfg.n_candidates, op
         )
         lists = {k: v for k, v in lists.items() if k in cfg.quotas}
+        newer = bool(len(hist)) and bool((hist["timestamp"] >= start).any())
+        als_inputs.append((s, items[key].to_numpy(np.int64), hist if newer else None))
         rows = request_rows(
             i,
             sid,
@@ -131,8 +136,23 @@ def build_rows(
     rows = add_features(rows, requests, item_type, store, ctx, occ)
     rows[key] = rows["item_id"]
     return RankerData(
-        rows.sort_values(["request_id", "item_id"], kind="stable").reset_index(drop=True), requests, stage
+        rows.sort_values(["request_id", "item_id"], kind="stable").reset_index(drop=True),
+        requests,
+        stage,
+        als_inputs,
     )
+
+
+def als_ranks(data: RankerData, als, n_candidates: int) -> np.ndarray:
+    """``cand_rank_als`` of ``data.rows`` recomputed with another fitted ALS (same requests, same rows)."""
+    out = np.empty(len(data.rows), np.int64)
+    items = data.rows["item_id"].to_numpy()
+    for rid, idx in data.rows.groupby("request_id", sort=True).indices.items():
+        s, allowed, hist = data.als_inputs[rid]
+        top = als.recommend(s, n_candidates, items=allowed, history=hist)[0]
+        rank = pd.Series(np.arange(1, top.size + 1), index=top)
+        out[idx] = rank.reindex(items[idx]).fillna(n_candidates + 1).to_numpy(np.int64)
+    return out
 
 
 def group_sizes(rows: pd.DataFrame) -> np.ndarray:

@@ -1,11 +1,14 @@
-"""``jobcare tune``: an Optuna study over the ranker's hyperparameters.
+"""``jobcare tune``: an Optuna study over the ranker's and ALS's hyperparameters.
 
-Ranker rows (train and validation windows of ``train.*``) are built once; each trial fits a ranker on
-them, reports the validation NDCG@10 to Optuna every 10 boosting rounds (the median pruner stops
-hopeless trials), and is a nested MLflow run under one ``tune`` run. The study lives in resumable
-storage (SQLite by default, or any SQLAlchemy URL such as PostgreSQL): running again with the same
-study name adds trials. The best parameters are written as a complete config file that
-``jobcare train --config`` accepts.
+Ranker rows (train and validation windows of ``train.*``) are built once. Each trial fits ALS with its
+parameters on the events before each window's start and recomputes the rows' ``cand_rank_als`` feature
+(every request's ALS top ``n_candidates`` over the same allowed items; the rows themselves, i.e. the
+sampled candidates, stay those of the configured ALS), then fits a ranker on them, reports the
+validation NDCG@10 to Optuna every 10 boosting rounds (the median pruner stops hopeless trials), and
+is a nested MLflow run under one ``tune`` run. The study lives in resumable storage (SQLite by
+default, or any SQLAlchemy URL such as PostgreSQL): running again with the same study name adds
+trials. The best parameters are written as a complete config file that ``jobcare train --config``
+accepts.
 """
 
 from __future__ import annotations
@@ -23,11 +26,22 @@ from jobcare.config import ProjectConfig
 from jobcare.contracts import validate_world
 from jobcare.world.io import read_manifest, read_tables
 from training import tracking
+from training.candidates.als import ALSRecommender
 from training.candidates.evaluate import context
+from training.interactions import world_interactions
 from training.pipeline import ensure_repo
 from training.ranker import LambdaRankRanker
 from training.ranking_data import feature_columns
-from training.stage_two import build_rows, group_sizes, ndcg_by_request
+from training.stage_two import als_ranks, build_rows, group_sizes, ndcg_by_request
+
+
+def als_search_space(trial: optuna.Trial) -> dict:
+    return {
+        "factors": trial.suggest_categorical("als_factors", [16, 32, 64, 128]),
+        "regularization": trial.suggest_float("als_regularization", 1e-3, 1.0, log=True),
+        "alpha": trial.suggest_float("als_alpha", 1.0, 50.0, log=True),
+        "iterations": trial.suggest_int("als_iterations", 5, 30),
+    }
 
 
 def search_space(trial: optuna.Trial) -> dict:
@@ -102,8 +116,18 @@ def tune(
         tc.seed + 1,
     )
     feats = feature_columns(train.rows)
-    Xt, yt, gt = train.rows[feats], train.rows["label"].to_numpy(), group_sizes(train.rows)
-    Xv, yv, gv = valid.rows[feats], valid.rows["label"].to_numpy(), group_sizes(valid.rows)
+    Xt, yt, gt = train.rows[feats].copy(), train.rows["label"].to_numpy(), group_sizes(train.rows)
+    Xv, yv, gv = valid.rows[feats].copy(), valid.rows["label"].to_numpy(), group_sizes(valid.rows)
+    windows = [(train, Xt, T - pd.Timedelta(days=tc.train_days)), (valid, Xv, T)]
+    n_cand = cfg.candidates.n_candidates
+
+    def refit_als(params: dict) -> None:
+        """Recompute ``cand_rank_als`` of both windows with an ALS fitted with ``params``."""
+        for data, X, start in windows:
+            inter = world_interactions(t["events"], item_type, start, cfg.candidates.event_weights)
+            als = ALSRecommender(**params, random_state=cfg.candidates.seed).fit(inter)
+            X["cand_rank_als"] = als_ranks(data, als, n_cand)
+
     if storage is None:
         Path(".jobcare").mkdir(exist_ok=True)
         storage = "sqlite:///.jobcare/optuna.db"
@@ -122,9 +146,10 @@ def tune(
         )
 
         def objective(trial: optuna.Trial) -> float:
-            params = search_space(trial)
+            params, als = search_space(trial), als_search_space(trial)
             with mlflow.start_run(experiment_id=exp, run_name=f"trial-{trial.number}", nested=True):
-                mlflow.log_params(params)
+                mlflow.log_params({**params, **{f"als_{k}": v for k, v in als.items()}})
+                refit_als(als)
                 try:
                     ranker = LambdaRankRanker(**params, random_state=tc.seed).fit(
                         Xt, yt, gt, eval_set=(Xv, yv, gv), callbacks=[_pruning_callback(trial)]
@@ -142,7 +167,10 @@ def tune(
         best = study.best_trial
         tuned = cfg.model_copy(deep=True)
         for k, v in best.params.items():
-            setattr(tuned.train.ranker, k, v)
+            if k.startswith("als_"):
+                setattr(tuned.candidates.als, k.removeprefix("als_"), v)
+            else:
+                setattr(tuned.train.ranker, k, v)
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(

@@ -11,7 +11,7 @@ from jobcare.config import CandidatesConfig, TwoTowerParams
 from training.candidates.evaluate import context
 from training.ranker import protected_in
 from training.ranking_data import feature_columns
-from training.stage_two import build_rows, group_sizes
+from training.stage_two import als_ranks, build_rows, group_sizes
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +69,14 @@ def test_rows_are_grouped_contiguously_with_positives_and_no_protected_feature(r
     feats = feature_columns(r)
     assert not protected_in(feats) and not [c for c in feats if c.endswith("_id")]
     assert {"coverage", "cand_rank_rules", "posting_popularity__applies_per_headcount"} <= set(feats)
+
+
+def test_als_ranks_recomputed_with_the_same_als_equal_the_stored_feature(rows):
+    # `jobcare tune` swaps ALS parameters by recomputing this column; with the pipeline's own ALS the
+    # recomputation must reproduce it exactly (same allowed items, same histories)
+    stored = rows.rows["cand_rank_als"].to_numpy()
+    assert (stored <= 300).any()  # ALS proposed some of the rows' items
+    np.testing.assert_array_equal(als_ranks(rows, rows.stage.als, 300), stored)
 
 
 def test_same_world_config_and_seed_give_the_same_metrics(local_repo, tiny_tables, tiny_world):

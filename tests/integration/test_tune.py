@@ -21,8 +21,10 @@ def test_tune_resumes_logs_nested_runs_and_writes_a_config(tiny_world, local_rep
     assert all(0 < v <= 1 for v in second["values"])
     assert second["best_value"] == max(second["values"])
     tuned = load_config(tmp_path / "tuned.yaml", ProjectConfig)
+    assert {"als_factors", "als_alpha", "num_leaves"} <= set(second["best_params"])  # ALS and ranker
     for k, v in second["best_params"].items():
-        assert getattr(tuned.train.ranker, k) == v
+        section = tuned.candidates.als if k.startswith("als_") else tuned.train.ranker
+        assert getattr(section, k.removeprefix("als_")) == v
     mlflow.set_tracking_uri(cfg.tracking.uri)
     runs = mlflow.search_runs(experiment_names=["jobcare"])
     nested = runs[runs["tags.mlflow.parentRunId"] == second["run_id"]]
