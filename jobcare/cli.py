@@ -30,6 +30,11 @@ features_app = typer.Typer(
     help="The Feast feature store: apply definitions, materialise.", no_args_is_help=True
 )
 app.add_typer(features_app, name="features")
+generic_app = typer.Typer(
+    help="Both stages on any implicit-feedback dataset (user, item [, timestamp, weight]).",
+    no_args_is_help=True,
+)
+app.add_typer(generic_app, name="generic")
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -410,6 +415,52 @@ def demo(
         f"  candidate recall:          {work / 'reports' / 'candidates.json'}\n"
         f"  MLflow runs:               mlflow ui --backend-store-uri {cfg.tracking.resolved().uri}"
     )
+
+
+FileOpt = Annotated[Optional[Path], typer.Option(help="Parquet or CSV file")]
+
+
+@generic_app.command("fit")
+@_errors_to_exit
+def generic_fit(
+    interactions: Annotated[Path, typer.Option(help="Parquet or CSV: user, item [, timestamp, weight]")],
+    out: Annotated[Path, typer.Option(help="model folder to write")],
+    users: FileOpt = None,
+    items: FileOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Fit ALS + popularity candidates and a LambdaRank ranker (labels: each user's held-out latest
+    interaction) on any implicit-feedback dataset."""
+    from training.generic import fit, read_table
+
+    cfg = _config(config).generic
+    tables = {n: read_table(p, n) if p is not None else None for n, p in (("users", users), ("items", items))}
+    stats = fit(read_table(interactions, "interactions"), tables["users"], tables["items"], cfg, out)
+    console.print(
+        f"fitted on {stats['interactions']:,} interactions ({stats['users']:,} users, {stats['items']:,} "
+        f"items); ranker: {stats['ranker_rows']:,} rows from {stats['ranker_users']:,} users "
+        f"(holdout: {stats['holdout']}), {len(stats['features'])} features -> {out}"
+    )
+
+
+@generic_app.command("recommend")
+@_errors_to_exit
+def generic_recommend(
+    model: Annotated[Path, typer.Option(help="model folder from `jobcare generic fit`")],
+    users: Annotated[Path, typer.Option(help="Parquet or CSV with a `user` column")],
+    out: Annotated[Path, typer.Option(help="Parquet or CSV to write (user, item, rank, score, als_rank)")],
+    k: Annotated[int, typer.Option(min=1, help="items per user")] = 10,
+    exclude_seen: Annotated[bool, typer.Option("--exclude-seen/--include-seen")] = True,
+) -> None:
+    """Top-k items per user from a generic model."""
+    from training.generic import GenericInputError, GenericModel, read_table, write_table
+
+    who = read_table(users, "users")
+    if "user" not in who.columns:
+        raise GenericInputError(f"users: {users} has no `user` column (rule: key column)")
+    recs = GenericModel(model).recommend(who["user"].to_numpy(), k, exclude_seen)
+    write_table(recs, out)
+    console.print(f"{len(recs):,} recommendations for {recs['user'].nunique():,} users -> {out}")
 
 
 def _quiet_filter(record: logging.LogRecord) -> bool:

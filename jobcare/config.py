@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, Optional, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -254,6 +254,24 @@ class TrainConfig(StrictModel):
     seed: int = 0
 
 
+class GenericConfig(StrictModel):
+    """``jobcare generic``: both stages on any implicit-feedback dataset (defaults chosen for small to
+    mid-sized public datasets; every value can be overridden from a ``generic:`` config section)."""
+
+    als: ALSParams = ALSParams(factors=32, regularization=0.05, alpha=10.0, iterations=15)
+    ranker: RankerParams = RankerParams(n_estimators=150, min_child_samples=20)
+    n_candidates: int = Field(200, gt=0, description="ALS + popularity candidates per user")
+    holdout: Optional[Literal["latest", "random"]] = Field(
+        None,
+        description="ranker labels: each user's latest interaction (default when timestamps exist) "
+        "or a random one",
+    )
+    negatives: int = Field(50, gt=0, description="sampled candidate negatives per user")
+    max_users: int = Field(20_000, gt=0, description="users sampled to build ranker rows")
+    protected: list[str] = Field(["gender", "age"], description="side columns never used (nor derivatives)")
+    seed: int = 0
+
+
 class TrackingConfig(StrictModel):
     """MLflow: tracking URI (sqlite by default; PostgreSQL in production, e.g.
     ``postgresql+psycopg://postgres@127.0.0.1:5432/jobcare_mlflow``, created if missing) and the
@@ -279,4 +297,5 @@ class ProjectConfig(StrictModel):
     features: FeaturesConfig = FeaturesConfig()
     candidates: CandidatesConfig = CandidatesConfig()
     train: TrainConfig = TrainConfig()
+    generic: GenericConfig = GenericConfig()
     tracking: TrackingConfig = TrackingConfig()
