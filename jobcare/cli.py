@@ -366,7 +366,7 @@ def demo(
     seed: Annotated[Optional[int], typer.Option(help="world seed")] = None,
 ) -> None:
     """The main job end to end on the embedded defaults: world -> contracts -> summary -> features ->
-    candidate generation."""
+    candidate generation -> training (rankers, MLflow registry, promotion gate)."""
     from jobcare.contracts import validate_world
     from jobcare.world.generate import generate_world
     from jobcare.world.summary import summarize
@@ -376,18 +376,18 @@ def demo(
         cfg.world.seed = seed
     world = work / f"world-{cfg.world.scale}-{cfg.world.seed}"
     t0 = time.perf_counter()
-    console.rule(f"1/5 world: {cfg.world.scale}, seed {cfg.world.seed}")
+    console.rule(f"1/6 world: {cfg.world.scale}, seed {cfg.world.seed}")
     generate_world(cfg.world, world)
-    console.rule("2/5 data contracts")
+    console.rule("2/6 data contracts")
     rows = validate_world(world)
     console.print(f"[green]valid[/]: {len(rows)} tables, {sum(rows.values()):,} rows")
-    console.rule("3/5 summary and learnability")
+    console.rule("3/6 summary and learnability")
     s = summarize(world, cfg.summary.n_eval_seekers, cfg.summary.seed)
     print_summary(s)
     (work / "reports").mkdir(parents=True, exist_ok=True)
     out = work / "reports" / "world_summary.json"
     out.write_text(json.dumps(s, indent=2, default=str))
-    console.rule(f"4/5 feature store ({cfg.features.profile} profile): apply and materialise")
+    console.rule(f"4/6 feature store ({cfg.features.profile} profile): apply and materialise")
     from features import store
 
     fcfg = cfg.features.resolved()
@@ -400,12 +400,20 @@ def demo(
     t1 = time.perf_counter()
     store.materialize(repo)
     console.print(f"materialised in {time.perf_counter() - t1:.0f}s")
-    console.rule("5/5 candidate generation: time-split recall of each source (logged to MLflow)")
+    console.rule("5/6 candidate generation: time-split recall of each source (logged to MLflow)")
     from training.candidates.report import evaluate_and_log
 
     cfg.features.repo = repo
     cand = evaluate_and_log(world, cfg, console=console)
     (work / "reports" / "candidates.json").write_text(json.dumps(cand, indent=2, default=str))
+    console.rule("6/6 training: LambdaRank rankers, MLflow registry, promotion gate")
+    from training.pipeline import train
+
+    trained = train(world, cfg, console=console)
+    (work / "reports" / "train.json").write_text(json.dumps(trained, indent=2, default=str))
+    champions = ", ".join(
+        f"{v['model']}@{v['gate']['alias']} = v{v['version']}" for k, v in trained.items() if k != "run_id"
+    )
     console.rule("done")
     console.print(
         f"finished in {time.perf_counter() - t0:.0f}s. Look at:\n"
@@ -413,7 +421,10 @@ def demo(
         f"  world summary:             {out}\n"
         f"  feature repository:        {repo} (feast -c {repo} feature-views list)\n"
         f"  candidate recall:          {work / 'reports' / 'candidates.json'}\n"
-        f"  MLflow runs:               mlflow ui --backend-store-uri {cfg.tracking.resolved().uri}"
+        f"  training metrics, gate:    {work / 'reports' / 'train.json'}\n"
+        f"  registered models:         {champions}\n"
+        f"  MLflow UI:                 mlflow ui --backend-store-uri {cfg.tracking.resolved().uri} "
+        f"--port 5000, then http://127.0.0.1:5000 (training run {trained['run_id']})"
     )
 
 

@@ -37,3 +37,15 @@ def test_generate_validate_summary_via_cli(tmp_path):
 def test_validate_missing_world_is_a_named_error(tmp_path):
     r = runner.invoke(app, ["world", "validate", str(tmp_path / "nope")])
     assert r.exit_code == 2 and "WorldNotFoundError" in r.output
+
+
+def test_every_shipped_config_loads():
+    from pathlib import Path
+
+    from jobcare.config import ProjectConfig, load_config
+
+    files = sorted(Path("configs").glob("*.yaml"))
+    assert {"demo.yaml", "train.yaml"} <= {f.name for f in files}
+    for f in files:
+        load_config(f, ProjectConfig)  # unknown or invalid keys would raise ConfigError
+    assert load_config("configs/train.yaml", ProjectConfig).train.max_requests == 1000
