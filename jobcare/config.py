@@ -289,6 +289,53 @@ class TrackingConfig(StrictModel):
         return self
 
 
+class ABConfig(StrictModel):
+    """A/B routing: a deterministic hash of (seeker, salt) sends ``challenger_share`` of seekers to the
+    ``challenger`` alias, the rest to ``champion``. 0 serves the champion only."""
+
+    challenger_share: float = Field(0.0, ge=0, le=1)
+    salt: str = "jobcare-ab-1"
+
+
+class ImpressionLogConfig(StrictModel):
+    """Where the service appends what it showed: JSONL files rotated by size or age."""
+
+    dir: Path = Path(".jobcare/impressions")
+    max_bytes: int = Field(20_000_000, gt=0)
+    max_seconds: float = Field(3600.0, gt=0)
+
+
+class AuthConfig(StrictModel):
+    """Optional API keys (header ``X-API-Key`` or ``Authorization: Bearer``); health endpoints stay open.
+    ``JOBCARE_API_KEYS`` (comma-separated) in the environment enables it with those keys."""
+
+    enabled: bool = False
+    keys: list[str] = []
+
+    def resolved(self) -> AuthConfig:
+        import os
+
+        env = [k.strip() for k in os.environ.get("JOBCARE_API_KEYS", "").split(",") if k.strip()]
+        return AuthConfig(enabled=True, keys=env) if env else self
+
+
+class ServingConfig(StrictModel):
+    """The online service. ``JOBCARE_WORLD`` overrides ``world``."""
+
+    world: Path = Path(".jobcare/world-demo-7")
+    item_types: list[Literal["posting", "course", "certificate"]] = ["posting", "course", "certificate"]
+    as_of: Optional[str] = Field(
+        None,
+        description="the clock inside the simulated world (default: 1 s before the end of its span)",
+    )
+    ab: ABConfig = ABConfig()
+    impression_log: ImpressionLogConfig = ImpressionLogConfig()
+    auth: AuthConfig = AuthConfig()
+    reload_poll_seconds: float = Field(10.0, ge=0, description="registry alias poll period; 0 disables")
+    item_refresh_seconds: float = Field(300.0, ge=0, description="in-memory item index refresh; 0 disables")
+    anonymous_salt: str = Field("jobcare-anon", description="salt of the hash logged for inline profiles")
+
+
 class ProjectConfig(StrictModel):
     """One YAML file, one section per stage; every command reads the section it needs."""
 
@@ -298,4 +345,5 @@ class ProjectConfig(StrictModel):
     candidates: CandidatesConfig = CandidatesConfig()
     train: TrainConfig = TrainConfig()
     generic: GenericConfig = GenericConfig()
+    serving: ServingConfig = ServingConfig()
     tracking: TrackingConfig = TrackingConfig()

@@ -139,7 +139,13 @@ def train(world: str | Path, cfg: ProjectConfig, console=None) -> dict:
                 res["features"],
                 dict(cfg.candidates.quotas),
                 cfg.candidates.n_candidates,
-                {"world_manifest_sha256": manifest_hash, "run_id": run.info.run_id},
+                {
+                    "world_manifest_sha256": manifest_hash,
+                    "run_id": run.info.run_id,
+                    # stage one saw the events before this moment (ALS recomputes later seekers)
+                    "trained_until": str(end - pd.Timedelta(days=tc.eval_days)),
+                    "event_weights": cfg.candidates.event_weights.model_dump(),
+                },
             )
             uri = log_bundle(bundle, Path(tmp) / it, name=f"{it}_bundle")
             version = str(mlflow.register_model(uri, MODEL_NAMES[it]).version)

@@ -62,3 +62,33 @@ def local_repo(tiny_world, tmp_path_factory):
     store.apply(repo)
     store.materialize(repo)
     return repo
+
+
+@pytest.fixture(scope="session")
+def served(tiny_world, local_repo, tmp_path_factory):
+    """A registry with a champion for every item type (trained on the tiny world) and the serving
+    config pointing at it, written as YAML for `JOBCARE_CONFIG`. Returns (config, config path)."""
+    import json
+
+    import yaml
+
+    from jobcare.config import CandidatesConfig, ProjectConfig, TrackingConfig, TrainConfig, TwoTowerParams
+    from training.pipeline import train
+
+    tmp = tmp_path_factory.mktemp("served")
+    cfg = ProjectConfig()
+    cfg.features.repo = local_repo
+    cfg.candidates = CandidatesConfig(
+        two_tower=TwoTowerParams(epochs=2, samples_per_epoch=4000, hidden=32, dim=16)
+    )
+    cfg.train = TrainConfig(eval_days=30, train_days=45, max_requests=100, negatives_per_request=10)
+    cfg.train.ranker.n_estimators = 30
+    cfg.tracking = TrackingConfig(uri=f"sqlite:///{tmp}/mlflow.db", artifacts=tmp / "artifacts")
+    cfg.serving.world = tiny_world
+    cfg.serving.impression_log.dir = tmp / "impressions"
+    cfg.serving.reload_poll_seconds = 0  # tests reload explicitly
+    cfg.serving.item_refresh_seconds = 0
+    train(tiny_world, cfg)
+    path = tmp / "serving.yaml"
+    path.write_text(yaml.safe_dump(json.loads(cfg.model_dump_json())))
+    return cfg, path

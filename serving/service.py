@@ -1,0 +1,241 @@
+"""The online service (BentoML 1.4): personalised jobs, courses and certificates, the competency gap,
+A/B routing, the impression log and hot reload.
+
+Configuration: ``JOBCARE_CONFIG`` (a YAML file with ``serving``, ``features``, ``tracking`` sections;
+default: the built-in defaults) and the usual overrides (``JOBCARE_WORLD``, ``JOBCARE_MLFLOW_URI``,
+``JOBCARE_API_KEYS``). Start it with ``make serve`` or ``bentoml serve serving.service:JobCare``.
+
+Endpoints: ``POST /recommend/jobs|courses|certificates``, ``POST /competency-gap``,
+``POST /admin/reload``; BentoML's ``GET /healthz``, ``/livez``, ``/readyz`` (models loaded and the
+online store reachable, via ``__is_ready__``) and Prometheus ``/metrics`` (plus the counters below).
+Errors: 400 with the field and rule, 401 without a valid API key (when enabled), 404 for an unknown
+seeker without a profile, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import threading
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Annotated, Optional
+
+import bentoml
+from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, ServiceUnavailable
+from pydantic import Field
+
+from jobcare.config import ProjectConfig, load_config
+from serving.engine import Engine, ServingError, UnknownSeekerError, anonymous_key
+from serving.impressions import ImpressionLog
+from serving.schemas import CompetencyGapResponse, Filters, Profile, RecommendResponse
+
+log = logging.getLogger("jobcare.serving")
+OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/"})
+K = Annotated[int, Field(ge=1, le=100, description="number of items, 1-100")]
+
+
+def project_config() -> ProjectConfig:
+    return load_config(os.environ.get("JOBCARE_CONFIG") or None, ProjectConfig)
+
+
+class ApiKeyMiddleware:
+    """401 for a request without a valid key (``X-API-Key`` or ``Authorization: Bearer``) when API keys
+    are enabled; health, metrics and the docs stay open. Keys are compared as SHA-256 digests."""
+
+    def __init__(self, app, keys: list[str] | None = None):
+        self.app = app
+        auth = project_config().serving.auth.resolved() if keys is None else None
+        keys = keys if keys is not None else (auth.keys if auth.enabled else [])
+        self.digests = [hashlib.sha256(k.encode()).digest() for k in keys]
+
+    def _ok(self, headers: dict) -> bool:
+        key = headers.get(b"x-api-key", b"")
+        bearer = headers.get(b"authorization", b"")
+        if not key and bearer.lower().startswith(b"bearer "):
+            key = bearer[7:]
+        d = hashlib.sha256(key).digest()
+        return bool(key) and any(hmac.compare_digest(d, x) for x in self.digests)
+
+    async def __call__(self, scope, receive, send):
+        if (
+            self.digests
+            and scope["type"] == "http"
+            and scope["path"] not in OPEN_PATHS
+            and not self._ok(dict(scope.get("headers", [])))
+        ):
+            body = b'{"error":"missing or invalid API key (header X-API-Key or Authorization: Bearer)"}'
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+@bentoml.service(name="jobcare", traffic={"timeout": 30}, workers=1)
+class JobCare:
+    def __init__(self) -> None:
+        cfg = project_config()
+        self.engine = Engine(cfg)
+        lc = cfg.serving.impression_log
+        self.impressions = ImpressionLog(lc.dir, lc.max_bytes, lc.max_seconds)
+        self.counts: Counter = Counter()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._every, args=(p, fn), daemon=True, name=name)
+            for name, p, fn in (
+                ("registry-poll", cfg.serving.reload_poll_seconds, self.engine.reload_if_moved),
+                ("item-refresh", cfg.serving.item_refresh_seconds, self.engine.refresh),
+            )
+            if p > 0
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _every(self, period: float, fn) -> None:
+        while not self._stop.wait(period):
+            try:
+                fn()
+            except Exception:  # keep serving the current state; the next round retries
+                log.exception("background %s failed", getattr(fn, "__name__", fn))
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        self._stop.set()
+        self.impressions.close()
+
+    def __is_ready__(self) -> bool:
+        return self.engine.ready()[0]
+
+    def __metrics__(self, content: str) -> str:
+        lines = [
+            "# HELP jobcare_responses_total Responses by item type, variant and degraded flag.",
+            "# TYPE jobcare_responses_total counter",
+        ]
+        for (item_type, variant, degraded), n in sorted(self.counts.items()):
+            lines.append(
+                f'jobcare_responses_total{{item_type="{item_type}",variant="{variant}",'
+                f'degraded="{str(degraded).lower()}"}} {n}'
+            )
+        lines += [
+            "# HELP jobcare_impressions_written_total Impression records written to disk.",
+            "# TYPE jobcare_impressions_written_total counter",
+            f"jobcare_impressions_written_total {self.impressions.written}",
+        ]
+        return content + "\n".join(lines) + "\n"
+
+    # ------------------------------------------------------------------ recommend
+    def _recommend(self, item_type, seeker_id, profile, k, filters) -> RecommendResponse:
+        key = (
+            str(seeker_id)
+            if seeker_id is not None
+            else (anonymous_key(profile, self.engine.scfg.anonymous_salt) if profile else None)
+        )
+        try:
+            out = self.engine.recommend(
+                item_type,
+                seeker_id=seeker_id,
+                profile=profile,
+                k=k,
+                regions=filters.regions if filters else None,
+                occupations=filters.occupations if filters else None,
+                log_key=key,
+            )
+        except UnknownSeekerError as e:
+            raise NotFound(str(e)) from None
+        except ServingError as e:
+            if e.status >= 500:
+                raise ServiceUnavailable(str(e)) from None
+            raise InvalidArgument(str(e)) from None
+        self.counts[(item_type, out["variant"], out["degraded"])] += 1
+        self.impressions.append(
+            {
+                "request_id": out["request_id"],
+                "time": datetime.now(UTC).isoformat(),
+                "seeker": key,  # the id, or a salted hash for an inline profile: never its contents
+                "variant": out["variant"],
+                "model_version": out["model_version"],
+                "item_type": item_type,
+                "degraded": out["degraded"],
+                "items": [i["id"] for i in out["items"]],
+                "scores": [round(i["score"], 6) for i in out["items"]],
+                "positions": [i["rank"] for i in out["items"]],
+            }
+        )
+        return RecommendResponse(**out)
+
+    @bentoml.api(route="/recommend/jobs")
+    def recommend_jobs(
+        self,
+        seeker_id: Optional[int] = None,
+        profile: Optional[Profile] = None,
+        k: K = 10,
+        filters: Optional[Filters] = None,
+    ) -> RecommendResponse:
+        """AI recommended jobs: open postings ranked for a seeker (by id, or by an inline profile)."""
+        return self._recommend("posting", seeker_id, profile, k, filters)
+
+    @bentoml.api(route="/recommend/courses")
+    def recommend_courses(
+        self,
+        seeker_id: Optional[int] = None,
+        profile: Optional[Profile] = None,
+        k: K = 10,
+        filters: Optional[Filters] = None,
+    ) -> RecommendResponse:
+        """Training courses (recruiting, with seats) ranked for a seeker."""
+        return self._recommend("course", seeker_id, profile, k, filters)
+
+    @bentoml.api(route="/recommend/certificates")
+    def recommend_certificates(
+        self,
+        seeker_id: Optional[int] = None,
+        profile: Optional[Profile] = None,
+        k: K = 10,
+        filters: Optional[Filters] = None,
+    ) -> RecommendResponse:
+        """Certificates (not held or pending) ranked for a seeker."""
+        return self._recommend("certificate", seeker_id, profile, k, filters)
+
+    @bentoml.api(route="/competency-gap")
+    def competency_gap(
+        self,
+        occupation_id: Annotated[int, Field(ge=0)],
+        seeker_id: Optional[int] = None,
+        profile: Optional[Profile] = None,
+    ) -> CompetencyGapResponse:
+        """Required vs held competency units for an occupation, the missing ones, and the open courses
+        and certificates that close the gap."""
+        try:
+            out = self.engine.competency_gap(occupation_id, seeker_id=seeker_id, profile=profile)
+        except UnknownSeekerError as e:
+            raise NotFound(str(e)) from None
+        except ServingError as e:
+            if e.status >= 500:
+                raise ServiceUnavailable(str(e)) from None
+            raise InvalidArgument(str(e)) from None
+        return CompetencyGapResponse(**out)
+
+    @bentoml.api(route="/admin/reload")
+    def admin_reload(self) -> dict:
+        """Reload the models if a registry alias moved (the poller does this on its own too)."""
+        try:
+            swapped = self.engine.reload_if_moved()
+        except BentoMLException:
+            raise
+        except Exception as e:
+            raise ServiceUnavailable(f"reload failed, still serving the loaded models: {e}") from None
+        return {
+            "reloaded": swapped,
+            "versions": {f"{a}/{it}": v for (a, it), v in self.engine.loaded_versions().items()},
+        }
+
+
+JobCare.add_asgi_middleware(ApiKeyMiddleware)

@@ -1,0 +1,384 @@
+"""The online service on the tiny world: the engine directly, the BentoML service class, its ASGI app,
+and a real `bentoml serve` subprocess (every endpoint, a hot reload, a schemathesis run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from serving.engine import Engine, ServingError, UnknownSeekerError, route_variant
+from serving.impressions import ImpressionLog, read_impressions
+from serving.schemas import Profile
+from training.registry import MODEL_NAMES, promote
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+PROFILE = {
+    "region_id": 3,
+    "education_level": 2,
+    "career_years": 4,
+    "desired_occupation_ids": [5, 7],
+    "reservation_wage": 287.5,
+    "riasec": {"R": 80, "I": 60, "A": 10, "S": 20, "E": 30, "C": 40},
+    "competencies": [{"unit_id": 1, "level": 3}, {"unit_id": 4, "level": 5}],
+    "certificate_ids": [2],
+}
+
+
+@pytest.fixture(scope="module")
+def engine(served):
+    return Engine(served[0])
+
+
+def _applied_open_posting(engine, tables):
+    """(seeker, posting) where the seeker applied before the clock to a posting still open then."""
+    ev, p = tables["events"], tables["postings"].set_index("posting_id")
+    now = engine.as_of
+    ap = ev[(ev["event_type"] == "apply") & (ev["ts"] < now)]
+    ap = ap[
+        (p.loc[ap["item_id"], "open_at"].to_numpy() <= now)
+        & (p.loc[ap["item_id"], "close_at"].to_numpy() > now)
+    ]
+    assert len(ap), "the tiny world should have applications to postings still open at its end"
+    row = ap.iloc[0]
+    return int(row["seeker_id"]), int(row["item_id"])
+
+
+def test_jobs_are_open_not_applied_ranked_and_explained(engine, tiny_tables):
+    seeker, applied = _applied_open_posting(engine, tiny_tables)
+    r = engine.recommend("posting", seeker_id=seeker, k=100)
+    ids = [i["id"] for i in r["items"]]
+    assert ids and applied not in ids
+    p = tiny_tables["postings"].set_index("posting_id")
+    now = engine.as_of
+    assert ((p.loc[ids, "open_at"] <= now) & (p.loc[ids, "close_at"] > now)).all()
+    hires = tiny_tables["events"].query("event_type == 'hire' and ts <= @now").groupby("item_id").size()
+    assert (hires.reindex(ids).fillna(0).to_numpy() < p.loc[ids, "headcount"].to_numpy()).all()  # not filled
+    assert [i["rank"] for i in r["items"]] == list(range(1, len(ids) + 1))
+    scores = [i["score"] for i in r["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(i["reasons"] and i["title"] == p.at[i["id"], "title"] for i in r["items"])
+    assert any(
+        x.startswith("covers ") and " required competency units" in x for x in r["items"][0]["reasons"]
+    )
+    assert r["variant"] == "champion" and r["model_version"] == "1" and r["degraded"] is False
+
+
+def test_serving_features_equal_the_training_path(engine, local_repo, tiny_tables):
+    """The ranker inputs the service builds (online seeker + in-memory items) equal what training
+    reads from Feast point in time for the same seeker and items. Items are read at the service's clock;
+    the online store holds the seeker as materialised up to the end of the world (the activity
+    snapshot of that midnight, one second after the clock), so the seeker's offline read is taken then."""
+    from features import store as fstore
+    from training.candidates.evaluate import allowed_items
+
+    state = engine.state
+    v = state.variants["champion"]
+    bundle = v.bundles["posting"]
+    seeker = 5
+    row = engine.online_seeker(seeker)
+    items = allowed_items(state.offers["posting"], seeker, state.as_of, state.items["posting"], None)
+    frame, _ = engine.score(state, v, "posting", row, items, seeker)
+    entity = pd.DataFrame(
+        {
+            "seeker_id": seeker,
+            "posting_id": frame["posting_id"].astype("int64"),
+            "occupation_id": frame["posting_attributes__occupation_id"].astype("int64"),
+            "event_timestamp": state.as_of,
+        }
+    )
+    st = fstore.open_store(local_repo)
+    hist = fstore.historical_features(st, entity, "job_ranker_v1")
+    end = pd.Timestamp(fstore.repo_meta(local_repo)["span"]["end"])
+    seek = fstore.historical_features(
+        st, pd.DataFrame({"seeker_id": [seeker], "event_timestamp": [end]}), "seeker_online_v1"
+    )
+    for c in engine.seeker_columns:
+        hist[c] = [seek.at[0, c]] * len(hist)
+    from features.pairs import pair_features
+
+    hist = pd.concat([hist, pair_features(hist, "posting", engine.ctx)], axis=1)
+    shared = [c for c in bundle.features if c in hist.columns]
+    assert len(shared) > 40  # every Feast and pair feature (the cand_rank_* come from stage one)
+    pd.testing.assert_frame_equal(
+        frame[shared].astype(float).reset_index(drop=True),
+        hist[shared].astype(float).reset_index(drop=True),
+        check_exact=False,
+        rtol=1e-5,
+    )
+
+
+def test_inline_profile_filters_and_named_errors(engine):
+    prof = Profile(**PROFILE)
+    r = engine.recommend("posting", profile=prof, k=5, regions=[3, 4])
+    assert r["seeker_id"] is None and len(r["items"]) <= 5
+    region = engine.state.items["posting"].set_index("posting_id")["posting_attributes__region_id"]
+    assert all(region[i["id"]] in (3, 4) for i in r["items"])
+    with pytest.raises(ServingError, match=r"profile.desired_occupation_ids: \[99999\]"):
+        engine.recommend("posting", profile=Profile(**{**PROFILE, "desired_occupation_ids": [99999]}))
+    with pytest.raises(UnknownSeekerError, match="seeker_id 987654: unknown"):
+        engine.recommend("posting", seeker_id=987654)
+    with pytest.raises(ServingError, match="k: 0 is outside 1-100"):
+        engine.recommend("posting", seeker_id=5, k=0)
+    with pytest.raises(ServingError, match="seeker_id or profile"):
+        engine.recommend("posting")
+    empty = engine.recommend("posting", seeker_id=5, regions=[16], occupations=[0])
+    assert empty["items"] == [] and "no open item matches" in empty["reason"]
+
+
+def test_competency_gap_lists_missing_units_and_what_closes_them(engine):
+    prof = Profile(**PROFILE)
+    g = engine.competency_gap(5, profile=prof)
+    req = {u["unit_id"]: u for u in g["required"]}
+    assert req and {m["unit_id"] for m in g["missing"]} == {
+        u for u, x in req.items() if x["held_level"] < x["required_level"]
+    }
+    missing = {m["unit_id"] for m in g["missing"]}
+    for offer in g["courses"] + g["certificates"]:
+        assert offer["closes_units"] and set(offer["closes_units"]) <= missing
+    assert 2 not in [c["id"] for c in g["certificates"]]  # held certificate not offered
+    assert 0 <= g["coverage"] <= 1
+    with pytest.raises(ServingError, match="occupation_id: 5000 is not an occupation"):
+        engine.competency_gap(5000, profile=prof)
+
+
+def test_degraded_answer_when_the_online_store_is_down(engine, monkeypatch):
+    import redis
+
+    from features import store as fstore
+
+    def down(*a, **k):
+        raise redis.exceptions.ConnectionError("connection refused")
+
+    monkeypatch.setattr(fstore, "online_features", down)
+    r = engine.recommend("posting", seeker_id=5, k=5)
+    assert r["degraded"] is True and len(r["items"]) == 5
+    assert engine.ready() == (False, "online store unreachable: ConnectionError")
+
+
+def test_ab_routing_is_deterministic_and_splits_by_share():
+    arms = [route_variant(str(s), "salt-1", 0.3) for s in range(20_000)]
+    share = arms.count("challenger") / len(arms)
+    assert abs(share - 0.3) < 0.015
+    assert arms == [route_variant(str(s), "salt-1", 0.3) for s in range(20_000)]
+    assert route_variant("42", "salt-1", 0.0) == "champion"
+
+
+def test_impression_log_loses_nothing_when_the_disk_is_slow(tmp_path):
+    log = ImpressionLog(tmp_path, max_bytes=2_000)
+    slow = log.write_line
+
+    def write_line(line):
+        time.sleep(0.002)
+        slow(line)
+
+    log.write_line = write_line
+    t0 = time.perf_counter()
+    for i in range(300):
+        log.append(
+            {
+                "request_id": str(i),
+                "time": "2025-01-01T00:00:00Z",
+                "seeker": str(i),
+                "variant": "champion",
+                "model_version": "1",
+                "item_type": "posting",
+                "degraded": False,
+                "items": [i, i + 1],
+                "scores": [1.0, 0.5],
+                "positions": [1, 2],
+            }
+        )
+    assert time.perf_counter() - t0 < 0.3  # appends do not wait for the disk (300 x 2 ms = 0.6 s)
+    log.close()
+    files = sorted(tmp_path.glob("impressions-*.jsonl"))
+    assert len(files) > 1 and not list(tmp_path.glob("*.open"))  # rotated by size, all closed
+    df = read_impressions(tmp_path)
+    assert len(df) == 600 and df["request_id"].nunique() == 300
+
+
+def _register_copy_and_promote(cfg, item_type: str) -> str:
+    """A new registry version (same model files) promoted to champion, as a retraining would."""
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    client = MlflowClient()
+    name = MODEL_NAMES[item_type]
+    src = client.get_model_version_by_alias(name, "champion")
+    new = mlflow.register_model(src.source, name).version
+    promote(client, name, str(new), "test: hot reload")
+    return str(new)
+
+
+def test_service_class_logs_ids_never_profiles_and_hot_swaps_under_load(served, monkeypatch):
+    cfg, path = served
+    monkeypatch.setenv("JOBCARE_CONFIG", str(path))
+    from serving.service import JobCare
+
+    svc = JobCare()
+    r = svc.recommend_jobs(seeker_id=5, k=3)
+    assert r.seeker_id == 5 and len(r.items) == 3
+    anon = svc.recommend_jobs(profile=Profile(**PROFILE), k=3)
+    errors, served_versions, stop = [], set(), threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            try:
+                served_versions.add(svc.recommend_jobs(seeker_id=7, k=5).model_version)
+            except Exception as e:  # any failure during the swap is a test failure
+                errors.append(repr(e))
+
+    t = threading.Thread(target=hammer)
+    t.start()
+    time.sleep(0.5)
+    new = _register_copy_and_promote(cfg, "posting")
+    out = svc.admin_reload()
+    time.sleep(0.5)
+    stop.set()
+    t.join()
+    assert out["reloaded"] and out["versions"]["champion/posting"] == new
+    assert not errors and new in served_versions
+    svc.shutdown()
+    df = read_impressions(cfg.serving.impression_log.dir)
+    by_request = df.drop_duplicates("request_id").set_index("request_id")["seeker"]
+    assert by_request[r.request_id] == "5" and by_request[anon.request_id].startswith("anon:")
+    text = "".join(p.read_text() for p in Path(cfg.serving.impression_log.dir).glob("impressions-*"))
+    assert "287.5" not in text and "riasec" not in text and "desired_occupation" not in text
+
+
+@pytest.fixture
+def asgi_client(served, monkeypatch):
+    from starlette.testclient import TestClient
+
+    monkeypatch.setenv("JOBCARE_CONFIG", str(served[1]))
+    monkeypatch.setenv("JOBCARE_API_KEYS", "k-123")
+    from serving.service import JobCare
+
+    with TestClient(JobCare.to_asgi()) as c:
+        yield c
+
+
+def test_asgi_app_errors_auth_and_metrics(asgi_client):
+    c = asgi_client
+    auth = {"X-API-Key": "k-123"}
+    assert c.post("/recommend/jobs", json={"seeker_id": 5}).status_code == 401
+    assert c.post("/recommend/jobs", json={"seeker_id": 5}, headers={"X-API-Key": "wrong"}).status_code == 401
+    assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
+    ok = c.post("/recommend/jobs", json={"seeker_id": 5, "k": 4}, headers={"Authorization": "Bearer k-123"})
+    assert ok.status_code == 200 and len(ok.json()["items"]) == 4
+    bad = c.post("/recommend/jobs", json={"seeker_id": 5, "k": 0}, headers=auth)
+    assert bad.status_code == 400 and "k" in bad.text and "greater than or equal to 1" in bad.text
+    bad = c.post("/recommend/jobs", json={"profile": {**PROFILE, "region_id": -1}}, headers=auth)
+    assert bad.status_code == 400 and "region_id" in bad.text and "Traceback" not in bad.text
+    missing = c.post("/recommend/courses", json={"seeker_id": 987654}, headers=auth)
+    assert missing.status_code == 404 and "unknown to the online store" in missing.text
+    gap = c.post("/competency-gap", json={"seeker_id": 5, "occupation_id": 3}, headers=auth)
+    assert gap.status_code == 200 and "missing" in gap.json()
+    m = c.get("/metrics").text
+    assert 'jobcare_responses_total{item_type="posting",variant="champion",degraded="false"}' in m
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live(served, tmp_path_factory):
+    """`bentoml serve` in a subprocess on 127.0.0.1, stopped at the end (its log goes to a file: an
+    unread pipe would fill up and block the server)."""
+    port = _free_port()
+    server_log = open(tmp_path_factory.mktemp("serve") / "bentoml.log", "wb")
+    env = {**os.environ, "JOBCARE_CONFIG": str(served[1]), "OPENBLAS_NUM_THREADS": "1"}
+    env.pop("JOBCARE_API_KEYS", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "serving.service:JobCare",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=server_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"bentoml serve exited: {Path(server_log.name).read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("bentoml serve did not become ready in 180 s")
+    yield base
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    server_log.close()
+
+
+def test_bentoml_serve_answers_every_endpoint_and_reloads(live, served):
+    with httpx.Client(base_url=live, timeout=30) as c:
+        for route in ("jobs", "courses", "certificates"):
+            r = c.post(f"/recommend/{route}", json={"seeker_id": 5, "k": 3})
+            assert r.status_code == 200, r.text
+            assert r.json()["variant"] == "champion"
+        r = c.post("/recommend/jobs", json={"profile": PROFILE, "k": 2})
+        assert r.status_code == 200 and r.json()["seeker_id"] is None
+        assert c.post("/competency-gap", json={"profile": PROFILE, "occupation_id": 5}).status_code == 200
+        for path in ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json"):
+            assert c.get(path).status_code == 200
+        before = c.post("/recommend/certificates", json={"seeker_id": 5}).json()["model_version"]
+        new = _register_copy_and_promote(served[0], "certificate")
+        assert new != before
+        out = c.post("/admin/reload", json={}).json()
+        assert out["versions"]["champion/certificate"] == new
+        assert c.post("/recommend/certificates", json={"seeker_id": 5}).json()["model_version"] == new
+
+
+def test_schemathesis_finds_no_server_error(live):
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_url(f"{live}/docs.json")
+    failures = []
+    for op in schema.get_all_operations():
+        operation = op.ok()
+        if operation.method.upper() != "POST":
+            continue
+
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def check(case):
+            resp = case.call(timeout=30)
+            if resp.status_code >= 500:
+                failures.append((case.path, resp.status_code, resp.text[:200], json.dumps(case.body)[:300]))
+
+        given(operation.as_strategy())(check)()
+    assert not failures, failures[:5]
