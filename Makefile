@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export FEAST_USAGE ?= False
 
-.PHONY: install demo test test-unit test-integration lint bench clean
+.PHONY: install demo test test-unit test-integration lint bench serve bento clean
 
 $(VENV)/bin/python:
 	$(PY_BOOT) -m venv $(VENV)
@@ -45,6 +45,13 @@ bench: install
 	$(PY) benchmarks/features.py
 	$(PY) benchmarks/candidates.py
 	$(PY) benchmarks/train.py
+
+# The online service on 127.0.0.1:3000 over the demo's world and registry (run `make demo` first).
+serve: install
+	JOBCARE_CONFIG=$${JOBCARE_CONFIG:-configs/serving.yaml} $(VENV)/bin/bentoml serve serving.service:JobCare --host 127.0.0.1 --port $${PORT:-3000}
+
+bento: install
+	$(VENV)/bin/bentoml build .
 
 clean:
 	rm -rf $(WORK)

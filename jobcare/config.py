@@ -334,6 +334,9 @@ class ServingConfig(StrictModel):
     reload_poll_seconds: float = Field(10.0, ge=0, description="registry alias poll period; 0 disables")
     item_refresh_seconds: float = Field(300.0, ge=0, description="in-memory item index refresh; 0 disables")
     anonymous_salt: str = Field("jobcare-anon", description="salt of the hash logged for inline profiles")
+    load_test_postings: int = Field(
+        0, ge=0, description="load testing only: replicate the open postings up to this many (0: off)"
+    )
 
 
 class ProjectConfig(StrictModel):

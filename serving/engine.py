@@ -186,6 +186,10 @@ class Engine:
         t = read_tables(self.world, ["events", "postings", "courses"])
         items = {it: item_features(self.repo, it, self.as_of) for it in ("posting", "course", "certificate")}
         offers = {it: OfferIndex(t, it) for it in self.scfg.item_types}
+        if self.scfg.load_test_postings:
+            items["posting"] = replicate_open_postings(
+                items["posting"], self.as_of, self.scfg.load_test_postings
+            )
         p = items["posting"]
         open_postings = p[open_mask("posting", p, self.as_of)]
         return items, offers, open_postings
@@ -593,6 +597,19 @@ class Engine:
         except Exception as e:
             return False, f"online store unreachable: {type(e).__name__}"
         return True, "ready"
+
+
+def replicate_open_postings(items: pd.DataFrame, as_of: pd.Timestamp, n: int) -> pd.DataFrame:
+    """Load testing: copies of the postings open at ``as_of`` under new ids until ``n`` are open (each copy
+    keeps its original's features and closes 30 days after ``as_of``)."""
+    open_ = items[open_mask("posting", items, as_of)]
+    need = n - len(open_)
+    if need <= 0 or open_.empty:
+        return items
+    copies = open_.iloc[np.arange(need) % len(open_)].copy()
+    copies["posting_id"] = items["posting_id"].max() + 1 + np.arange(need)
+    copies["posting_attributes__close_days"] = as_of.value / 86_400e9 + 30
+    return pd.concat([items, copies], ignore_index=True)
 
 
 def _top_letters(scores: np.ndarray, n: int = 2) -> str:
