@@ -6,11 +6,11 @@ from __future__ import annotations
 import getpass
 import time
 
-import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from evaluation import stats
 from jobcare.errors import JobcareError
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -26,15 +26,11 @@ class RegistryError(JobcareError):
 
 
 def paired_bootstrap(new: pd.Series, old: pd.Series, n_boot: int = 2000, seed: int = 0) -> dict:
-    """Mean paired difference new - old over shared keys (seekers), with a 95% bootstrap interval."""
-    both = new.index.intersection(old.index)
-    d = (new.loc[both] - old.loc[both]).to_numpy(float)
-    if d.size == 0:
-        raise RegistryError("no shared validation seekers between the new model and the champion")
-    rng = np.random.default_rng(seed)
-    boots = d[rng.integers(0, d.size, (n_boot, d.size))].mean(axis=1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return {"mean_diff": float(d.mean()), "ci_low": float(lo), "ci_high": float(hi), "n_seekers": int(d.size)}
+    """The gate's test (:func:`evaluation.stats.paired_bootstrap` of new - old over seekers)."""
+    try:
+        return stats.paired_bootstrap(new, old, n_boot, seed)
+    except ValueError:
+        raise RegistryError("no shared validation seekers between the new model and the champion") from None
 
 
 def champion_version(client: MlflowClient, name: str):
