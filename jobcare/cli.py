@@ -366,7 +366,7 @@ def demo(
     seed: Annotated[Optional[int], typer.Option(help="world seed")] = None,
 ) -> None:
     """The main job end to end on the embedded defaults: world -> contracts -> summary -> features ->
-    candidate generation -> training (rankers, MLflow registry, promotion gate)."""
+    candidate generation -> training (rankers, MLflow registry, promotion gate) -> A/B report."""
     from jobcare.contracts import validate_world
     from jobcare.world.generate import generate_world
     from jobcare.world.summary import summarize
@@ -376,18 +376,18 @@ def demo(
         cfg.world.seed = seed
     world = work / f"world-{cfg.world.scale}-{cfg.world.seed}"
     t0 = time.perf_counter()
-    console.rule(f"1/6 world: {cfg.world.scale}, seed {cfg.world.seed}")
+    console.rule(f"1/7 world: {cfg.world.scale}, seed {cfg.world.seed}")
     generate_world(cfg.world, world)
-    console.rule("2/6 data contracts")
+    console.rule("2/7 data contracts")
     rows = validate_world(world)
     console.print(f"[green]valid[/]: {len(rows)} tables, {sum(rows.values()):,} rows")
-    console.rule("3/6 summary and learnability")
+    console.rule("3/7 summary and learnability")
     s = summarize(world, cfg.summary.n_eval_seekers, cfg.summary.seed)
     print_summary(s)
     (work / "reports").mkdir(parents=True, exist_ok=True)
     out = work / "reports" / "world_summary.json"
     out.write_text(json.dumps(s, indent=2, default=str))
-    console.rule(f"4/6 feature store ({cfg.features.profile} profile): apply and materialise")
+    console.rule(f"4/7 feature store ({cfg.features.profile} profile): apply and materialise")
     from features import store
 
     fcfg = cfg.features.resolved()
@@ -400,17 +400,27 @@ def demo(
     t1 = time.perf_counter()
     store.materialize(repo)
     console.print(f"materialised in {time.perf_counter() - t1:.0f}s")
-    console.rule("5/6 candidate generation: time-split recall of each source (logged to MLflow)")
+    console.rule("5/7 candidate generation: time-split recall of each source (logged to MLflow)")
     from training.candidates.report import evaluate_and_log
 
     cfg.features.repo = repo
     cand = evaluate_and_log(world, cfg, console=console)
     (work / "reports" / "candidates.json").write_text(json.dumps(cand, indent=2, default=str))
-    console.rule("6/6 training: LambdaRank rankers, MLflow registry, promotion gate")
+    console.rule("6/7 training: LambdaRank rankers, MLflow registry, promotion gate")
     from training.pipeline import train
 
     trained = train(world, cfg, console=console)
     (work / "reports" / "train.json").write_text(json.dumps(trained, indent=2, default=str))
+    console.rule("7/7 A/B report: the postings champion (B) against ALS alone (A) on the last 60 days")
+    from evaluation.ab_report import ab_report
+
+    ab_out = work / "reports" / "ab-report.html"
+    ab = ab_report(world, cfg, "baseline:als", "models:/jobcare-postings@champion", "posting", 60, ab_out)
+    h = ab["comparison"]["ndcg@10"]
+    console.print(
+        f"{ab['decision']}: NDCG@10 B - A {h['mean_diff']:+.4f} [{h['ci_low']:+.4f}, {h['ci_high']:+.4f}], "
+        f"p = {h['p_value']:.4f}"
+    )
     champions = ", ".join(
         f"{v['model']}@{v['gate']['alias']} = v{v['version']}" for k, v in trained.items() if k != "run_id"
     )
@@ -423,8 +433,100 @@ def demo(
         f"  candidate recall:          {work / 'reports' / 'candidates.json'}\n"
         f"  training metrics, gate:    {work / 'reports' / 'train.json'}\n"
         f"  registered models:         {champions}\n"
+        f"  A/B report (open in a browser): {ab_out} (+ .md, .json)\n"
         f"  MLflow UI:                 mlflow ui --backend-store-uri {cfg.tracking.resolved().uri} "
         f"--port 5000, then http://127.0.0.1:5000 (training run {trained['run_id']})"
+    )
+
+
+def _item_type_of(uri: str, given: Optional[str]) -> str:
+    from jobcare.errors import ConfigError
+    from training.registry import MODEL_NAMES
+
+    if given:
+        if given not in MODEL_NAMES:
+            raise ConfigError(f"--item-type: {given!r} is not one of {sorted(MODEL_NAMES)}")
+        return given
+    for it, name in MODEL_NAMES.items():
+        if f"/{name}/" in uri or f"/{name}@" in uri:
+            return it
+    raise ConfigError(f"cannot tell the item type of {uri!r}: pass --item-type posting|course|certificate")
+
+
+WindowOpt = Annotated[int, typer.Option(min=1, help="held-out window: the last N days of the world")]
+
+
+@app.command("evaluate")
+@_errors_to_exit
+def evaluate_cmd(
+    model: Annotated[
+        str, typer.Option(help="MLflow model URI (models:/jobcare-postings@champion) or baseline:als")
+    ],
+    world: Annotated[Path, typer.Option(help="world folder")],
+    window: WindowOpt = 60,
+    item_type: Annotated[Optional[str], typer.Option(help="posting | course | certificate")] = None,
+    max_requests: Annotated[int, typer.Option(min=1)] = 1000,
+    config: ConfigOpt = None,
+    repo: RepoOpt = None,
+) -> None:
+    """Replay the held-out window through stage one and the model; metrics vs the oracle, warm vs cold."""
+    from evaluation.replay import KS, per_request, replay, scores
+
+    cfg = _config_with_repo(config, repo)
+    it = _item_type_of(model, item_type) if not model.startswith("baseline:") else (item_type or "posting")
+    rp = replay(world, cfg, it, window, max_requests)
+    rows = rp.data.rows
+    sm, label = scores(model, rp)
+    so, _ = scores("baseline:oracle", rp)
+    pm, po = per_request(rows, sm), per_request(rows, so)
+    cold = rp.audit.set_index("request_id")["cold"].reindex(pm.index)
+    table = Table(
+        title=f"{label}: {len(pm)} {it} requests, {rp.window[0]:%Y-%m-%d} to {rp.window[1]:%Y-%m-%d}"
+    )
+    for c in ("metric", "all", "warm", "cold", "oracle (all)"):
+        table.add_column(c, justify="right")
+    for k in KS:
+        for m in ("ndcg", "recall", "map", "mrr", "hit"):
+            col = f"{m}@{k}"
+            if m != "ndcg" and k != 10:
+                continue
+            table.add_row(
+                col,
+                f"{pm[col].mean():.4f}",
+                f"{pm.loc[~cold, col].mean():.4f}",
+                f"{pm.loc[cold, col].mean():.4f}",
+                f"{po[col].mean():.4f}",
+            )
+    console.print(table)
+
+
+@app.command("ab-report")
+@_errors_to_exit
+def ab_report_cmd(
+    a: Annotated[str, typer.Option("--a", help="model A: MLflow model URI or baseline:als")],
+    b: Annotated[str, typer.Option("--b", help="model B: MLflow model URI or baseline:als")],
+    world: Annotated[Path, typer.Option(help="world folder")],
+    out: Annotated[Path, typer.Option(help="HTML report to write (.md and .json next to it)")] = Path(
+        ".jobcare/reports/ab-report.html"
+    ),
+    window: WindowOpt = 60,
+    item_type: Annotated[Optional[str], typer.Option(help="posting | course | certificate")] = None,
+    max_requests: Annotated[int, typer.Option(min=1)] = 1000,
+    config: ConfigOpt = None,
+    repo: RepoOpt = None,
+) -> None:
+    """Paired A/B comparison on the replayed window: lift with CIs, segments, fairness, HTML report."""
+    from evaluation.ab_report import ab_report
+
+    cfg = _config_with_repo(config, repo)
+    uri = a if not a.startswith("baseline:") else b
+    it = _item_type_of(uri, item_type)
+    res = ab_report(world, cfg, a, b, it, window, out, max_requests)
+    h = res["comparison"]["ndcg@10"]
+    console.print(
+        f"{res['decision']}: NDCG@10 B - A {h['mean_diff']:+.4f} [{h['ci_low']:+.4f}, {h['ci_high']:+.4f}], "
+        f"p = {h['p_value']:.4f} ({res['n_seekers']} seekers)\n"
+        f"report: {out} (+ .md, .json; MLflow run {res['run_id']})"
     )
 
 

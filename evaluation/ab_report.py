@@ -1,0 +1,334 @@
+"""``jobcare ab-report``: compare two model versions on the same replayed requests.
+
+Statistics (written into the report too):
+- Per seeker, each metric is the mean over the seeker's requests in the window; A and B are compared
+  on the same seekers (paired).
+- Difference B - A and relative lift with a 95% paired-bootstrap interval (2,000 resamples of
+  seekers) and a two-sided paired permutation p-value (5,000 random sign flips).
+- Decision on NDCG@10: "B better" if the interval lies above 0 and p < 0.05, "B worse" if it lies below
+  0 and p < 0.05, otherwise "no significant difference".
+- Segments (warm / cold seekers, region, education level, age band, gender, desired occupation major
+  group): the same paired difference with its interval and n; groups with fewer than 20 seekers are
+  listed without an interval.
+- Fairness audit, per model, across gender and across age bands: exposure share (each group's mean
+  position-discounted exposure of relevant items in the top 10, as a share of the groups' total) and
+  apply hit rate (an apply-or-better outcome in the top 10); the min/max ratio across groups is shown
+  against 0.8 (the four-fifths rule) and 0.9.
+- Beyond accuracy: catalogue coverage, exposure Gini, intra-list diversity by occupation group, novelty.
+
+Outputs: one self-contained HTML file (plots embedded), a Markdown summary and a JSON of every number,
+next to each other, all logged as artifacts of an MLflow run named ``ab-report``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evaluation import metrics as M
+from evaluation import stats
+from evaluation.replay import KS, per_request, replay, scores
+from jobcare.config import ProjectConfig
+from serving.engine import OCC_COLUMN
+
+HEADLINE = "ndcg@10"
+METRICS = ["ndcg@10", "recall@10", "precision@10", "map@10", "mrr@10", "hit@10", "apply_hit@10"]
+MIN_GROUP = 20
+
+
+def decide(boot: dict, p: float) -> str:
+    if boot["ci_low"] > 0 and p < 0.05:
+        return "B better"
+    if boot["ci_high"] < 0 and p < 0.05:
+        return "B worse"
+    return "no significant difference"
+
+
+def _age_band(age) -> str:
+    a = float(age)
+    return "<30" if a < 30 else "30-39" if a < 40 else "40-49" if a < 50 else "50+"
+
+
+def _per_seeker(pr: pd.DataFrame, seeker: pd.Series, col: str) -> pd.Series:
+    return pr[col].groupby(seeker.reindex(pr.index).to_numpy()).mean()
+
+
+def compare(pa: pd.DataFrame, pb: pd.DataFrame, seeker: pd.Series, n_boot: int, seed: int = 0) -> dict:
+    out = {}
+    for m in METRICS:
+        a, b = _per_seeker(pa, seeker, m), _per_seeker(pb, seeker, m)
+        boot = stats.paired_bootstrap(b, a, n_boot, seed)
+        both = a.index.intersection(b.index)
+        boot["p_value"] = stats.paired_permutation_p((b[both] - a[both]).to_numpy())
+        out[m] = boot
+    return out
+
+
+def segments(pa, pb, seeker, audit: pd.DataFrame, n_boot: int) -> dict:
+    per_seek = audit.drop_duplicates("seeker_id").set_index("seeker_id")
+    dims = {
+        "seeker history": per_seek["cold"].map({True: "cold", False: "warm"}),
+        "region": per_seek["region_id"].astype(int).astype(str),
+        "education level": per_seek["education_level"].astype(int).astype(str),
+        "age band": per_seek["age"].map(_age_band),
+        "gender": per_seek["gender"].astype(str),
+        "occupation major group": per_seek["occupation_group"].astype(int).astype(str),
+    }
+    a, b = _per_seeker(pa, seeker, HEADLINE), _per_seeker(pb, seeker, HEADLINE)
+    out = {}
+    for dim, group in dims.items():
+        rows = []
+        for value, ids in group.groupby(group).groups.items():
+            ids = a.index.intersection(ids)
+            row = {
+                "group": str(value),
+                "n": int(len(ids)),
+                "mean_a": float(a[ids].mean()),
+                "mean_b": float(b[ids].mean()),
+            }
+            if len(ids) >= MIN_GROUP:
+                boot = stats.paired_bootstrap(b[ids], a[ids], n_boot, 0)
+                row.update(diff=boot["mean_diff"], ci_low=boot["ci_low"], ci_high=boot["ci_high"])
+            else:
+                row.update(diff=float((b[ids] - a[ids]).mean()), ci_low=None, ci_high=None)
+            rows.append(row)
+        out[dim] = rows
+    return out
+
+
+def fairness(pr: pd.DataFrame, audit: pd.DataFrame) -> dict:
+    au = audit.set_index("request_id").reindex(pr.index)
+    groups = {"gender": au["gender"].astype(str), "age band": au["age"].map(_age_band)}
+    out = {}
+    for dim, g in groups.items():
+        exp = pr["top10_relevant_exposure"].groupby(g.to_numpy()).mean()
+        hit = pr["apply_hit@10"].groupby(g.to_numpy()).mean()
+        n = pr.groupby(g.to_numpy()).size()
+        share = exp / exp.sum() if exp.sum() > 0 else exp * 0
+        ratio = lambda s: float(s.min() / s.max()) if s.max() > 0 else float("nan")  # noqa: E731
+        out[dim] = {
+            "groups": {
+                k: {"n": int(n[k]), "exposure_share": float(share[k]), "apply_hit_rate": float(hit[k])}
+                for k in n.index
+            },
+            "exposure_ratio": ratio(exp),
+            "hit_rate_ratio": ratio(hit),
+        }
+        for key in ("exposure_ratio", "hit_rate_ratio"):
+            out[dim][f"{key}_meets_0.8"] = out[dim][key] >= 0.8
+            out[dim][f"{key}_meets_0.9"] = out[dim][key] >= 0.9
+    return out
+
+
+def beyond_accuracy(
+    pr: pd.DataFrame, rows: pd.DataFrame, item_type: str, popularity: dict, n_users: int
+) -> dict:
+    occ = rows.drop_duplicates("item_id").set_index("item_id")[OCC_COLUMN[item_type]]
+    lists = [lst[:10] for lst in pr["items"]]
+    catalogue = rows["item_id"].nunique()
+    return {
+        "catalogue_coverage": M.catalogue_coverage(lists, catalogue),
+        "exposure_gini": M.gini_exposure(lists, catalogue, 10),
+        "intra_list_diversity": float(
+            np.mean([M.intra_list_diversity(occ.reindex(lst).to_numpy()) for lst in lists])
+        ),
+        "novelty": float(np.mean([M.novelty(lst, popularity, n_users) for lst in lists])),
+    }
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def plots(res: dict) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    comp = res["comparison"]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ys = np.arange(len(METRICS))
+    d = np.array([comp[m]["mean_diff"] for m in METRICS])
+    lo = d - np.array([comp[m]["ci_low"] for m in METRICS])
+    hi = np.array([comp[m]["ci_high"] for m in METRICS]) - d
+    ax.errorbar(d, ys, xerr=[lo, hi], fmt="o", capsize=4)
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(ys, METRICS)
+    ax.set_xlabel("B - A per seeker (95% paired bootstrap CI)")
+    ax.set_title("Lift of B over A")
+    out["lift"] = _png(fig)
+
+    seg = [(dim, r) for dim, rows in res["segments"].items() for r in rows if r["ci_low"] is not None]
+    fig, ax = plt.subplots(figsize=(7, 0.28 * max(len(seg), 4) + 1))
+    for i, (_dim, r) in enumerate(seg):
+        ax.errorbar(
+            r["diff"], i, xerr=[[r["diff"] - r["ci_low"]], [r["ci_high"] - r["diff"]]], fmt="s", capsize=3
+        )
+    ax.axvline(res["comparison"][HEADLINE]["mean_diff"], color="tab:red", ls="--", lw=1, label="overall")
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(range(len(seg)), [f"{dim}: {r['group']} (n={r['n']})" for dim, r in seg], fontsize=7)
+    ax.set_xlabel("NDCG@10 difference B - A (95% CI)")
+    ax.set_title("Segments (forest plot)")
+    ax.legend(fontsize=7)
+    out["forest"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, curve in res["curves"].items():
+        ax.plot(KS, [curve[f"ndcg@{k}"] for k in KS], marker="o", label=name)
+    ax.set_xlabel("k")
+    ax.set_ylabel("NDCG@k")
+    ax.set_title("NDCG@k")
+    ax.legend(fontsize=8)
+    out["curves"] = _png(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+    for ax, dim in zip(axes, ("gender", "age band")):
+        groups = sorted(res["fairness"]["A"][dim]["groups"])
+        x = np.arange(len(groups))
+        for j, arm in enumerate(("A", "B")):
+            vals = [res["fairness"][arm][dim]["groups"][g]["exposure_share"] for g in groups]
+            ax.bar(x + 0.4 * j - 0.2, vals, width=0.4, label=arm)
+        ax.set_xticks(x, groups)
+        ax.set_title(f"exposure share by {dim}")
+    axes[0].legend(fontsize=8)
+    out["exposure"] = _png(fig)
+    return out
+
+
+TEMPLATE = Path(__file__).parent / "templates" / "ab_report.html.j2"
+
+
+def markdown(r: dict) -> str:
+    h = r["comparison"][HEADLINE]
+    lines = [
+        f"# A/B report: {r['item_type']}s",
+        "",
+        f"- A: `{r['a']['label']}`",
+        f"- B: `{r['b']['label']}`",
+        f"- window {r['window'][0]} to {r['window'][1]}",
+        f"- {r['n_requests']} requests, {r['n_seekers']} seekers",
+        "",
+        f"**{r['decision']}**: NDCG@10 B - A = {h['mean_diff']:+.4f} "
+        f"[{h['ci_low']:+.4f}, {h['ci_high']:+.4f}], "
+        f"lift {100 * h['lift']:+.1f}%, p = {h['p_value']:.4f}. Rule: {r['rule']}",
+        "",
+        "| metric | A | B | B - A | 95% CI | p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m, c in r["comparison"].items():
+        lines.append(
+            f"| {m} | {c['mean_a']:.4f} | {c['mean_b']:.4f} | {c['mean_diff']:+.4f} | "
+            f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | {c['p_value']:.4f} |"
+        )
+    for arm in ("A", "B"):
+        for dim, f in r["fairness"][arm].items():
+            lines.append(
+                f"- fairness {arm}, {dim}: exposure ratio {f['exposure_ratio']:.3f}, "
+                f"hit-rate ratio {f['hit_rate_ratio']:.3f}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def ab_report(
+    world: str | Path,
+    cfg: ProjectConfig,
+    a: str,
+    b: str,
+    item_type: str,
+    window_days: int,
+    out: str | Path,
+    max_requests: int = 1000,
+    n_boot: int = 2000,
+) -> dict:
+    """Build the report; write ``out`` (.html) with ``.md`` and ``.json`` next to it; log them to MLflow."""
+    import jinja2
+    import mlflow
+
+    from jobcare.world.io import read_tables
+    from training import tracking
+
+    rp = replay(world, cfg, item_type, window_days, max_requests)
+    rows = rp.data.rows
+    sa, label_a = scores(a, rp)
+    sb, label_b = scores(b, rp)
+    so, _ = scores("baseline:oracle", rp)
+    pa, pb, po = per_request(rows, sa), per_request(rows, sb), per_request(rows, so)
+    seeker = rp.audit.set_index("request_id")["seeker_id"]
+    comp = compare(pa, pb, seeker, n_boot)
+    ev = read_tables(world, ["events"])["events"]
+    ev = ev[(ev["item_type"] == item_type) & (ev["ts"] < rp.window[0])]
+    popularity = ev.groupby("item_id")["seeker_id"].nunique().to_dict()
+    n_users = max(int(ev["seeker_id"].nunique()), 1)
+    res = {
+        "item_type": item_type,
+        "a": {"model": a, "label": label_a},
+        "b": {"model": b, "label": label_b},
+        "window": [str(rp.window[0]), str(rp.window[1])],
+        "n_requests": int(len(pa)),
+        "n_seekers": int(seeker.nunique()),
+        "comparison": comp,
+        "decision": decide(comp[HEADLINE], comp[HEADLINE]["p_value"]),
+        "rule": "B better if the 95% paired-bootstrap CI of the per-seeker NDCG@10 difference lies above 0 "
+        "and the paired permutation p < 0.05; B worse if it lies below 0 and p < 0.05; otherwise no "
+        "significant difference.",
+        "curves": {
+            name: {f"ndcg@{k}": float(_per_seeker(p, seeker, f"ndcg@{k}").mean()) for k in KS}
+            for name, p in (("A", pa), ("B", pb), ("oracle", po))
+        },
+        "segments": segments(pa, pb, seeker, rp.audit, n_boot),
+        "fairness": {"A": fairness(pa, rp.audit), "B": fairness(pb, rp.audit)},
+        "beyond_accuracy": {
+            "A": beyond_accuracy(pa, rows, item_type, popularity, n_users),
+            "B": beyond_accuracy(pb, rows, item_type, popularity, n_users),
+        },
+        "min_group": MIN_GROUP,
+        "method": __doc__.split("Statistics (written into the report too):")[1].split("Outputs:")[0].strip(),
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    html = (
+        jinja2.Environment(autoescape=True)
+        .from_string(TEMPLATE.read_text(encoding="utf-8"))
+        .render(r=res, h=comp[HEADLINE], p=plots(res))
+    )
+    out.write_text(html, encoding="utf-8")
+    out.with_suffix(".md").write_text(markdown(res), encoding="utf-8")
+    out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str), encoding="utf-8")
+    exp = tracking.start(cfg.tracking)
+    with mlflow.start_run(experiment_id=exp, run_name="ab-report") as run:
+        mlflow.set_tags(
+            {
+                "stage": "evaluation",
+                "item_type": item_type,
+                "model_a": a,
+                "model_b": b,
+                "decision": res["decision"],
+            }
+        )
+        mlflow.log_metrics(
+            {
+                f"{m.replace('@', '_at_')}_{k}": float(v)
+                for m, c in comp.items()
+                for k, v in c.items()
+                if k in ("mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "p_value")
+            }
+        )
+        for p in (out, out.with_suffix(".md"), out.with_suffix(".json")):
+            mlflow.log_artifact(str(p))
+        res["run_id"] = run.info.run_id
+    return res
