@@ -18,6 +18,12 @@ from features.entities import certificate, occupation, posting, seeker, training
 from jobcare.world.taxonomy import RIASEC, WORK_VALUES
 
 FOREVER = timedelta(0)
+# certificate_attributes has a snapshot for every certificate at every midnight of the span. Feast's
+# DuckDB point-in-time join is an inner join on (key, feature time <= row time) followed by a window
+# de-duplication, so without a TTL each training row joins every earlier daily snapshot (~700 rows
+# with list columns each): 1,000 certificate requests took 7.1 GB. A 2-day TTL bounds the join to the
+# latest one or two snapshots and gives the same values (the latest snapshot is at most a day old).
+DAILY_SNAPSHOT_TTL = timedelta(days=2)
 PROTECTED = {"protected": "true", "purpose": "fairness audit only; never a ranker input"}
 RIASEC_FIELDS = RIASEC
 WORK_VALUE_FIELDS = WORK_VALUES
@@ -162,7 +168,7 @@ course_attributes = FeatureView(
 certificate_attributes = FeatureView(
     name="certificate_attributes",
     entities=[certificate],
-    ttl=FOREVER,
+    ttl=DAILY_SNAPSHOT_TTL,
     online=True,
     source=src.certificate_attributes_source,
     description="Certificate grade, difficulty, units, and its demand in open postings (daily snapshots).",
