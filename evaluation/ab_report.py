@@ -15,6 +15,10 @@ Statistics (written into the report too):
   apply hit rate (an apply-or-better outcome in the top 10); the min/max ratio across groups is shown
   against 0.8 (the four-fifths rule) and 0.9.
 - Beyond accuracy: catalogue coverage, exposure Gini, intra-list diversity by occupation group, novelty.
+- Off-policy estimates (:mod:`evaluation.ope`): from the world's logged explore slates of the window
+  (uniformly random, so the within-slate order has known propensity 1/K), IPS, SNIPS and doubly-robust
+  estimates of the applies per slate each model would get by ordering those slates, with 95%
+  intervals, next to the true value from the world's ground truth and the logged applies.
 
 Outputs: one self-contained HTML file (plots embedded), a Markdown summary and a JSON of every number,
 next to each other, all logged as artifacts of an MLflow run named ``ab-report``.
@@ -31,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from evaluation import metrics as M
-from evaluation import stats
+from evaluation import ope, stats
 from evaluation.replay import KS, per_request, replay, scores
 from jobcare.config import ProjectConfig
 from serving.engine import OCC_COLUMN
@@ -141,6 +145,30 @@ def beyond_accuracy(
     }
 
 
+def off_policy(
+    world, cfg, item_type: str, window_days: int, max_requests: int, a: str, b: str, oracle
+) -> dict:
+    """IPS / SNIPS / DR of each model's applies per explore slate, the true values and the logged ones."""
+    ex = replay(world, cfg, item_type, window_days, max_requests, policy="explore", oracle=oracle)
+    req = ex.data.requests
+    logged = ope.slates(ex.tables, item_type, req["session_id"])
+    session_of = req.set_index("request_id")["session_id"]
+    out: dict = {"window_explore_slates": len(logged)}
+    for arm, model in (("A", a), ("B", b)):
+        sc, _ = scores(model, ex)
+        orders = ope.model_orders(ex.data.rows, sc, logged, session_of)
+        out[arm] = ope.estimate(logged, orders, ope.true_values(orders, ex.oracle, item_type, req))
+    logged_orders = {sid: items for sid, (items, _) in logged.items()}
+    truth = ope.true_values(logged_orders, ex.oracle, item_type, req)
+    m, lo, hi = stats.mean_ci(np.array([r.sum() for _, r in logged.values()]))
+    tm, tlo, thi = stats.mean_ci(np.array(list(truth.values())))
+    out["logged"] = {
+        "observed": {"estimate": m, "ci_low": lo, "ci_high": hi},
+        "true": {"estimate": tm, "ci_low": tlo, "ci_high": thi},
+    }
+    return out
+
+
 # ---------------------------------------------------------------- plots
 
 
@@ -241,6 +269,12 @@ def markdown(r: dict) -> str:
                 f"- fairness {arm}, {dim}: exposure ratio {f['exposure_ratio']:.3f}, "
                 f"hit-rate ratio {f['hit_rate_ratio']:.3f}"
             )
+    for arm in ("A", "B"):
+        o = r["ope"][arm]
+        lines.append(
+            f"- off-policy {arm} (applies per explore slate): IPS {o['ips']['estimate']:.4f}, SNIPS "
+            f"{o['snips']['estimate']:.4f}, DR {o['dr']['estimate']:.4f}, true {o['true']['estimate']:.4f}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -299,6 +333,7 @@ def ab_report(
         "min_group": MIN_GROUP,
         "method": __doc__.split("Statistics (written into the report too):")[1].split("Outputs:")[0].strip(),
     }
+    res["ope"] = off_policy(world, cfg, item_type, window_days, max_requests, a, b, rp.oracle)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     html = (

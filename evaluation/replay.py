@@ -42,11 +42,20 @@ class Replay:
     audit: pd.DataFrame  # per request: seeker_id, gender, age, region_id, education_level, desired group
     oracle: object
     window: tuple
+    tables: dict
 
 
 def replay(
-    world: str | Path, cfg: ProjectConfig, item_type: str, window_days: int, max_requests: int
+    world: str | Path,
+    cfg: ProjectConfig,
+    item_type: str,
+    window_days: int,
+    max_requests: int,
+    policy: str | None = None,
+    oracle=None,
 ) -> Replay:
+    """Replay the window: requests with an outcome (default), or every session of one logging ``policy``
+    (e.g. "explore": the slates only, no sampled candidates, for the off-policy estimates)."""
     from jobcare.world.oracle import WorldOracle
 
     world = Path(world)
@@ -66,8 +75,9 @@ def replay(
         start,
         end,
         max_requests,
-        cfg.train.negatives_per_request,
+        0 if policy else cfg.train.negatives_per_request,
         cfg.train.seed + 1,
+        policy=policy,
     )
     if data.rows.empty:
         raise EvaluationError(f"no {item_type} request with an outcome in the last {window_days} days")
@@ -79,7 +89,7 @@ def replay(
     audit["occupation_group"] = np.where(first >= 0, ctx.group[np.maximum(first.to_numpy(), 0)], -1)
     audit["request_id"] = req["request_id"].to_numpy()
     audit["cold"] = data.stage.als.users_.index(req["seeker_id"].to_numpy()) < 0
-    return Replay(item_type, data, audit, WorldOracle(world), (start, end))
+    return Replay(item_type, data, audit, oracle or WorldOracle(world), (start, end), t)
 
 
 def scores(model: str, rp: Replay) -> tuple[np.ndarray, str]:

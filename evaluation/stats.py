@@ -49,7 +49,8 @@ def paired_permutation_p(d: np.ndarray, n_perm: int = 5000, seed: int = 0) -> fl
     return float((1 + (null >= obs - 1e-15).sum()) / (n_perm + 1))
 
 
-def _normal_ci(terms: np.ndarray) -> tuple[float, float, float]:
+def mean_ci(terms: np.ndarray) -> tuple[float, float, float]:
+    """Mean and its 95% normal-approximation interval."""
     m = float(terms.mean())
     se = float(terms.std(ddof=1) / np.sqrt(terms.size)) if terms.size > 1 else float("nan")
     return m, m - Z95 * se, m + Z95 * se
@@ -58,7 +59,7 @@ def _normal_ci(terms: np.ndarray) -> tuple[float, float, float]:
 def ips(reward, target_prob, logging_prob) -> dict:
     """Inverse propensity scoring: mean of r * pi(a|x) / mu(a|x) over logged records."""
     w = np.asarray(target_prob, float) / np.asarray(logging_prob, float)
-    m, lo, hi = _normal_ci(np.asarray(reward, float) * w)
+    m, lo, hi = mean_ci(np.asarray(reward, float) * w)
     return {"estimate": m, "ci_low": lo, "ci_high": hi, "n": int(w.size)}
 
 
@@ -78,5 +79,5 @@ def doubly_robust(reward, target_prob, logging_prob, q_logged, q_target) -> dict
     the logged action and ``q_target`` its expectation under the target policy for the same record."""
     w = np.asarray(target_prob, float) / np.asarray(logging_prob, float)
     terms = np.asarray(q_target, float) + w * (np.asarray(reward, float) - np.asarray(q_logged, float))
-    m, lo, hi = _normal_ci(terms)
+    m, lo, hi = mean_ci(terms)
     return {"estimate": m, "ci_low": lo, "ci_high": hi, "n": int(w.size)}

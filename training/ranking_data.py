@@ -55,11 +55,13 @@ def request_rows(
     n_candidates: int,
     negatives: int,
     rng,
+    require_positive: bool = True,
 ) -> pd.DataFrame | None:
-    """The rows of one request: shown items, positives and sampled candidate negatives, with source ranks."""
+    """The rows of one request: shown items, positives and sampled candidate negatives, with source ranks
+    (None for a request without a positive label, unless ``require_positive`` is False)."""
     union_items = np.unique(np.concatenate([*candidates.values(), shown]).astype(np.int64))
     pos = {i for i, lab in labels.items() if lab > 0}
-    if not pos:
+    if not pos and require_positive:
         return None
     keep = set(shown.tolist()) | pos
     rest = np.setdiff1d(union_items, np.fromiter(keep, dtype=np.int64))

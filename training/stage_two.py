@@ -59,15 +59,23 @@ def build_rows(
     negatives: int,
     seed: int,
     show_progress: bool = False,
+    policy: str | None = None,
 ) -> RankerData:
-    """Replay the sessions of ``item_type`` in [start, end) with a stage one fitted before ``start``."""
+    """Replay the sessions of ``item_type`` in [start, end) with a stage one fitted before ``start``.
+
+    By default only sessions with a positive outcome (what the ranker learns from); with ``policy`` set
+    ("explore"), every session of that logging policy, outcome or not (the off-policy estimates need
+    the sessions without an apply too).
+    """
     rng = np.random.default_rng(seed)
     stage = fit_stage_one(item_type, t["events"], start, store, repo, ctx, cfg, end)
     sess = t["sessions"]
     sess = sess[(sess["item_type"] == item_type) & (sess["ts"] >= start) & (sess["ts"] < end)]
     labels = session_labels(t, item_type, sess["session_id"])
-    positive = labels.loc[labels["label"] > 0, "session_id"].unique()
-    sess = sess[sess["session_id"].isin(positive)]
+    if policy is None:
+        sess = sess[sess["session_id"].isin(labels.loc[labels["label"] > 0, "session_id"].unique())]
+    else:
+        sess = sess[sess["policy"] == policy]
     if len(sess) > max_requests:
         sess = sess.iloc[np.sort(rng.choice(len(sess), max_requests, replace=False))]
     requests = pd.DataFrame(
@@ -124,6 +132,7 @@ def build_rows(
             cfg.n_candidates,
             negatives,
             rng,
+            require_positive=policy is None,
         )
         if rows is not None:
             # bookkeeping for val_recall_at_100: is the item in the 100-candidate union?

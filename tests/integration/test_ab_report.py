@@ -54,7 +54,7 @@ def test_report_renders_every_section_and_plot_with_the_json_numbers(report):
     res, out = report
     p = _Collect()
     p.feed(out.read_text())
-    assert {"decision", "metrics", "segments", "fairness", "beyond-accuracy", "method"} <= p.ids
+    assert {"decision", "metrics", "segments", "fairness", "beyond-accuracy", "off-policy", "method"} <= p.ids
     assert {i["alt"] for i in p.imgs} == {"lift", "metric at k", "forest plot", "exposure by group"}
     assert all(i["src"].startswith("data:image/png;base64,") and len(i["src"]) > 2000 for i in p.imgs)
     saved = json.loads(out.with_suffix(".json").read_text())
@@ -64,6 +64,9 @@ def test_report_renders_every_section_and_plot_with_the_json_numbers(report):
     assert saved["decision"] in text and res["decision"] == saved["decision"]
     for m, c in saved["comparison"].items():
         assert f"{c['mean_a']:.4f}" in text and f"{c['mean_b']:.4f}" in text, m
+    for arm in ("A", "B"):
+        for k in ("ips", "snips", "dr", "true"):
+            assert f"{saved['ope'][arm][k]['estimate']:.4f}" in text
     assert out.with_suffix(".md").read_text().startswith("# A/B report: postings")
 
 
@@ -82,6 +85,10 @@ def test_report_statistics_are_consistent(report):
         shares = [g["exposure_share"] for g in f["groups"].values()]
         assert sum(shares) == pytest.approx(1.0) and 0 <= f["exposure_ratio"] <= 1
     assert res["curves"]["oracle"]["ndcg@10"] > 0
+    o = res["ope"]
+    assert o["window_explore_slates"] > 0 and o["B"]["n_slates"] == o["A"]["n_slates"] > 0
+    for arm in ("A", "B"):
+        assert o[arm]["true"]["estimate"] > 0 and o[arm]["ips"]["ci_low"] <= o[arm]["ips"]["ci_high"]
 
 
 def test_cli_evaluate_and_named_errors(served, tiny_world):
