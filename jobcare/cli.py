@@ -415,7 +415,8 @@ def demo(
     from evaluation.ab_report import ab_report
 
     ab_out = work / "reports" / "ab-report.html"
-    ab = ab_report(world, cfg, "baseline:als", "models:/jobcare-postings@champion", "posting", 60, ab_out)
+    champion = "models:/jobcare-postings@champion"
+    ab = ab_report(world, cfg, "baseline:als", champion, "posting", 60, ab_out, max_requests=600)
     h = ab["comparison"]["ndcg@10"]
     console.print(
         f"{ab['decision']}: NDCG@10 B - A {h['mean_diff']:+.4f} [{h['ci_low']:+.4f}, {h['ci_high']:+.4f}], "
