@@ -45,6 +45,7 @@ bench: install
 	$(PY) benchmarks/features.py
 	$(PY) benchmarks/candidates.py
 	$(PY) benchmarks/train.py
+	$(PY) benchmarks/serve_load.py
 
 # The online service on 127.0.0.1:3000 over the demo's world and registry (run `make demo` first).
 serve: install

@@ -86,7 +86,8 @@ def estimate(logged: dict, order_of: dict, true_of: dict) -> dict:
 
 
 def model_orders(rows: pd.DataFrame, score: np.ndarray, logged: dict, session_of: pd.Series) -> dict:
-    """session -> the logged slate's items ordered by the model's score (ties: logged order)."""
+    """session -> the logged slate's items ordered by the model's score; ties broken by item id, never by
+    the logged order (a target that copied the logged order would break the estimators' assumption)."""
     df = pd.DataFrame(
         {"request_id": rows["request_id"].to_numpy(), "item_id": rows["item_id"].to_numpy(), "s": score}
     )
@@ -97,7 +98,7 @@ def model_orders(rows: pd.DataFrame, score: np.ndarray, logged: dict, session_of
             continue
         items = logged[sid][0]
         sc = g.set_index("item_id")["s"].reindex(items).fillna(-np.inf).to_numpy()
-        out[sid] = items[np.argsort(-sc, kind="stable")]
+        out[sid] = items[np.lexsort((items, -sc))]
     return out
 
 

@@ -382,3 +382,22 @@ def test_schemathesis_finds_no_server_error(live):
 
         given(operation.as_strategy())(check)()
     assert not failures, failures[:5]
+
+
+def test_bentoml_build_packages_the_service(tmp_path):
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")}
+    r = subprocess.run(
+        [sys.executable, "-m", "bentoml", "build", ".", "--output", "tag"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    bentos = list((tmp_path / "bentoml" / "bentos" / "jobcare").glob("*/bento.yaml"))
+    assert len(bentos) == 1
+    src = bentos[0].parent / "src"
+    assert (src / "serving" / "service.py").is_file() and (src / "evaluation" / "templates").is_dir()
+    assert (src / "configs" / "serving.yaml").is_file()
+    assert "requirements.txt" in {p.name for p in (bentos[0].parent / "env" / "python").iterdir()}
