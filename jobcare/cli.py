@@ -416,7 +416,7 @@ def demo(
 
     ab_out = work / "reports" / "ab-report.html"
     champion = "models:/jobcare-postings@champion"
-    ab = ab_report(world, cfg, "baseline:als", champion, "posting", 60, ab_out, max_requests=600)
+    ab = ab_report(world, cfg, "baseline:als", champion, "posting", 60, ab_out, max_requests=400)
     h = ab["comparison"]["ndcg@10"]
     console.print(
         f"{ab['decision']}: NDCG@10 B - A {h['mean_diff']:+.4f} [{h['ci_low']:+.4f}, {h['ci_high']:+.4f}], "
