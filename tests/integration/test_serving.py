@@ -401,3 +401,25 @@ def test_bentoml_build_packages_the_service(tmp_path):
     assert (src / "serving" / "service.py").is_file() and (src / "evaluation" / "templates").is_dir()
     assert (src / "configs" / "serving.yaml").is_file()
     assert "requirements.txt" in {p.name for p in (bentos[0].parent / "env" / "python").iterdir()}
+
+
+def test_ab_split_serves_each_arm_its_own_models(served):
+    cfg = served[0].model_copy(deep=True)
+    cfg.serving.ab.challenger_share = 0.5
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    client = MlflowClient()
+    expected = {}
+    for it, name in MODEL_NAMES.items():
+        champ = client.get_model_version_by_alias(name, "champion")
+        new = str(mlflow.register_model(champ.source, name).version)
+        client.set_registered_model_alias(name, "challenger", new)
+        expected[it] = {"champion": str(champ.version), "challenger": new}
+    eng = Engine(cfg)
+    seen = {}
+    for s in range(40):
+        r = eng.recommend("posting", seeker_id=s, k=3)
+        assert r["variant"] == route_variant(str(s), cfg.serving.ab.salt, 0.5)
+        seen.setdefault(r["variant"], set()).add(r["model_version"])
+    assert seen == {arm: {expected["posting"][arm]} for arm in ("champion", "challenger")}
+    for it in MODEL_NAMES:
+        client.delete_registered_model_alias(MODEL_NAMES[it], "challenger")
