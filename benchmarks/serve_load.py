@@ -20,9 +20,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -157,41 +154,11 @@ def main() -> None:
     print(json.dumps({k: res[k] for k in ("floor_sequential", "floor_two_threads")}), flush=True)
 
     # ---- HTTP through bentoml serve
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "JOBCARE_CONFIG": str(cfg_path), "OPENBLAS_NUM_THREADS": "1"}
-    log = open(tmp / "bentoml.log", "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "serving.service:JobCare",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    from serving.launch import start
+
+    server = start(cfg_path, tmp / "bentoml.log")
+    base = server.base_url
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                raise SystemExit(f"bentoml serve exited; log in {tmp / 'bentoml.log'}")
-            time.sleep(1)
         local = threading.local()
 
         def http(s):
@@ -249,12 +216,7 @@ def main() -> None:
         }
         print(json.dumps(res["hot_swap"]), flush=True)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        server.stop()
     f2 = res["floor_two_threads"]
     res["targets"] = {
         "http_p99_over_floor_p99": round(

@@ -293,7 +293,6 @@ def ab_report(
     import jinja2
     import mlflow
 
-    from jobcare.world.io import read_tables
     from training import tracking
 
     rp = replay(world, cfg, item_type, window_days, max_requests)
@@ -304,7 +303,7 @@ def ab_report(
     pa, pb, po = per_request(rows, sa), per_request(rows, sb), per_request(rows, so)
     seeker = rp.audit.set_index("request_id")["seeker_id"]
     comp = compare(pa, pb, seeker, n_boot)
-    ev = read_tables(world, ["events"])["events"]
+    ev = rp.tables["events"]  # already read by the replay
     ev = ev[(ev["item_type"] == item_type) & (ev["ts"] < rp.window[0])]
     popularity = ev.groupby("item_id")["seeker_id"].nunique().to_dict()
     n_users = max(int(ev["seeker_id"].nunique()), 1)

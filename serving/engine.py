@@ -42,7 +42,6 @@ from training.candidates.world import ITEM_KEY, item_side_table, open_mask, seek
 from training.registry import CHALLENGER, CHAMPION, MODEL_NAMES
 
 log = logging.getLogger(__name__)
-ROUTES = {"jobs": "posting", "courses": "course", "certificates": "certificate"}
 TITLE = {
     "posting": ("postings", "title"),
     "course": ("courses", "title"),
@@ -79,6 +78,18 @@ class Variant:
     versions: dict
     bundles: dict
     stages: dict  # per item type, a StageOne whose two-tower scores the current open items
+    history: dict  # per item type: (EventWeights, trained_until) for ALS's seeker histories
+
+
+def _history_params(bundles: dict) -> dict:
+    """Parsed once per model load, not per request."""
+    return {
+        it: (
+            EventWeights(**b.meta.get("event_weights", {})),
+            pd.Timestamp(b.meta.get("trained_until", "1970-01-01T00:00:00Z")),
+        )
+        for it, b in bundles.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -172,7 +183,7 @@ class Engine:
                 return None
             versions[it] = str(mv.version)
             bundles[it] = load_bundle(f"models:/{MODEL_NAMES[it]}/{mv.version}")
-        return Variant(alias, versions, bundles, self._stages(bundles, items))
+        return Variant(alias, versions, bundles, self._stages(bundles, items), _history_params(bundles))
 
     def _stages(self, bundles: dict, items: dict) -> dict:
         stages = {}
@@ -210,7 +221,7 @@ class Engine:
                         variants[CHALLENGER] = ch
             else:
                 variants = {
-                    a: Variant(v.alias, v.versions, v.bundles, self._stages(v.bundles, items))
+                    a: Variant(v.alias, v.versions, v.bundles, self._stages(v.bundles, items), v.history)
                     for a, v in old.variants.items()
                 }
             self.state = State(self.as_of, items, offers, open_postings, variants)
@@ -393,9 +404,8 @@ class Engine:
         qfeat = pd.DataFrame([seeker.to_dict()])
         qfeat["seeker_id"] = s
         user_vec = stage.two_tower.embed_users(seeker_side_table(qfeat))[0]
-        weights = EventWeights(**bundle.meta.get("event_weights", {}))
+        weights, trained_until = v.history[item_type]
         hist = state.offers[item_type].history(s, state.as_of, weights) if s >= 0 else _empty_history()
-        trained_until = pd.Timestamp(bundle.meta.get("trained_until", "1970-01-01T00:00:00Z"))
         op = state.open_postings if item_type == "certificate" else None
         lists = candidates_for(
             stage,

@@ -41,6 +41,18 @@ def project_config() -> ProjectConfig:
     return load_config(os.environ.get("JOBCARE_CONFIG") or None, ProjectConfig)
 
 
+def _http_errors(fn, *args, **kwargs):
+    """Call the engine; its named errors become BentoML's 404 / 400 / 503 with the same message."""
+    try:
+        return fn(*args, **kwargs)
+    except UnknownSeekerError as e:
+        raise NotFound(str(e)) from None
+    except ServingError as e:
+        if e.status >= 500:
+            raise ServiceUnavailable(str(e)) from None
+        raise InvalidArgument(str(e)) from None
+
+
 class ApiKeyMiddleware:
     """401 for a request without a valid key (``X-API-Key`` or ``Authorization: Bearer``) when API keys
     are enabled; health, metrics and the docs stay open. Keys are compared as SHA-256 digests."""
@@ -138,22 +150,16 @@ class JobCare:
             if seeker_id is not None
             else (anonymous_key(profile, self.engine.scfg.anonymous_salt) if profile else None)
         )
-        try:
-            out = self.engine.recommend(
-                item_type,
-                seeker_id=seeker_id,
-                profile=profile,
-                k=k,
-                regions=filters.regions if filters else None,
-                occupations=filters.occupations if filters else None,
-                log_key=key,
-            )
-        except UnknownSeekerError as e:
-            raise NotFound(str(e)) from None
-        except ServingError as e:
-            if e.status >= 500:
-                raise ServiceUnavailable(str(e)) from None
-            raise InvalidArgument(str(e)) from None
+        out = _http_errors(
+            self.engine.recommend,
+            item_type,
+            seeker_id=seeker_id,
+            profile=profile,
+            k=k,
+            regions=filters.regions if filters else None,
+            occupations=filters.occupations if filters else None,
+            log_key=key,
+        )
         self.counts[(item_type, out["variant"], out["degraded"])] += 1
         self.impressions.append(
             {
@@ -213,14 +219,7 @@ class JobCare:
     ) -> CompetencyGapResponse:
         """Required vs held competency units for an occupation, the missing ones, and the open courses
         and certificates that close the gap."""
-        try:
-            out = self.engine.competency_gap(occupation_id, seeker_id=seeker_id, profile=profile)
-        except UnknownSeekerError as e:
-            raise NotFound(str(e)) from None
-        except ServingError as e:
-            if e.status >= 500:
-                raise ServiceUnavailable(str(e)) from None
-            raise InvalidArgument(str(e)) from None
+        out = _http_errors(self.engine.competency_gap, occupation_id, seeker_id=seeker_id, profile=profile)
         return CompetencyGapResponse(**out)
 
     @bentoml.api(route="/admin/reload")

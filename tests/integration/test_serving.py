@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -289,59 +287,15 @@ def test_asgi_app_errors_auth_and_metrics(asgi_client):
     assert 'jobcare_responses_total{item_type="posting",variant="champion",degraded="false"}' in m
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live(served, tmp_path_factory):
-    """`bentoml serve` in a subprocess on 127.0.0.1, stopped at the end (its log goes to a file: an
-    unread pipe would fill up and block the server)."""
-    port = _free_port()
-    server_log = open(tmp_path_factory.mktemp("serve") / "bentoml.log", "wb")
-    env = {**os.environ, "JOBCARE_CONFIG": str(served[1]), "OPENBLAS_NUM_THREADS": "1"}
-    env.pop("JOBCARE_API_KEYS", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "serving.service:JobCare",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=server_log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"bentoml serve exited: {Path(server_log.name).read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("bentoml serve did not become ready in 180 s")
-    yield base
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    server_log.close()
+    """`bentoml serve` in a subprocess on 127.0.0.1, stopped at the end."""
+    from serving.launch import start
+
+    env = {k: v for k, v in os.environ.items() if k != "JOBCARE_API_KEYS"}
+    server = start(served[1], tmp_path_factory.mktemp("serve") / "bentoml.log", env=env, ready_timeout=180)
+    yield server.base_url
+    server.stop()
 
 
 def test_bentoml_serve_answers_every_endpoint_and_reloads(live, served):
