@@ -19,6 +19,10 @@ Statistics (written into the report too):
   (uniformly random, so the within-slate order has known propensity 1/K), IPS, SNIPS and doubly-robust
   estimates of the applies per slate each model would get by ordering those slates, with 95%
   intervals, next to the true value from the world's ground truth and the logged applies.
+- Optionally the same estimators on the service's impression log (``--impressions`` with
+  ``--outcomes``): the logged propensities of the service's exploration (``serving.explore``), each
+  model asked through the service's engine what it would have shown, and the support of each model
+  under the logging policy (the estimates are unbiased only at support 1).
 
 Outputs: one self-contained HTML file (plots embedded), a Markdown summary and a JSON of every number,
 next to each other, all logged as artifacts of an MLflow run named ``ab-report``.
@@ -275,6 +279,14 @@ def markdown(r: dict) -> str:
             f"- off-policy {arm} (applies per explore slate): IPS {o['ips']['estimate']:.4f}, SNIPS "
             f"{o['snips']['estimate']:.4f}, DR {o['dr']['estimate']:.4f}, true {o['true']['estimate']:.4f}"
         )
+    so = r.get("service_ope")
+    for arm in ("A", "B") if so else ():
+        o = so[arm]
+        lines.append(
+            f"- off-policy {arm} on the service log ({so['n_slates']} slates, support {o['support']:.3f}): "
+            f"IPS {o['ips']['estimate']:.4f}, SNIPS {o['snips']['estimate']:.4f}, "
+            f"DR {o['dr']['estimate']:.4f}, true {o['true']['estimate']:.4f}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -288,8 +300,12 @@ def ab_report(
     out: str | Path,
     max_requests: int = 1000,
     n_boot: int = 2000,
+    service_log: tuple | None = None,
 ) -> dict:
-    """Build the report; write ``out`` (.html) with ``.md`` and ``.json`` next to it; log them to MLflow."""
+    """Build the report; write ``out`` (.html) with ``.md`` and ``.json`` next to it; log them to MLflow.
+
+    ``service_log`` = (impression log folder, outcome file) adds the off-policy estimates of A and B on
+    the service's logged requests."""
     import jinja2
     import mlflow
 
@@ -333,6 +349,8 @@ def ab_report(
         "method": __doc__.split("Statistics (written into the report too):")[1].split("Outputs:")[0].strip(),
     }
     res["ope"] = off_policy(world, cfg, item_type, window_days, max_requests, a, b, rp.oracle)
+    if service_log and service_log[0] is not None:
+        res["service_ope"] = ope.service_off_policy(cfg, world, *service_log, a, b, item_type, rp.oracle)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     html = (

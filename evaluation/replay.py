@@ -92,15 +92,8 @@ def replay(
     return Replay(item_type, data, audit, oracle or WorldOracle(world), (start, end), t)
 
 
-def scores(model: str, rp: Replay) -> tuple[np.ndarray, str]:
-    """Scores of the replay's rows under ``model``; and a label naming what was scored."""
-    rows = rp.data.rows
-    if model == "baseline:als":
-        return -rows["cand_rank_als"].to_numpy(float), "ALS alone (stage one's ranking)"
-    if model == "baseline:oracle":
-        return oracle_scores(
-            rows, rp.data.requests, rp.item_type, rp.oracle
-        ), "oracle (true expected utility)"
+def model_bundle(model: str, item_type: str):
+    """The bundle behind an MLflow model URI, checked to rank ``item_type``; named errors otherwise."""
     if not model.startswith(("models:/", "runs:/")):
         raise EvaluationError(f"model {model!r}: need an MLflow model URI or one of {BASELINES}")
     from mlflow.exceptions import MlflowException
@@ -111,8 +104,21 @@ def scores(model: str, rp: Replay) -> tuple[np.ndarray, str]:
         bundle = load_bundle(model)
     except MlflowException as e:
         raise EvaluationError(f"model {model!r}: {e.message}") from None
-    if bundle.item_type != rp.item_type:
-        raise EvaluationError(f"model {model!r} ranks {bundle.item_type}s, not {rp.item_type}s")
+    if bundle.item_type != item_type:
+        raise EvaluationError(f"model {model!r} ranks {bundle.item_type}s, not {item_type}s")
+    return bundle
+
+
+def scores(model: str, rp: Replay) -> tuple[np.ndarray, str]:
+    """Scores of the replay's rows under ``model``; and a label naming what was scored."""
+    rows = rp.data.rows
+    if model == "baseline:als":
+        return -rows["cand_rank_als"].to_numpy(float), "ALS alone (stage one's ranking)"
+    if model == "baseline:oracle":
+        return oracle_scores(
+            rows, rp.data.requests, rp.item_type, rp.oracle
+        ), "oracle (true expected utility)"
+    bundle = model_bundle(model, rp.item_type)
     missing = [c for c in bundle.features if c not in rows.columns]
     if missing:
         raise EvaluationError(f"model {model!r} needs features the replay lacks: {missing[:5]}")

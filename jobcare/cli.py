@@ -130,6 +130,27 @@ def world_validate(
     console.print(f"[green]valid[/]: {len(rows)} tables, {sum(rows.values()):,} rows honour their contracts")
 
 
+@world_app.command("respond")
+@_errors_to_exit
+def world_respond(
+    world: Annotated[Path, typer.Option(help="world folder the service ran on")],
+    impressions: Annotated[Path, typer.Option(help="the service's impression log folder")],
+    out: Annotated[Path, typer.Option(help="outcomes to write (.parquet or .csv)")],
+    seed: Annotated[int, typer.Option(help="seed of the seekers' draws")] = 0,
+) -> None:
+    """The simulated seekers answer the slates the service logged (apply / enrol / register at the
+    world's true probability per position): the outcome table `ab-report --outcomes` reads."""
+    from jobcare.world.oracle import WorldOracle
+    from jobcare.world.respond import respond
+    from serving.impressions import read_records
+
+    records = read_records(impressions)
+    df = respond(WorldOracle(world), records, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(out, index=False) if out.suffix == ".parquet" else df.to_csv(out, index=False)
+    console.print(f"{len(df):,} actions on {len(records):,} logged responses -> {out}")
+
+
 @world_app.command("summary")
 @_errors_to_exit
 def world_summary(
@@ -513,16 +534,24 @@ def ab_report_cmd(
     window: WindowOpt = 60,
     item_type: Annotated[Optional[str], typer.Option(help="posting | course | certificate")] = None,
     max_requests: Annotated[int, typer.Option(min=1)] = 1000,
+    impressions: Annotated[
+        Optional[Path], typer.Option(help="also estimate A and B off-policy on this service impression log")
+    ] = None,
+    outcomes: Annotated[
+        Optional[Path], typer.Option(help="outcomes of the logged requests (e.g. `jobcare world respond`)")
+    ] = None,
     config: ConfigOpt = None,
     repo: RepoOpt = None,
 ) -> None:
     """Paired A/B comparison on the replayed window: lift with CIs, segments, fairness, HTML report."""
     from evaluation.ab_report import ab_report
 
+    if (impressions is None) != (outcomes is None):
+        raise JobcareError("--impressions and --outcomes: give both or neither (rule: logs need outcomes)")
     cfg = _config_with_repo(config, repo)
     uri = a if not a.startswith("baseline:") else b
     it = _item_type_of(uri, item_type)
-    res = ab_report(world, cfg, a, b, it, window, out, max_requests)
+    res = ab_report(world, cfg, a, b, it, window, out, max_requests, service_log=(impressions, outcomes))
     h = res["comparison"]["ndcg@10"]
     console.print(
         f"{res['decision']}: NDCG@10 B - A {h['mean_diff']:+.4f} [{h['ci_low']:+.4f}, {h['ci_high']:+.4f}], "

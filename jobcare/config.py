@@ -297,6 +297,18 @@ class ABConfig(StrictModel):
     salt: str = "jobcare-ab-1"
 
 
+class ExploreConfig(StrictModel):
+    """Logged exploration, so that the impression log can value other models off-policy: with
+    probability ``epsilon`` (a hash of the request id and ``salt``) a response shows ``k`` items drawn
+    uniformly from the model's top ``pool`` in random order instead of its top ``k``. Every shown item is
+    logged with its propensity, P(this item at this position) = (1 - epsilon) * [the model put it there]
+    + epsilon / pool. 0 (the default) serves the model's order only."""
+
+    epsilon: float = Field(0.0, ge=0, le=1)
+    pool: int = Field(30, gt=0, le=300, description="explore among the model's top `pool` items")
+    salt: str = "jobcare-explore-1"
+
+
 class ImpressionLogConfig(StrictModel):
     """Where the service appends what it showed: JSONL files rotated by size or age."""
 
@@ -329,6 +341,7 @@ class ServingConfig(StrictModel):
         description="the clock inside the simulated world (default: 1 s before the end of its span)",
     )
     ab: ABConfig = ABConfig()
+    explore: ExploreConfig = ExploreConfig()
     impression_log: ImpressionLogConfig = ImpressionLogConfig()
     auth: AuthConfig = AuthConfig()
     reload_poll_seconds: float = Field(10.0, ge=0, description="registry alias poll period; 0 disables")

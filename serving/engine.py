@@ -16,6 +16,7 @@ so a request in flight keeps using the state it started with.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -30,7 +31,7 @@ from features import store as fstore
 from features.item_index import item_features
 from features.pairs import pad_lists, pair_features
 from jobcare.competency import coverage
-from jobcare.config import EventWeights, ProjectConfig
+from jobcare.config import EventWeights, ExploreConfig, ProjectConfig
 from jobcare.errors import JobcareError
 from jobcare.world.io import read_manifest, read_tables
 from jobcare.world.taxonomy import RIASEC, WORK_VALUES
@@ -226,6 +227,14 @@ class Engine:
                 }
             self.state = State(self.as_of, items, offers, open_postings, variants)
 
+    def add_variant(self, alias: str, bundles: dict, versions: dict) -> None:
+        """Serve ``bundles`` (item type -> Bundle) under ``alias`` as well (offline use: the off-policy
+        estimates ask each model what it would have shown for a logged request)."""
+        with self._lock:
+            st = self.state
+            v = Variant(alias, versions, bundles, self._stages(bundles, st.items), _history_params(bundles))
+            self.state = dataclasses.replace(st, variants={**st.variants, alias: v})
+
     def registry_versions(self) -> dict:
         """The versions the registry's aliases point at now (what a reload would load)."""
         from mlflow import MlflowClient
@@ -349,8 +358,14 @@ class Engine:
         occupations: list[int] | None = None,
         variant: str | None = None,
         log_key: str | None = None,
+        explore: bool = True,
     ) -> dict:
-        """Top ``k`` items of ``item_type`` for a seeker, with reasons; the response as a dict."""
+        """Top ``k`` items of ``item_type`` for a seeker, with reasons; the response as a dict.
+
+        ``out["logging"]`` (not part of the response) holds what the impression log needs to value other
+        policies: the policy that chose the slate, epsilon, each shown item's propensity and the model's
+        top-``pool`` ids in its order. ``explore=False`` serves the model's own order (a target policy).
+        """
         if not 1 <= k <= 100:
             raise ServingError(f"k: {k} is outside 1-100")
         state = self.state  # one consistent snapshot for the whole request
@@ -373,6 +388,8 @@ class Engine:
             "as_of": str(state.as_of),
             "items": [],
             "reason": None,
+            "explored": False,
+            "logging": {"policy": "empty", "epsilon": 0.0, "propensities": [], "pool": []},
         }
         if items.empty:
             out["reason"] = (
@@ -386,14 +403,30 @@ class Engine:
                 self._item(item_type, i, sc, r + 1, ["popular with other job seekers right now"])
                 for r, (i, sc) in enumerate(zip(ids, scores))
             ]
+            out["logging"] = {
+                "policy": "degraded",
+                "epsilon": 0.0,
+                "propensities": [1.0] * len(ids),
+                "pool": [int(i) for i in ids],
+            }
             return out
         frame, scores = self.score(state, v, item_type, seeker, items, s)
-        order = np.argsort(-scores, kind="stable")[:k]
-        reasons = self.reasons(item_type, frame.iloc[order], seeker)
+        ranked = np.argsort(-scores, kind="stable")
+        ecfg = self.scfg.explore if explore else ExploreConfig()
+        shown, prop, explored, pool = explore_slate(ranked, k, out["request_id"], ecfg)
+        reasons = self.reasons(item_type, frame.iloc[shown], seeker)
         out["items"] = [
             self._item(item_type, int(frame[key_col].iat[j]), float(scores[j]), r + 1, reasons[r])
-            for r, j in enumerate(order)
+            for r, j in enumerate(shown)
         ]
+        out["explored"] = explored
+        ids = frame[key_col].to_numpy(np.int64)
+        out["logging"] = {
+            "policy": "explore" if explored else "model",
+            "epsilon": ecfg.epsilon,
+            "propensities": [round(float(x), 8) for x in prop],
+            "pool": ids[ranked[:pool]].tolist(),
+        }
         return out
 
     def score(self, state: State, v: Variant, item_type: str, seeker: pd.Series, items: pd.DataFrame, s: int):
@@ -607,6 +640,29 @@ class Engine:
         except Exception as e:
             return False, f"online store unreachable: {type(e).__name__}"
         return True, "ready"
+
+
+def explore_slate(
+    ranked: np.ndarray, k: int, request_id: str, cfg: ExploreConfig
+) -> tuple[np.ndarray, np.ndarray, bool, int]:
+    """The logging policy: (shown indices, their propensities, explored, pool size).
+
+    With probability ``epsilon`` (decided by a hash of the request id, so a logged request can be
+    re-derived) the slate is ``k`` of the model's top ``pool`` drawn uniformly in random order, else the
+    model's top ``k``. P(item i at position p) = (1 - epsilon) * [ranked[p] = i] + epsilon / pool for i in
+    the pool (a uniform k-permutation of M items puts a given item at a given position with chance 1/M).
+    """
+    k = min(k, ranked.size)
+    pool = min(max(cfg.pool, k), ranked.size)
+    digest = hashlib.sha256(f"{cfg.salt}:{request_id}".encode()).digest()
+    explored = cfg.epsilon > 0 and int.from_bytes(digest[:8], "big") / 2**64 < cfg.epsilon
+    if explored:
+        rng = np.random.default_rng(int.from_bytes(digest[8:16], "big"))
+        shown = rng.choice(ranked[:pool], size=k, replace=False)
+    else:
+        shown = ranked[:k]
+    prop = (1 - cfg.epsilon) * (shown == ranked[:k]) + cfg.epsilon / pool
+    return shown, prop, explored, pool
 
 
 def replicate_open_postings(items: pd.DataFrame, as_of: pd.Timestamp, n: int) -> pd.DataFrame:

@@ -8,7 +8,11 @@ drains the queue before returning). A file is rotated when it exceeds ``max_byte
 
 Records hold the request id, time, seeker key (the seeker id, or a salted hash for an inline
 profile: never the profile), variant, model version, item type and the shown items with their
-scores and positions. :func:`read_impressions` turns a folder of them into one row per shown item.
+scores and positions, and the logging policy: ``policy`` ("model", "explore" or "degraded"),
+``epsilon``, each shown item's ``propensities`` and the model's top-``pool`` ids (see
+``serving.engine.explore_slate``), which make the log usable for off-policy estimates
+(``evaluation.ope``). :func:`read_records` reads a folder one row per response, :func:`read_impressions`
+one row per shown item.
 """
 
 from __future__ import annotations
@@ -85,43 +89,62 @@ class ImpressionLog:
             self.written += 1
 
 
-def read_impressions(folder: str | Path) -> pd.DataFrame:
-    """Every logged response in ``folder`` as one row per shown item (closed and open files; a torn last
-    line of a file being written is skipped)."""
-    rows = []
+RECORD_COLUMNS = [
+    "request_id",
+    "time",
+    "as_of",
+    "seeker",
+    "variant",
+    "model_version",
+    "item_type",
+    "degraded",
+    "k",
+    "filters",
+    "policy",
+    "epsilon",
+    "items",
+    "scores",
+    "propensities",
+    "pool",
+]
+
+
+def read_records(folder: str | Path) -> pd.DataFrame:
+    """Every logged response in ``folder``, one row each (closed and open files; a torn last line of a
+    file being written is skipped). Records written before the logging policy was recorded read as
+    policy "model" with propensity 1 (the service then always showed the model's order)."""
+    recs = []
     for p in sorted(Path(folder).glob("impressions-*.jsonl*")):
         for line in p.read_text(encoding="utf-8").splitlines():
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            for item, score, pos in zip(rec["items"], rec["scores"], rec["positions"]):
-                rows.append(
-                    {
-                        "request_id": rec["request_id"],
-                        "time": rec["time"],
-                        "seeker": rec["seeker"],
-                        "variant": rec["variant"],
-                        "model_version": rec["model_version"],
-                        "item_type": rec["item_type"],
-                        "degraded": rec["degraded"],
-                        "item_id": item,
-                        "score": score,
-                        "position": pos,
-                    }
-                )
-    cols = [
-        "request_id",
-        "time",
-        "seeker",
-        "variant",
-        "model_version",
-        "item_type",
-        "degraded",
-        "item_id",
-        "score",
-        "position",
-    ]
-    df = pd.DataFrame(rows, columns=cols)
+            n = len(rec["items"])
+            rec.setdefault("as_of", None)
+            rec.setdefault("k", n)
+            rec.setdefault("filters", None)
+            rec.setdefault("policy", "degraded" if rec["degraded"] else "model")
+            rec.setdefault("epsilon", 0.0)
+            rec.setdefault("propensities", [1.0] * n)
+            rec.setdefault("pool", rec["items"])
+            recs.append({c: rec[c] for c in RECORD_COLUMNS})
+    df = pd.DataFrame(recs, columns=RECORD_COLUMNS)
     df["time"] = pd.to_datetime(df["time"], utc=True)
+    df["as_of"] = pd.to_datetime(df["as_of"], utc=True)
     return df
+
+
+def read_impressions(folder: str | Path) -> pd.DataFrame:
+    """Every logged response in ``folder`` as one row per shown item, with its position and propensity."""
+    rec = read_records(folder)
+    per_item = ["items", "scores", "positions", "propensities"]
+    rec["positions"] = rec["items"].map(lambda x: list(range(1, len(x) + 1)))
+    keep = [c for c in RECORD_COLUMNS if c not in (*per_item, "filters", "pool")]
+    df = rec[keep + per_item].explode(per_item, ignore_index=True)
+    df = df.dropna(subset=["items"]).rename(
+        columns={"items": "item_id", "scores": "score", "positions": "position", "propensities": "propensity"}
+    )
+    return df.astype(
+        {"item_id": "int64", "score": "float64", "position": "int64", "propensity": "float64"}
+    ).reset_index(drop=True)

@@ -82,6 +82,11 @@ class RecommendResponse(BaseModel):
     as_of: str = Field(description="the service's clock in the simulated world")
     items: list[RecommendedItem]
     reason: Optional[str] = Field(None, description="why the list is empty, when it is")
+    explored: bool = Field(
+        False,
+        description="true when this slate is a logged exploration draw (serving.explore), not the "
+        "model's order",
+    )
 
 
 class UnitLevel(BaseModel):

@@ -161,18 +161,23 @@ class JobCare:
             log_key=key,
         )
         self.counts[(item_type, out["variant"], out["degraded"])] += 1
+        logging_ = out.pop("logging")
         self.impressions.append(
             {
                 "request_id": out["request_id"],
                 "time": datetime.now(UTC).isoformat(),
+                "as_of": out["as_of"],  # the world's clock the answer was computed at
                 "seeker": key,  # the id, or a salted hash for an inline profile: never its contents
                 "variant": out["variant"],
                 "model_version": out["model_version"],
                 "item_type": item_type,
                 "degraded": out["degraded"],
+                "k": k,
+                "filters": filters.model_dump() if filters else None,
                 "items": [i["id"] for i in out["items"]],
                 "scores": [round(i["score"], 6) for i in out["items"]],
                 "positions": [i["rank"] for i in out["items"]],
+                **logging_,  # policy, epsilon, propensities, pool
             }
         )
         return RecommendResponse(**out)

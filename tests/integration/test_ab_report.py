@@ -6,6 +6,8 @@ import json
 import re
 from html.parser import HTMLParser
 
+import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -32,8 +34,61 @@ class _Collect(HTMLParser):
         self.text.append(data)
 
 
+N_LOGGED = 300
+
+
 @pytest.fixture(scope="module")
-def report(served, tiny_world, tmp_path_factory):
+def service_log(served, tiny_world, tmp_path_factory):
+    """The service, exploring with epsilon 0.5 over the champion's top 10, answers job requests of 300
+    seekers and one inline profile; the world's seekers answer the logged slates."""
+    import os
+
+    import yaml
+
+    from jobcare.config import ExploreConfig
+    from jobcare.world.io import read_table
+    from serving.schemas import Profile
+    from tests.integration.test_serving import PROFILE
+
+    cfg, _ = served
+    tmp = tmp_path_factory.mktemp("service-log")
+    c = cfg.model_copy(deep=True)
+    c.serving.explore = ExploreConfig(epsilon=0.5, pool=10)
+    c.serving.impression_log.dir = tmp / "impressions"
+    path = tmp / "serving.yaml"
+    path.write_text(yaml.safe_dump(json.loads(c.model_dump_json())))
+    before = os.environ.get("JOBCARE_CONFIG")
+    os.environ["JOBCARE_CONFIG"] = str(path)
+    try:
+        from serving.service import JobCare
+
+        svc = JobCare()
+        seekers = read_table(tiny_world, "seekers")["seeker_id"].to_numpy()
+        explored = [svc.recommend_jobs(seeker_id=int(s), k=5).explored for s in seekers[:N_LOGGED]]
+        svc.recommend_jobs(profile=Profile(**PROFILE), k=5)
+        svc.shutdown()
+    finally:
+        os.environ.pop("JOBCARE_CONFIG") if before is None else os.environ.update(JOBCARE_CONFIG=before)
+    outcomes = tmp / "outcomes.parquet"
+    r = CliRunner().invoke(
+        app,
+        [
+            "world",
+            "respond",
+            "--world",
+            str(tiny_world),
+            "--impressions",
+            str(tmp / "impressions"),
+            "--out",
+            str(outcomes),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    return tmp / "impressions", outcomes, explored
+
+
+@pytest.fixture(scope="module")
+def report(served, tiny_world, tmp_path_factory, service_log):
     cfg, _ = served
     out = tmp_path_factory.mktemp("ab") / "report.html"
     res = ab_report(
@@ -46,6 +101,7 @@ def report(served, tiny_world, tmp_path_factory):
         out,
         max_requests=150,
         n_boot=500,
+        service_log=service_log[:2],
     )
     return res, out
 
@@ -54,7 +110,16 @@ def test_report_renders_every_section_and_plot_with_the_json_numbers(report):
     res, out = report
     p = _Collect()
     p.feed(out.read_text())
-    assert {"decision", "metrics", "segments", "fairness", "beyond-accuracy", "off-policy", "method"} <= p.ids
+    assert {
+        "decision",
+        "metrics",
+        "segments",
+        "fairness",
+        "beyond-accuracy",
+        "off-policy",
+        "service-off-policy",
+        "method",
+    } <= p.ids
     assert {i["alt"] for i in p.imgs} == {"lift", "metric at k", "forest plot", "exposure by group"}
     assert all(i["src"].startswith("data:image/png;base64,") and len(i["src"]) > 2000 for i in p.imgs)
     saved = json.loads(out.with_suffix(".json").read_text())
@@ -67,7 +132,39 @@ def test_report_renders_every_section_and_plot_with_the_json_numbers(report):
     for arm in ("A", "B"):
         for k in ("ips", "snips", "dr", "true"):
             assert f"{saved['ope'][arm][k]['estimate']:.4f}" in text
+        so = saved["service_ope"][arm]
+        assert f"{so['support']:.3f}" in text
+        for k in ("ips", "snips", "dr", "true", "true_supported"):
+            assert f"{so[k]['estimate']:.4f}" in text
     assert out.with_suffix(".md").read_text().startswith("# A/B report: postings")
+
+
+def test_service_impression_log_gives_off_policy_estimates_that_match_the_worlds_truth(report, service_log):
+    """The service's own log (exploration with logged propensities) values the champion it served and ALS
+    alone: within three standard errors of the world's true applies, where the logging policy gives
+    support; where it does not (ALS items outside the champion's top 10), the support says so and IPS
+    matches the true applies of the supported positions."""
+    res, _ = report
+    so = res["service_ope"]
+    explored = service_log[2]
+    assert so["n_slates"] == N_LOGGED and so["skipped"]["inline profile"] == 1
+    assert so["skipped"]["outcomes not matching a shown item"] == 0
+    assert so["explored_share"] == pytest.approx(np.mean(explored)) and 0.4 < so["explored_share"] < 0.6
+
+    def within(est: dict, truth: float) -> bool:
+        se = (est["ci_high"] - est["ci_low"]) / (2 * 1.959964)
+        return abs(est["estimate"] - truth) <= 3 * se
+
+    champion, als = so["B"], so["A"]
+    assert champion["support"] == 1.0
+    assert champion["true_supported"]["estimate"] == pytest.approx(champion["true"]["estimate"])
+    for k in ("ips", "snips", "dr"):
+        assert within(champion[k], champion["true"]["estimate"]), (k, champion[k], champion["true"])
+    assert 0 < als["support"] < 1 and als["true_supported"]["estimate"] < als["true"]["estimate"]
+    assert within(als["ips"], als["true_supported"]["estimate"]), (als["ips"], als["true_supported"])
+    assert within(so["logged"]["observed"], so["logged"]["true"]["estimate"])
+    assert champion["true"]["estimate"] > als["true"]["estimate"]
+    assert champion["ips"]["estimate"] > als["ips"]["estimate"]
 
 
 def test_report_statistics_are_consistent(report):
@@ -143,3 +240,56 @@ def test_cli_evaluate_and_named_errors(served, tiny_world):
             tiny_world.parent / "x.html",
             max_requests=50,
         )
+
+
+def test_service_log_inputs_get_named_errors(served, tiny_world, service_log, tmp_path):
+    from evaluation import ope
+
+    cfg, path = served
+    impressions, outcomes, _ = service_log
+    r = CliRunner().invoke(
+        app,
+        [
+            "ab-report",
+            "--a",
+            "baseline:als",
+            "--b",
+            "models:/jobcare-postings@champion",
+            "--world",
+            str(tiny_world),
+            "--impressions",
+            str(impressions),
+            "--config",
+            str(path),
+        ],
+    )
+    assert r.exit_code == 2 and "--impressions and --outcomes: give both or neither" in r.output
+    bad = tmp_path / "outcomes.csv"
+    bad.write_text("request_id,item\nabc,3\n")
+    with pytest.raises(EvaluationError, match=r"missing columns \['item_id', 'event_type'\]"):
+        ope.read_outcomes(bad)
+    with pytest.raises(EvaluationError, match="is not a file"):
+        ope.read_outcomes(tmp_path / "nope.parquet")
+    with pytest.raises(EvaluationError, match="no logged course response with a known seeker"):
+        ope.service_off_policy(
+            cfg, tiny_world, impressions, outcomes, "baseline:als", "baseline:als", "course", None
+        )
+    # an outcome on an item the logged response never showed is counted, not silently used
+    df = pd.read_parquet(outcomes)
+    extra = pd.DataFrame([{**df.iloc[0].to_dict(), "item_id": 10**6}])
+    from serving.impressions import read_records
+
+    _, skipped = ope.service_slates(read_records(impressions), pd.concat([df, extra]), "posting")
+    assert skipped["outcomes not matching a shown item"] == 1
+    # the world answers only what it can: its own seekers, at a logged clock
+    from jobcare.world.oracle import WorldOracle
+    from jobcare.world.respond import ResponseError, respond
+
+    rec = read_records(impressions).head(2).copy()
+    oracle = WorldOracle(tiny_world)
+    with pytest.raises(ResponseError, match="seeker 99999 is not in this world"):
+        respond(oracle, rec.assign(seeker="99999"))
+    with pytest.raises(ResponseError, match="no `as_of`"):
+        respond(oracle, rec.assign(as_of=pd.NaT))
+    again = respond(oracle, read_records(impressions), seed=0)
+    assert again.equals(df.reset_index(drop=True))  # same log, same seed: the same answers

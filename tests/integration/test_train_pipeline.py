@@ -70,6 +70,29 @@ def test_first_run_registers_a_champion_whose_bundle_loads_and_ranks(trained):
     assert len(items) == 5
 
 
+def test_same_world_config_and_seed_give_the_same_metrics_in_another_process(trained, tiny_world, tmp_path):
+    """Reproducible: a fresh process (another hash seed, its own registry) gets every metric bit for bit."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    cfg, first = trained
+    other = cfg.model_copy(deep=True)
+    other.tracking = TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", artifacts=tmp_path / "artifacts")
+    path = tmp_path / "train.json"
+    path.write_text(other.model_dump_json())
+    code = (
+        "import json, sys; from jobcare.config import ProjectConfig; from training.pipeline import train; "
+        f"cfg = ProjectConfig.model_validate_json(open({str(path)!r}).read()); "
+        f"print(json.dumps(train({str(tiny_world)!r}, cfg)['posting']['metrics']))"
+    )
+    env = dict(os.environ, PYTHONHASHSEED="12345", OPENBLAS_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    again = json.loads(out.stdout.strip().splitlines()[-1])
+    assert again == json.loads(json.dumps(first["posting"]["metrics"]))
+
+
 def test_worse_challenger_is_not_promoted_and_rollback_restores(tiny_world, trained, tmp_path):
     cfg, first = trained
     worse = cfg.model_copy(deep=True)

@@ -78,3 +78,78 @@ def test_slate_estimators_recover_a_reordered_policys_applies_from_uniform_slate
         assert est[name]["ci_low"] <= t <= est[name]["ci_high"], (name, est[name], t)
     observed = np.mean([r.sum() for _, r in logged.values()])
     assert t - observed > 0.05  # the target really differs from the random logging order
+
+
+def test_explore_slate_propensities_equal_the_empirical_frequencies():
+    """The service's logging policy: the logged propensity of (item, position) is what it does."""
+    from jobcare.config import ExploreConfig
+    from serving.engine import explore_slate
+
+    ranked = np.array([4, 2, 7, 0, 9, 1, 3, 8, 5, 6])  # the model's order (indices into a frame)
+    cfg = ExploreConfig(epsilon=0.3, pool=6, salt="t")
+    k, n = 3, 20_000
+    counts = np.zeros((10, k))
+    logged = {}
+    for i in range(n):
+        shown, prop, explored, pool = explore_slate(ranked, k, f"req-{i}", cfg)
+        assert pool == 6 and len(set(shown)) == k and set(shown) <= set(ranked[:6])
+        counts[shown, np.arange(k)] += 1
+        for j, x in enumerate(shown):
+            logged[(int(x), j)] = prop[j]
+    freq = counts / n
+    for (x, j), p in logged.items():
+        assert abs(freq[x, j] - p) < 0.01, (x, j, freq[x, j], p)
+    assert abs(logged[(4, 0)] - (0.7 + 0.3 / 6)) < 1e-12 and abs(logged[(0, 0)] - 0.05) < 1e-12
+    # epsilon 0: the model's order, propensity 1; the same request id always gets the same slate
+    shown, prop, explored, _ = explore_slate(ranked, k, "x", ExploreConfig())
+    assert shown.tolist() == [4, 2, 7] and prop.tolist() == [1.0, 1.0, 1.0] and not explored
+    a = explore_slate(ranked, k, "req-5", cfg)
+    b = explore_slate(ranked, k, "req-5", cfg)
+    assert a[0].tolist() == b[0].tolist()
+
+
+def test_slate_estimators_with_logged_propensities_recover_another_models_applies():
+    """Logs from the service's policy (the model's top k, or with probability epsilon k of its top
+    ``pool`` at random) value a different model's top k; support 1 since its items lie in the pool."""
+    from evaluation import ope
+    from jobcare.config import ExploreConfig
+    from serving.engine import explore_slate
+
+    rng = np.random.default_rng(3)
+    K, M, n_slates = 4, 8, 8000
+    cfg = ExploreConfig(epsilon=0.4, pool=M, salt="s")
+    examine = 1 / (1 + np.arange(K))
+    logged, orders, true, records = {}, {}, {}, []
+    for s in range(n_slates):
+        items = rng.choice(1000, 20, replace=False)
+        appeal = ((items * 7919) % 1000) / 1000 * 0.6
+        ranked = np.argsort(-(appeal + rng.normal(0, 0.3, items.size)), kind="stable")  # logging model
+        shown, prop, _, _ = explore_slate(ranked, K, f"r{s}", cfg)
+        r = (rng.random(K) < examine * appeal[shown]).astype(float)
+        logged[s] = (items[shown], r, prop)
+        target = ranked[:M][np.argsort(-appeal[ranked[:M]], kind="stable")][:K]  # re-ranks the pool
+        orders[s] = items[target]
+        true[s] = float((examine * appeal[target]).sum())
+        records.append({"request_id": s, "pool": items[ranked[:M]].tolist(), "epsilon": cfg.epsilon})
+    est = ope.estimate(logged, orders, true)
+    t = est["true"]["estimate"]
+    for name in ("ips", "snips", "dr"):
+        assert est[name]["ci_low"] <= t <= est[name]["ci_high"], (name, est[name], t)
+    observed = np.mean([v[1].sum() for v in logged.values()])
+    assert t - observed > 0.03  # the target really differs from what was logged
+    rec = pd.DataFrame(records)
+    assert ope.support(rec, orders) == 1.0
+
+
+def test_support_counts_the_target_positions_the_logging_policy_could_fill():
+    from evaluation import ope
+
+    rec = pd.DataFrame(
+        [
+            {"request_id": "a", "pool": [1, 2, 3, 4], "epsilon": 0.0},  # the model's order only
+            {"request_id": "b", "pool": [1, 2, 3, 4], "epsilon": 0.2},  # anything in the pool
+        ]
+    )
+    assert ope.support(rec, {"a": np.array([1, 3])}) == 0.5  # position 2 held 2, never 3
+    assert ope.support(rec, {"b": np.array([4, 9])}) == 0.5  # 9 is outside the pool
+    assert ope.support(rec, {"a": np.array([1, 2]), "b": np.array([3, 1])}) == 1.0

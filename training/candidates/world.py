@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 
 from features.pairs import PairContext
+from jobcare.world.simulate import APPLY_EVENT
 from jobcare.world.taxonomy import RIASEC, WORK_VALUES
 
 ITEM_KEY = {"posting": "posting_id", "course": "course_id", "certificate": "certificate_id"}
-ACTION = {"posting": "apply", "course": "enrol", "certificate": "register"}
+ACTION = APPLY_EVENT  # the event a recommendation aims at, per item type
 
 
 def seeker_side_table(frame: pd.DataFrame) -> pd.DataFrame:
