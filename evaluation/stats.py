@@ -2,6 +2,8 @@
 
 - :func:`paired_bootstrap`: mean paired difference (B - A over the same keys, e.g. seekers) with a 95%
   percentile-bootstrap interval; used by the promotion gate and the A/B report.
+- :func:`ratio_ci`: a ratio of two means over the same units (e.g. ranker / oracle NDCG) with a 95%
+  bootstrap interval.
 - :func:`paired_permutation_p`: two-sided p-value of a paired sign-flip permutation test.
 - :func:`ips`, :func:`snips`, :func:`doubly_robust`: off-policy estimates of a target policy's mean
   reward from logs of another policy, each with a 95% interval (normal approximation for IPS and DR
@@ -35,6 +37,18 @@ def paired_bootstrap(b: pd.Series, a: pd.Series, n_boot: int = 2000, seed: int =
         "mean_b": float(b.loc[both].mean()),
         "lift": float(d.mean() / base) if base else float("nan"),
     }
+
+
+def ratio_ci(
+    num: np.ndarray, den: np.ndarray, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """mean(num) / mean(den) over paired units (e.g. requests) with a 95% percentile-bootstrap interval."""
+    num, den = np.asarray(num, float), np.asarray(den, float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, num.size, (n_boot, num.size))
+    boots = num[idx].mean(axis=1) / den[idx].mean(axis=1)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return float(num.mean() / den.mean()), float(lo), float(hi)
 
 
 def paired_permutation_p(d: np.ndarray, n_perm: int = 5000, seed: int = 0) -> float:

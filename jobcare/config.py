@@ -230,6 +230,12 @@ class RankerParams(StrictModel):
     num_leaves: int = Field(31, gt=1)
     min_child_samples: int = Field(20, gt=0)
     feature_fraction: float = Field(0.9, gt=0, le=1)
+    unbiased: bool = Field(
+        True,
+        description="learn the logging position bias jointly (LightGBM's unbiased LambdaMART, from each "
+        "training row's logged position) so the ranker does not imitate the logging order",
+    )
+    position_bias_regularization: float = Field(0.0, ge=0)
 
 
 class GateConfig(StrictModel):
@@ -248,6 +254,9 @@ class TrainConfig(StrictModel):
     train_days: int = Field(120, gt=0)
     max_requests: int = Field(3000, gt=0, description="replayed requests per window and item type")
     negatives_per_request: int = Field(30, ge=0)
+    max_explore_requests: int = Field(
+        1000, gt=0, description="explore-slate requests with an outcome replayed for the unbiased protocol"
+    )
     ranker: RankerParams = RankerParams()
     gate: GateConfig = GateConfig()
     shuffle_labels: bool = Field(False, description="train on shuffled labels: a deliberately worse model")

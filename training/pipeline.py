@@ -98,6 +98,7 @@ def train(world: str | Path, cfg: ProjectConfig, console=None) -> dict:
                 "train_days": tc.train_days,
                 "max_requests": tc.max_requests,
                 "negatives_per_request": tc.negatives_per_request,
+                "max_explore_requests": tc.max_explore_requests,
                 "shuffle_labels": tc.shuffle_labels,
                 **{f"ranker_{k}": v for k, v in tc.ranker.model_dump().items()},
                 **{f"als_{k}": v for k, v in cfg.candidates.als.model_dump().items()},
@@ -121,6 +122,7 @@ def train(world: str | Path, cfg: ProjectConfig, console=None) -> dict:
                 tc.seed,
                 show_progress=console is not None,
                 shuffle_labels=tc.shuffle_labels,
+                max_explore_requests=tc.max_explore_requests,
             )
             m = res["metrics"]
             mlflow.log_metrics({f"{PREFIX[it]}{k}": float(v) for k, v in m.items() if np.isfinite(v)})
@@ -155,9 +157,20 @@ def train(world: str | Path, cfg: ProjectConfig, console=None) -> dict:
             )
             out[it] = {"metrics": m, "model": MODEL_NAMES[it], "version": version, "gate": decision}
             if console is not None:
+                explore = (
+                    f"; explore slates ({m['val_requests_explore']} req.): "
+                    f"{m['val_explore_ratio_to_oracle']:.2f}x oracle "
+                    f"[{m['val_explore_ratio_to_oracle_ci_low']:.2f}, "
+                    f"{m['val_explore_ratio_to_oracle_ci_high']:.2f}], "
+                    f"{m['val_explore_ratio_to_als_only']:.2f}x ALS "
+                    f"[{m['val_explore_ratio_to_als_only_ci_low']:.2f}, "
+                    f"{m['val_explore_ratio_to_als_only_ci_high']:.2f}]"
+                    if "val_explore_ratio_to_oracle" in m
+                    else ""
+                )
                 console.print(
                     f"{it}: NDCG@10 {m['val_ndcg_at_10']:.3f} (oracle {m['val_oracle_ndcg_at_10']:.3f}, "
-                    f"ALS only {m['val_als_only_ndcg_at_10']:.3f}); {MODEL_NAMES[it]} v{version} -> "
+                    f"ALS only {m['val_als_only_ndcg_at_10']:.3f}){explore}; {MODEL_NAMES[it]} v{version} -> "
                     f"{decision['alias']} ({decision['reason']})"
                 )
         out["run_id"] = run.info.run_id

@@ -44,6 +44,8 @@ class LambdaRankRanker:
         random_state: int = 0,
         num_threads: int = 2,
         protected: tuple[str, ...] = PROTECTED_DEFAULT,
+        unbiased: bool = True,
+        position_bias_regularization: float = 0.0,
     ):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -54,6 +56,8 @@ class LambdaRankRanker:
         self.random_state = random_state
         self.num_threads = num_threads
         self.protected = tuple(protected)
+        self.unbiased = unbiased
+        self.position_bias_regularization = position_bias_regularization
 
     def get_params(self) -> dict:
         return {
@@ -68,6 +72,8 @@ class LambdaRankRanker:
                 "random_state",
                 "num_threads",
                 "protected",
+                "unbiased",
+                "position_bias_regularization",
             )
         }
 
@@ -85,6 +91,7 @@ class LambdaRankRanker:
             "deterministic": True,
             "force_row_wise": True,
             "num_threads": self.num_threads,
+            "lambdarank_position_bias_regularization": self.position_bias_regularization,
             "verbosity": -1,
         }
 
@@ -106,13 +113,33 @@ class LambdaRankRanker:
             raise RankerInputError("labels must be >= 0 (rule: graded relevance)")
 
     def fit(
-        self, X: pd.DataFrame, y, group, eval_set: tuple | None = None, callbacks: list | None = None
+        self,
+        X: pd.DataFrame,
+        y,
+        group,
+        eval_set: tuple | None = None,
+        callbacks: list | None = None,
+        position=None,
     ) -> LambdaRankRanker:
-        """Fit on rows grouped per request (``group``: sizes, contiguous); ``callbacks`` go to lgb.train."""
+        """Fit on rows grouped per request (``group``: sizes, contiguous); ``callbacks`` go to lgb.train.
+
+        ``position``: each row's logged display position (any integer id; one id for "not shown"). With
+        ``unbiased`` LightGBM learns a bias per position jointly with the ranker (unbiased LambdaMART),
+        so the clicks that the logging order caused are not learnt as relevance. Not a feature: scoring
+        needs no position."""
         import lightgbm as lgb
 
         self._check(X, y, group)
-        train = lgb.Dataset(X, label=np.asarray(y), group=np.asarray(group), free_raw_data=False)
+        pos = None
+        if self.unbiased and position is not None:
+            pos = np.asarray(position)
+            if pos.shape != (len(X),) or not np.issubdtype(pos.dtype, np.integer) or (pos < 0).any():
+                raise RankerInputError(
+                    f"position: need one non-negative integer per row ({len(X)} rows) (rule: positions)"
+                )
+        train = lgb.Dataset(
+            X, label=np.asarray(y), group=np.asarray(group), position=pos, free_raw_data=False
+        )
         valid, evals = [], {}
         if eval_set is not None:
             Xv, yv, gv = eval_set

@@ -4,6 +4,8 @@ produced at that moment plus the items the session showed, with graded labels an
 Labels: hire / complete / acquire 3 > apply / enrol / register 2 > view 1 > shown or candidate 0.
 Negative sampling: every item the session showed is kept (shown-not-clicked is the informative
 negative); of the remaining candidates, ``negatives_per_request`` are drawn at random and labelled 0.
+Each row carries its logged display position (``shown_position``; ``NOT_SHOWN`` for sampled
+candidates), which the unbiased ranker uses to learn the position bias; it is never a feature.
 Requests without any positive label are dropped (LambdaRank learns nothing from them).
 
 Features of a row: the FeatureService of the item type read point-in-time from Feast (seeker and item
@@ -23,8 +25,10 @@ from training.candidates.world import ITEM_KEY
 LABEL = {"view": 1, "apply": 2, "enrol": 2, "register": 2, "hire": 3, "complete": 3, "acquire": 3}
 SERVICE = {"posting": "job_ranker_v1", "course": "course_ranker_v1", "certificate": "certificate_ranker_v1"}
 SOURCES = ("als", "two_tower", "rules", "popularity")
+NOT_SHOWN = 1000  # the position id of a candidate the session did not show
 NON_FEATURES = {
     "shown",  # evaluation bookkeeping (was the item in the logged slate), never a feature
+    "shown_position",  # the logged position (NOT_SHOWN otherwise): the unbiased ranker's bias id only
     "in_union_100",  # evaluation bookkeeping (is the item among the first 100 candidates)
     "seeker_id",
     "posting_id",
@@ -76,6 +80,8 @@ def request_rows(
             "shown": np.isin(items, shown).astype(np.int8),
         }
     )
+    at = {int(x): j for j, x in enumerate(shown)}  # ``shown`` is in display order
+    df["shown_position"] = np.array([at.get(int(i), NOT_SHOWN) for i in items], dtype=np.int32)
     for src, lst in candidates.items():
         rank = {int(it): r + 1 for r, it in enumerate(lst)}
         df[f"cand_rank_{src}"] = [rank.get(int(i), n_candidates + 1) for i in items]

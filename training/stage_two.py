@@ -18,6 +18,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from evaluation.metrics import ndcg_at_k
+from evaluation.stats import ratio_ci
 from features import store as fstore
 from features.item_index import item_features
 from jobcare.config import CandidatesConfig
@@ -60,22 +61,28 @@ def build_rows(
     seed: int,
     show_progress: bool = False,
     policy: str | None = None,
+    positive_only: bool | None = None,
+    stage: StageOne | None = None,
 ) -> RankerData:
-    """Replay the sessions of ``item_type`` in [start, end) with a stage one fitted before ``start``.
+    """Replay the sessions of ``item_type`` in [start, end) with a stage one fitted before ``start``
+    (or the given ``stage``, fitted so).
 
     By default only sessions with a positive outcome (what the ranker learns from); with ``policy`` set
-    ("explore"), every session of that logging policy, outcome or not (the off-policy estimates need
-    the sessions without an apply too).
+    ("explore"), only that logging policy's sessions, by default outcome or not (the off-policy
+    estimates need the sessions without an apply too; ``positive_only=True`` keeps those with one).
     """
+    if positive_only is None:
+        positive_only = policy is None
     rng = np.random.default_rng(seed)
-    stage = fit_stage_one(item_type, t["events"], start, store, repo, ctx, cfg, end)
+    if stage is None:
+        stage = fit_stage_one(item_type, t["events"], start, store, repo, ctx, cfg, end)
     sess = t["sessions"]
     sess = sess[(sess["item_type"] == item_type) & (sess["ts"] >= start) & (sess["ts"] < end)]
     labels = session_labels(t, item_type, sess["session_id"])
-    if policy is None:
-        sess = sess[sess["session_id"].isin(labels.loc[labels["label"] > 0, "session_id"].unique())]
-    else:
+    if policy is not None:
         sess = sess[sess["policy"] == policy]
+    if positive_only:
+        sess = sess[sess["session_id"].isin(labels.loc[labels["label"] > 0, "session_id"].unique())]
     if len(sess) > max_requests:
         sess = sess.iloc[np.sort(rng.choice(len(sess), max_requests, replace=False))]
     requests = pd.DataFrame(
@@ -91,7 +98,10 @@ def build_rows(
     user_emb = stage.two_tower.embed_users(seeker_side_table(qfeat))
     imp = t["impressions"]
     shown_by = (
-        imp[imp["session_id"].isin(requests["session_id"])].groupby("session_id")["item_id"].apply(np.asarray)
+        imp[imp["session_id"].isin(requests["session_id"])]
+        .sort_values(["session_id", "position"])
+        .groupby("session_id")["item_id"]
+        .apply(np.asarray)
     )
     lab_by = {sid: dict(zip(g["item_id"], g["label"])) for sid, g in labels.groupby("session_id")}
     offers = OfferIndex(t, item_type)
@@ -132,7 +142,7 @@ def build_rows(
             cfg.n_candidates,
             negatives,
             rng,
-            require_positive=policy is None,
+            require_positive=positive_only,
         )
         if rows is not None:
             # bookkeeping for val_recall_at_100: is the item in the 100-candidate union?
@@ -208,8 +218,16 @@ def fit_and_evaluate(
     seed: int,
     show_progress: bool = False,
     shuffle_labels: bool = False,
+    max_explore_requests: int = 1000,
 ) -> dict:
-    """Train the ranker on [T - train_days, T), evaluate on [T, end); return the model, data and metrics."""
+    """Train the ranker on [T - train_days, T), evaluate on [T, end); return the model, data and metrics.
+
+    Two validation protocols: "logged" (a sample of the window's requests with an outcome, the shown
+    items plus sampled candidates, labelled by what happened under the logging policy) and "explore"
+    (``_explore`` metrics: every request of the window's uniformly random explore slates with an outcome,
+    up to ``max_explore_requests``, each model ordering the ten shown items; free of the logging
+    policy's position bias, so the comparison with the oracle is fair). The explore ratios to the
+    oracle and to ALS alone come with 95% bootstrap intervals over requests."""
     T = end - pd.Timedelta(days=eval_days)
     train = build_rows(
         item_type,
@@ -237,6 +255,7 @@ def fit_and_evaluate(
         labels,
         group_sizes(train.rows),
         eval_set=(valid.rows[feats], valid.rows["label"], group_sizes(valid.rows)),
+        position=train.rows["shown_position"].to_numpy(),
     )
     v = valid.rows
     nd = ndcg_by_request(v, ranker.predict(v[feats]))
@@ -245,18 +264,46 @@ def fit_and_evaluate(
     req = valid.requests.set_index("request_id")
     cold = ~pd.Series(valid.stage.als.users_.index(req["seeker_id"].to_numpy()) >= 0, index=req.index)
     cold = cold.reindex(nd.index)
-    # unbiased protocol: the uniformly random (explore) slates, ranking only the items they showed
-    explore_req = set(valid.requests.loc[valid.requests["policy"] == "explore", "request_id"])
-    ex = v[v["request_id"].isin(explore_req) & (v["shown"] == 1)]
+    # unbiased protocol: the window's uniformly random (explore) slates, ranking only the items they showed
+    explore = build_rows(
+        item_type,
+        t,
+        store,
+        repo,
+        ctx,
+        cfg,
+        T,
+        end,
+        max_explore_requests,
+        0,
+        seed + 2,
+        show_progress,
+        policy="explore",
+        positive_only=True,
+        stage=valid.stage,
+    )
+    ex = explore.rows[explore.rows["shown"] == 1]
     ex_scores = {
         "": ranker.predict(ex[feats]) if len(ex) else np.zeros(0),
-        "oracle_": oracle_scores(ex, valid.requests, item_type, oracle) if len(ex) else np.zeros(0),
+        "oracle_": oracle_scores(ex, explore.requests, item_type, oracle) if len(ex) else np.zeros(0),
         "als_only_": -ex["cand_rank_als"].to_numpy(float),
     }
     ex_nd = {k: ndcg_by_request(ex, sc) for k, sc in ex_scores.items()} if len(ex) else {}
     has_pos = ex.groupby("request_id")["label"].max() > 0 if len(ex) else pd.Series(dtype=bool)
+    ratios = {}
+    if has_pos.sum() > 1:
+        for name, den in (("oracle", "oracle_"), ("als_only", "als_only_")):
+            r, lo, hi = ratio_ci(ex_nd[""][has_pos], ex_nd[den][has_pos], seed=seed)
+            ratios.update(
+                {
+                    f"val_explore_ratio_to_{name}": r,
+                    f"val_explore_ratio_to_{name}_ci_low": lo,
+                    f"val_explore_ratio_to_{name}_ci_high": hi,
+                }
+            )
     metrics = {
         **{f"val_{k}ndcg_at_10_explore": float(x[has_pos].mean()) for k, x in ex_nd.items() if has_pos.any()},
+        **ratios,
         "val_requests_explore": int(has_pos.sum()),
         "val_recall_at_100": float(v[v["label"] > 0].groupby("request_id")["in_union_100"].mean().mean()),
         "val_ndcg_at_10": float(nd.mean()),
@@ -275,5 +322,6 @@ def fit_and_evaluate(
         "metrics": metrics,
         "valid": valid,
         "train": train,
+        "explore": explore,
         "per_request": pd.DataFrame({"ndcg": nd, "oracle": nd_oracle, "als_only": nd_als, "cold": cold}),
     }

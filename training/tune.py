@@ -120,6 +120,7 @@ def tune(
     Xv, yv, gv = valid.rows[feats].copy(), valid.rows["label"].to_numpy(), group_sizes(valid.rows)
     windows = [(train, Xt, T - pd.Timedelta(days=tc.train_days)), (valid, Xv, T)]
     n_cand = cfg.candidates.n_candidates
+    fixed = {k: getattr(tc.ranker, k) for k in ("unbiased", "position_bias_regularization")}  # not searched
 
     def refit_als(params: dict) -> None:
         """Recompute ``cand_rank_als`` of both windows with an ALS fitted with ``params``."""
@@ -151,8 +152,13 @@ def tune(
                 mlflow.log_params({**params, **{f"als_{k}": v for k, v in als.items()}})
                 refit_als(als)
                 try:
-                    ranker = LambdaRankRanker(**params, random_state=tc.seed).fit(
-                        Xt, yt, gt, eval_set=(Xv, yv, gv), callbacks=[_pruning_callback(trial)]
+                    ranker = LambdaRankRanker(**params, **fixed, random_state=tc.seed).fit(
+                        Xt,
+                        yt,
+                        gt,
+                        eval_set=(Xv, yv, gv),
+                        callbacks=[_pruning_callback(trial)],
+                        position=train.rows["shown_position"].to_numpy(),
                     )
                 except optuna.TrialPruned:
                     mlflow.set_tag("state", "pruned")

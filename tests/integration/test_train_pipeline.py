@@ -53,6 +53,11 @@ def test_first_run_registers_a_champion_whose_bundle_loads_and_ranks(trained):
     assert str(v.version) == first["posting"]["version"] == "1"
     m = first["posting"]["metrics"]
     assert 0 < m["val_ndcg_at_10"] <= 1 and 0 < m["val_oracle_ndcg_at_10"] <= 1
+    # the explore protocol: its own replay of the window's explore slates, ratios with intervals
+    assert m["val_requests_explore"] > 10
+    r = m["val_explore_ratio_to_oracle"]
+    assert r == pytest.approx(m["val_ndcg_at_10_explore"] / m["val_oracle_ndcg_at_10_explore"])
+    assert m["val_explore_ratio_to_oracle_ci_low"] < r < m["val_explore_ratio_to_oracle_ci_high"]
     run = client.get_run(first["run_id"])
     for key in (
         "postings_val_ndcg_at_10",

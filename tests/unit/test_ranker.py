@@ -79,3 +79,40 @@ def test_request_rows_keep_shown_and_positives_and_rank_sources():
     assert rows.set_index("item_id").loc[5, "cand_rank_als"] == 1
     assert rows.set_index("item_id").loc[1, "cand_rank_rules"] == 301
     assert request_rows(0, 1, cands, np.array([1]), {1: 0}, 300, 2, rng) is None  # no positive: dropped
+
+
+def test_unbiased_ranker_does_not_learn_the_logging_order_as_relevance():
+    """Clicks = examination(position) x appeal(a). The logging policy ordered by ``b``, which has nothing
+    to do with appeal, so items with a high ``b`` were examined (and clicked) more. The plain ranker
+    learns ``b`` as relevance; the unbiased one, given the positions, ranks by appeal."""
+    from training.stage_two import ndcg_by_request
+
+    rng = np.random.default_rng(0)
+    n_groups, per = 1500, 10
+    a, b = rng.normal(size=n_groups * per), rng.normal(size=n_groups * per)
+    position = np.empty(a.size, dtype=np.int32)
+    for gi in range(n_groups):
+        sl = slice(gi * per, (gi + 1) * per)
+        position[sl] = np.argsort(np.argsort(-b[sl]))  # shown in the order of b
+    examine = 1.0 / (1.0 + position) ** 1.5
+    y = (rng.random(a.size) < examine * (1 / (1 + np.exp(-2 * a)))).astype(int)
+    X, g = pd.DataFrame({"a": a, "b": b}), np.full(n_groups, per)
+    kw = dict(n_estimators=60, num_leaves=7, min_child_samples=20)
+    plain = LambdaRankRanker(**kw, unbiased=False).fit(X, y, g, position=position)
+    unbiased = LambdaRankRanker(**kw).fit(X, y, g, position=position)
+    # judged on true appeal over fresh requests
+    rt = np.random.default_rng(1)
+    at, bt = rt.normal(size=3000), rt.normal(size=3000)
+    rows = pd.DataFrame({"request_id": np.repeat(np.arange(300), 10), "label": (at > 1.0).astype(int)})
+    Xt = pd.DataFrame({"a": at, "b": bt})
+    nd = {
+        name: ndcg_by_request(rows, m.predict(Xt)).mean() for name, m in (("plain", plain), ("unb", unbiased))
+    }
+    assert nd["unb"] > nd["plain"] + 0.05, nd
+    ratio = {
+        m: r.feature_importance()["b"] / r.feature_importance()["a"]
+        for m, r in (("p", plain), ("u", unbiased))
+    }
+    assert ratio["u"] < 0.5 * ratio["p"], ratio  # far less weight on the logging order's feature
+    with pytest.raises(RankerInputError, match="rule: positions"):
+        LambdaRankRanker(**kw).fit(X, y, g, position=-position)

@@ -153,3 +153,15 @@ def test_support_counts_the_target_positions_the_logging_policy_could_fill():
     assert ope.support(rec, {"a": np.array([1, 3])}) == 0.5  # position 2 held 2, never 3
     assert ope.support(rec, {"b": np.array([4, 9])}) == 0.5  # 9 is outside the pool
     assert ope.support(rec, {"a": np.array([1, 2]), "b": np.array([3, 1])}) == 1.0
+
+
+def test_ratio_interval_holds_the_ratio_of_means_and_covers_the_truth():
+    rng = np.random.default_rng(1)
+    hits = 0
+    for rep in range(100):
+        den = rng.uniform(0.5, 1.0, 300)
+        num = 0.8 * den + rng.normal(0, 0.1, 300)  # true ratio of means: 0.8
+        r, lo, hi = stats.ratio_ci(num, den, n_boot=500, seed=rep)
+        assert r == num.mean() / den.mean() and lo < r < hi
+        hits += lo <= 0.8 <= hi
+    assert 88 <= hits <= 100
