@@ -149,11 +149,10 @@ def beyond_accuracy(
     }
 
 
-def off_policy(
-    world, cfg, item_type: str, window_days: int, max_requests: int, a: str, b: str, oracle
-) -> dict:
-    """IPS / SNIPS / DR of each model's applies per explore slate, the true values and the logged ones."""
-    ex = replay(world, cfg, item_type, window_days, max_requests, policy="explore", oracle=oracle)
+def off_policy(world, cfg, item_type: str, window_days: int, max_requests: int, a: str, b: str, rp) -> dict:
+    """IPS / SNIPS / DR of each model's applies per explore slate, the true values and the logged ones
+    (the explore sessions replayed with the stage one of the main replay ``rp``)."""
+    ex = replay(world, cfg, item_type, window_days, max_requests, "explore", rp.oracle, rp.data.stage)
     req = ex.data.requests
     logged = ope.slates(ex.tables, item_type, req["session_id"])
     session_of = req.set_index("request_id")["session_id"]
@@ -348,7 +347,7 @@ def ab_report(
         "min_group": MIN_GROUP,
         "method": __doc__.split("Statistics (written into the report too):")[1].split("Outputs:")[0].strip(),
     }
-    res["ope"] = off_policy(world, cfg, item_type, window_days, max_requests, a, b, rp.oracle)
+    res["ope"] = off_policy(world, cfg, item_type, window_days, max_requests, a, b, rp)
     if service_log and service_log[0] is not None:
         res["service_ope"] = ope.service_off_policy(cfg, world, *service_log, a, b, item_type, rp.oracle)
     out = Path(out)

@@ -53,9 +53,11 @@ def replay(
     max_requests: int,
     policy: str | None = None,
     oracle=None,
+    stage=None,
 ) -> Replay:
     """Replay the window: requests with an outcome (default), or every session of one logging ``policy``
-    (e.g. "explore": the slates only, no sampled candidates, for the off-policy estimates)."""
+    (e.g. "explore": the slates only, no sampled candidates, for the off-policy estimates). ``stage``:
+    a stage one already fitted before this window (another replay's), not fitted again."""
     from jobcare.world.oracle import WorldOracle
 
     world = Path(world)
@@ -78,6 +80,7 @@ def replay(
         0 if policy else cfg.train.negatives_per_request,
         cfg.train.seed + 1,
         policy=policy,
+        stage=stage,
     )
     if data.rows.empty:
         raise EvaluationError(f"no {item_type} request with an outcome in the last {window_days} days")
