@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal, Optional, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from jobcare.errors import ConfigError
 
@@ -231,7 +231,7 @@ class RankerParams(StrictModel):
     min_child_samples: int = Field(20, gt=0)
     feature_fraction: float = Field(0.9, gt=0, le=1)
     unbiased: bool = Field(
-        True,
+        False,
         description="learn the logging position bias jointly (LightGBM's unbiased LambdaMART, from each "
         "training row's logged position) so the ranker does not imitate the logging order",
     )
@@ -258,9 +258,27 @@ class TrainConfig(StrictModel):
         1000, gt=0, description="explore-slate requests with an outcome replayed for the unbiased protocol"
     )
     ranker: RankerParams = RankerParams()
+    ranker_overrides: dict[Literal["posting", "course", "certificate"], dict] = Field(
+        {},
+        description="per item type, ranker parameters replacing `ranker`'s, e.g. {posting: {unbiased: true}}",
+    )
     gate: GateConfig = GateConfig()
     shuffle_labels: bool = Field(False, description="train on shuffled labels: a deliberately worse model")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _overrides_are_ranker_params(self) -> TrainConfig:
+        for it in self.ranker_overrides:
+            try:
+                self.ranker_for(it)
+            except ValidationError as e:
+                bad = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+                raise ValueError(f"ranker_overrides.{it}: {bad}") from None
+        return self
+
+    def ranker_for(self, item_type: str) -> RankerParams:
+        """``ranker`` with the item type's overrides applied (validated: an unknown key is an error)."""
+        return RankerParams(**{**self.ranker.model_dump(), **self.ranker_overrides.get(item_type, {})})
 
 
 class GenericConfig(StrictModel):

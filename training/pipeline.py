@@ -101,6 +101,7 @@ def train(world: str | Path, cfg: ProjectConfig, console=None) -> dict:
                 "max_explore_requests": tc.max_explore_requests,
                 "shuffle_labels": tc.shuffle_labels,
                 **{f"ranker_{k}": v for k, v in tc.ranker.model_dump().items()},
+                **{f"ranker_{it}_{k}": v for it, o in tc.ranker_overrides.items() for k, v in o.items()},
                 **{f"als_{k}": v for k, v in cfg.candidates.als.model_dump().items()},
             }
         )
@@ -113,7 +114,7 @@ def train(world: str | Path, cfg: ProjectConfig, console=None) -> dict:
                 ctx,
                 oracle,
                 cfg.candidates,
-                tc.ranker.model_dump(),
+                tc.ranker_for(it).model_dump(),
                 end,
                 tc.eval_days,
                 tc.train_days,

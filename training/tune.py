@@ -120,7 +120,8 @@ def tune(
     Xv, yv, gv = valid.rows[feats].copy(), valid.rows["label"].to_numpy(), group_sizes(valid.rows)
     windows = [(train, Xt, T - pd.Timedelta(days=tc.train_days)), (valid, Xv, T)]
     n_cand = cfg.candidates.n_candidates
-    fixed = {k: getattr(tc.ranker, k) for k in ("unbiased", "position_bias_regularization")}  # not searched
+    base = tc.ranker_for(item_type)
+    fixed = {k: getattr(base, k) for k in ("unbiased", "position_bias_regularization")}  # not searched
 
     def refit_als(params: dict) -> None:
         """Recompute ``cand_rank_als`` of both windows with an ALS fitted with ``params``."""

@@ -116,3 +116,15 @@ def test_unbiased_ranker_does_not_learn_the_logging_order_as_relevance():
     assert ratio["u"] < 0.5 * ratio["p"], ratio  # far less weight on the logging order's feature
     with pytest.raises(RankerInputError, match="rule: positions"):
         LambdaRankRanker(**kw).fit(X, y, g, position=-position)
+
+
+def test_ranker_overrides_apply_per_item_type_and_bad_keys_are_named():
+    from jobcare.config import TrainConfig
+
+    tc = TrainConfig(ranker_overrides={"posting": {"unbiased": True, "num_leaves": 15}})
+    assert tc.ranker_for("posting").unbiased and tc.ranker_for("posting").num_leaves == 15
+    assert not tc.ranker_for("course").unbiased and tc.ranker_for("course").num_leaves == 31
+    with pytest.raises(ValueError, match="ranker_overrides.posting: unbiasd: Extra inputs are not permitted"):
+        TrainConfig(ranker_overrides={"posting": {"unbiasd": True}})
+    with pytest.raises(ValueError, match="ranker_overrides.course: num_leaves"):
+        TrainConfig(ranker_overrides={"course": {"num_leaves": 1}})
