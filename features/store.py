@@ -144,7 +144,8 @@ def materialize(repo: str | Path, incremental: bool = False, end: pd.Timestamp |
 def historical_features(store, entity_df: pd.DataFrame, service: str) -> pd.DataFrame:
     """Point-in-time-correct features of a FeatureService for (entity keys, ``event_timestamp``) rows.
 
-    Returns one row per input row, in the input order. The offline store is Feast's DuckDB store
+    Returns one row per input row, in the input order, the entity columns first and then the features
+    sorted by name (Feast's own order changes between processes). The offline store is Feast's DuckDB store
     (5x faster than the file/dask store here, and the file store loses rows: it de-duplicates on the
     first view's join keys and timestamp, so one request's many candidates collapse into one row, and
     it drops entity rows whose feature rows all lie later or outside the TTL). It reads data-source
@@ -162,7 +163,18 @@ def historical_features(store, entity_df: pd.DataFrame, service: str) -> pd.Data
             f"get_historical_features({service}) returned {len(out)} rows for {len(keyed)} entity rows; "
             f"lost rows e.g. {entity_df.iloc[lost[:3]].to_dict('records')}"
         )
-    return out.sort_values("_row").drop(columns="_row").reset_index(drop=True)
+    # Feast's column order is not stable across processes: a FeatureView built with another hash seed
+    # lists its schema in another order, in the registry and in this output. A model's feature order
+    # (LightGBM samples columns by index) must not depend on it, so the features come back sorted.
+    declared = service_columns(fs)
+    front = [c for c in keyed.columns if c in out.columns]
+    front += [c for c in out.columns if c not in declared and c not in front]
+    return out.sort_values("_row")[front + declared].drop(columns="_row").reset_index(drop=True)
+
+
+def service_columns(fs) -> list[str]:
+    """A FeatureService's columns (``view__feature``), sorted: the one order every process agrees on."""
+    return sorted(f"{p.name_to_use()}__{f.name}" for p in fs.feature_view_projections for f in p.features)
 
 
 def online_features(store, entity_rows: list[dict], service: str) -> pd.DataFrame:

@@ -163,8 +163,7 @@ class Engine:
 
     # ---------------------------------------------------------------- state
     def _service_columns(self, service: str) -> list[str]:
-        fs = self.store.get_feature_service(service)
-        return [f"{p.name_to_use()}__{f.name}" for p in fs.feature_view_projections for f in p.features]
+        return fstore.service_columns(self.store.get_feature_service(service))
 
     def _load_variant(self, alias: str, items: dict) -> Variant | None:
         from mlflow import MlflowClient

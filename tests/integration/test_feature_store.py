@@ -71,6 +71,33 @@ def test_training_set_is_point_in_time_correct_around_a_course_completion(local_
     )
 
 
+def test_historical_feature_columns_come_in_one_order_whatever_the_hash_seed(local_repo):
+    """Feast lists a view's features in a hash-seed-dependent order (two demo runs trained on differently
+    ordered columns and got different models); ours are sorted, the same in every process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, pandas as pd; from features import store; "
+        "edf = pd.DataFrame({'seeker_id': [1], 'posting_id': [0], 'occupation_id': [0], "
+        "'event_timestamp': [pd.Timestamp('2025-06-01', tz='UTC')]}); "
+        f"h = store.historical_features(store.open_store({str(local_repo)!r}), edf, 'job_ranker_v1'); "
+        "print(json.dumps(list(h.columns)))"
+    )
+    cols = []
+    for seed in ("1", "2", "3"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        cols.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert cols[0] == cols[1] == cols[2]
+    feats = [c for c in cols[0] if "__" in c]
+    assert feats == sorted(feats)
+    assert cols[0][:4] == ["seeker_id", "posting_id", "occupation_id", "event_timestamp"]
+
+
 def test_activity_features_in_training_rows_use_only_earlier_events(local_repo, tiny_tables):
     ev = tiny_tables["events"]
     applies = ev[ev["event_type"] == "apply"].sample(40, random_state=1)
