@@ -138,14 +138,10 @@ class _ALSOrder:
 
 def read_outcomes(path) -> pd.DataFrame:
     """Outcomes of logged responses (Parquet or CSV): request_id, item_id, event_type."""
-    from pathlib import Path
-
     from evaluation.replay import EvaluationError
+    from training.generic import read_table
 
-    path = Path(path)
-    if not path.is_file():
-        raise EvaluationError(f"outcomes: {path} is not a file")
-    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    df = read_table(path, "outcomes")
     missing = [c for c in OUTCOME_COLUMNS if c not in df.columns]
     if missing:
         raise EvaluationError(f"outcomes {path}: missing columns {missing} (need {list(OUTCOME_COLUMNS)})")
@@ -181,10 +177,10 @@ def service_slates(records: pd.DataFrame, outcomes: pd.DataFrame, item_type: str
     return out, skipped
 
 
-def support_masks(records: pd.DataFrame, orders: dict) -> dict:
+def support_masks(rec: pd.DataFrame, orders: dict) -> dict:
     """request id -> per target position: could the logging policy have put the target's item there?
-    (P = (1 - epsilon) * [the logged model's order has it there] + epsilon / pool * [it is in the pool].)"""
-    rec = records.set_index("request_id")
+    (P = (1 - epsilon) * [the logged model's order has it there] + epsilon / pool * [it is in the pool].)
+    ``rec``: the log records indexed by request id."""
     out = {}
     for rid, order in orders.items():
         pool, eps = np.asarray(rec.at[rid, "pool"], np.int64), float(rec.at[rid, "epsilon"])
@@ -195,9 +191,8 @@ def support_masks(records: pd.DataFrame, orders: dict) -> dict:
     return out
 
 
-def support(records: pd.DataFrame, orders: dict) -> float:
+def support(masks: dict) -> float:
     """Mean share of target positions the logging policy could have filled with the target's item."""
-    masks = support_masks(records, orders)
     return float(np.mean([m.mean() for m in masks.values()])) if masks else float("nan")
 
 
@@ -222,6 +217,9 @@ def service_off_policy(cfg, world, impressions, outcomes, a: str, b: str, item_t
             f"impressions {impressions}: records without `as_of` (written by an older service)"
         )
     orders: dict = {"A": {}, "B": {}}
+    bundles = {
+        arm: None if m == "baseline:als" else model_bundle(m, item_type) for arm, m in (("A", a), ("B", b))
+    }
     for as_of, ids in rec.groupby("as_of").groups.items():
         scfg = cfg.serving.model_copy(
             update={"as_of": str(as_of), "item_types": [item_type], "load_test_postings": 0}
@@ -234,7 +232,7 @@ def service_off_policy(cfg, world, impressions, outcomes, a: str, b: str, item_t
                 base = engine.state.variants[CHAMPION].bundles[item_type]
                 bundle = dataclasses.replace(base, ranker=_ALSOrder())
             else:
-                bundle = model_bundle(model, item_type)
+                bundle = bundles[arm]
             engine.add_variant(f"ope-{arm}", {item_type: bundle}, {item_type: model})
             for rid in ids:
                 r = rec.loc[rid]
@@ -264,7 +262,7 @@ def service_off_policy(cfg, world, impressions, outcomes, a: str, b: str, item_t
         "variants": {str(k): int(v) for k, v in rec["variant"].value_counts().items()},
     }
     for arm in ("A", "B"):
-        masks = support_masks(rec.reset_index(), orders[arm])
+        masks = support_masks(rec, orders[arm])
         probs = {
             rid: oracle.slate_apply_probability(
                 item_type, known_seeker(rec.at[rid, "seeker"]), o, rec.at[rid, "as_of"]
@@ -272,7 +270,7 @@ def service_off_policy(cfg, world, impressions, outcomes, a: str, b: str, item_t
             for rid, o in orders[arm].items()
         }
         out[arm] = estimate(logged, orders[arm], {rid: float(p.sum()) for rid, p in probs.items()})
-        out[arm]["support"] = float(np.mean([m.mean() for m in masks.values()]))
+        out[arm]["support"] = support(masks)
         # what IPS can see: the true applies of the supported positions only
         m, lo, hi = mean_ci(np.array([float((probs[rid] * masks[rid]).sum()) for rid in logged]))
         out[arm]["true_supported"] = {"estimate": m, "ci_low": lo, "ci_high": hi}

@@ -25,7 +25,7 @@ from jobcare.config import ProjectConfig
 from jobcare.errors import JobcareError
 from jobcare.world.io import read_manifest, read_tables
 from training.candidates.evaluate import context
-from training.stage_two import RankerData, build_rows, oracle_scores
+from training.stage_two import NoRequestsError, RankerData, build_rows, oracle_scores
 
 KS = (1, 3, 5, 10, 20)
 BASELINES = ("baseline:als", "baseline:oracle")
@@ -67,23 +67,24 @@ def replay(
     ctx = context(repo, len(t["competency_units"]))
     end = pd.Timestamp(read_manifest(world)["span"]["end"])
     start = end - pd.Timedelta(days=window_days)
-    data = build_rows(
-        item_type,
-        t,
-        store,
-        repo,
-        ctx,
-        cfg.candidates,
-        start,
-        end,
-        max_requests,
-        0 if policy else cfg.train.negatives_per_request,
-        cfg.train.seed + 1,
-        policy=policy,
-        stage=stage,
-    )
-    if data.rows.empty:
-        raise EvaluationError(f"no {item_type} request with an outcome in the last {window_days} days")
+    try:
+        data = build_rows(
+            item_type,
+            t,
+            store,
+            repo,
+            ctx,
+            cfg.candidates,
+            start,
+            end,
+            max_requests,
+            0 if policy else cfg.train.negatives_per_request,
+            cfg.train.seed + 1,
+            policy=policy,
+            stage=stage,
+        )
+    except NoRequestsError as e:
+        raise EvaluationError(f"{e} (the last {window_days} days)") from None
     req = data.requests
     audit = fstore.historical_features(store, req[["seeker_id", "event_timestamp"]], "seeker_audit_v1")
     audit.columns = [c.split("__")[-1] for c in audit.columns]

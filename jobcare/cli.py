@@ -143,11 +143,11 @@ def world_respond(
     from jobcare.world.oracle import WorldOracle
     from jobcare.world.respond import respond
     from serving.impressions import read_records
+    from training.generic import write_table
 
     records = read_records(impressions)
     df = respond(WorldOracle(world), records, seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(out, index=False) if out.suffix == ".parquet" else df.to_csv(out, index=False)
+    write_table(df, out)
     console.print(f"{len(df):,} actions on {len(records):,} logged responses -> {out}")
 
 

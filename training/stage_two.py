@@ -22,6 +22,7 @@ from evaluation.stats import ratio_ci
 from features import store as fstore
 from features.item_index import item_features
 from jobcare.config import CandidatesConfig
+from jobcare.errors import JobcareError
 from training.candidates.evaluate import (
     OfferIndex,
     StageOne,
@@ -35,6 +36,10 @@ from training.ranker import LambdaRankRanker
 from training.ranking_data import add_features, feature_columns, request_rows, session_labels
 
 log = logging.getLogger(__name__)
+
+
+class NoRequestsError(JobcareError):
+    """A window holds no request to replay (e.g. a world logged without explore slates)."""
 
 
 @dataclass
@@ -150,6 +155,11 @@ def build_rows(
                 rows["item_id"], union_at(lists, cfg.quotas, 100, cfg.n_candidates)
             )
             parts.append(rows)
+    if not parts:
+        what = f"{policy} " if policy else ""
+        raise NoRequestsError(
+            f"no {what}{item_type} request{' with an outcome' if positive_only else ''} in [{start}, {end})"
+        )
     rows = pd.concat(parts, ignore_index=True)
     occ = t["postings"]["occupation_id"].to_numpy() if item_type == "posting" else None
     rows = add_features(rows, requests, item_type, store, ctx, occ)
@@ -265,31 +275,36 @@ def fit_and_evaluate(
     cold = ~pd.Series(valid.stage.als.users_.index(req["seeker_id"].to_numpy()) >= 0, index=req.index)
     cold = cold.reindex(nd.index)
     # unbiased protocol: the window's uniformly random (explore) slates, ranking only the items they showed
-    explore = build_rows(
-        item_type,
-        t,
-        store,
-        repo,
-        ctx,
-        cfg,
-        T,
-        end,
-        max_explore_requests,
-        0,
-        seed + 2,
-        show_progress,
-        policy="explore",
-        positive_only=True,
-        stage=valid.stage,
-    )
-    ex = explore.rows[explore.rows["shown"] == 1]
-    ex_scores = {
-        "": ranker.predict(ex[feats]) if len(ex) else np.zeros(0),
-        "oracle_": oracle_scores(ex, explore.requests, item_type, oracle) if len(ex) else np.zeros(0),
-        "als_only_": -ex["cand_rank_als"].to_numpy(float),
-    }
-    ex_nd = {k: ndcg_by_request(ex, sc) for k, sc in ex_scores.items()} if len(ex) else {}
-    has_pos = ex.groupby("request_id")["label"].max() > 0 if len(ex) else pd.Series(dtype=bool)
+    try:
+        explore = build_rows(
+            item_type,
+            t,
+            store,
+            repo,
+            ctx,
+            cfg,
+            T,
+            end,
+            max_explore_requests,
+            0,
+            seed + 2,
+            show_progress,
+            policy="explore",
+            positive_only=True,
+            stage=valid.stage,
+        )
+    except NoRequestsError:  # no explore slate with an outcome in the window: no explore metrics
+        explore = None
+    ex_nd, has_pos = {}, pd.Series(dtype=bool)
+    if explore is not None:
+        ex = explore.rows[explore.rows["shown"] == 1]
+        ex_scores = {
+            "": ranker.predict(ex[feats]),
+            "oracle_": oracle_scores(ex, explore.requests, item_type, oracle),
+            "als_only_": -ex["cand_rank_als"].to_numpy(float),
+        }
+        ex_nd = {k: ndcg_by_request(ex, sc) for k, sc in ex_scores.items()}
+        has_pos = ex.groupby("request_id")["label"].max() > 0
     ratios = {}
     if has_pos.sum() > 1:
         for name, den in (("oracle", "oracle_"), ("als_only", "als_only_")):
@@ -322,6 +337,5 @@ def fit_and_evaluate(
         "metrics": metrics,
         "valid": valid,
         "train": train,
-        "explore": explore,
         "per_request": pd.DataFrame({"ndcg": nd, "oracle": nd_oracle, "als_only": nd_als, "cold": cold}),
     }

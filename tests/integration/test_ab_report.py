@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from evaluation.ab_report import ab_report
 from evaluation.replay import EvaluationError
 from jobcare.cli import app
+from jobcare.errors import JobcareError
 
 pytestmark = pytest.mark.integration
 
@@ -267,7 +268,7 @@ def test_service_log_inputs_get_named_errors(served, tiny_world, service_log, tm
     bad.write_text("request_id,item\nabc,3\n")
     with pytest.raises(EvaluationError, match=r"missing columns \['item_id', 'event_type'\]"):
         ope.read_outcomes(bad)
-    with pytest.raises(EvaluationError, match="is not a file"):
+    with pytest.raises(JobcareError, match="outcomes: file not found"):
         ope.read_outcomes(tmp_path / "nope.parquet")
     with pytest.raises(EvaluationError, match="no logged course response with a known seeker"):
         ope.service_off_policy(

@@ -137,8 +137,8 @@ def test_slate_estimators_with_logged_propensities_recover_another_models_applie
         assert est[name]["ci_low"] <= t <= est[name]["ci_high"], (name, est[name], t)
     observed = np.mean([v[1].sum() for v in logged.values()])
     assert t - observed > 0.03  # the target really differs from what was logged
-    rec = pd.DataFrame(records)
-    assert ope.support(rec, orders) == 1.0
+    rec = pd.DataFrame(records).set_index("request_id")
+    assert ope.support(ope.support_masks(rec, orders)) == 1.0
 
 
 def test_support_counts_the_target_positions_the_logging_policy_could_fill():
@@ -150,9 +150,12 @@ def test_support_counts_the_target_positions_the_logging_policy_could_fill():
             {"request_id": "b", "pool": [1, 2, 3, 4], "epsilon": 0.2},  # anything in the pool
         ]
     )
-    assert ope.support(rec, {"a": np.array([1, 3])}) == 0.5  # position 2 held 2, never 3
-    assert ope.support(rec, {"b": np.array([4, 9])}) == 0.5  # 9 is outside the pool
-    assert ope.support(rec, {"a": np.array([1, 2]), "b": np.array([3, 1])}) == 1.0
+    rec = rec.set_index("request_id")
+    masks = ope.support_masks(rec, {"a": np.array([1, 3]), "b": np.array([4, 9])})
+    assert masks["a"].tolist() == [True, False]  # position 2 held 2, never 3
+    assert masks["b"].tolist() == [True, False]  # 9 is outside the pool
+    assert ope.support(masks) == 0.5
+    assert ope.support(ope.support_masks(rec, {"a": np.array([1, 2]), "b": np.array([3, 1])})) == 1.0
 
 
 def test_ratio_interval_holds_the_ratio_of_means_and_covers_the_truth():
