@@ -88,6 +88,11 @@ def build_rows(
         sess = sess[sess["policy"] == policy]
     if positive_only:
         sess = sess[sess["session_id"].isin(labels.loc[labels["label"] > 0, "session_id"].unique())]
+    if sess.empty:
+        what = f"{policy} " if policy else ""
+        raise NoRequestsError(
+            f"no {what}{item_type} request{' with an outcome' if positive_only else ''} in [{start}, {end})"
+        )
     if len(sess) > max_requests:
         sess = sess.iloc[np.sort(rng.choice(len(sess), max_requests, replace=False))]
     requests = pd.DataFrame(
@@ -155,11 +160,6 @@ def build_rows(
                 rows["item_id"], union_at(lists, cfg.quotas, 100, cfg.n_candidates)
             )
             parts.append(rows)
-    if not parts:
-        what = f"{policy} " if policy else ""
-        raise NoRequestsError(
-            f"no {what}{item_type} request{' with an outcome' if positive_only else ''} in [{start}, {end})"
-        )
     rows = pd.concat(parts, ignore_index=True)
     occ = t["postings"]["occupation_id"].to_numpy() if item_type == "posting" else None
     rows = add_features(rows, requests, item_type, store, ctx, occ)

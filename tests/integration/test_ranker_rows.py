@@ -109,3 +109,31 @@ def test_same_world_config_and_seed_give_the_same_metrics(local_repo, tiny_table
     assert runs[0] == runs[1]
     assert 0 < runs[0]["val_recall_at_100"] <= 1
     assert 0 < runs[0]["val_ndcg_at_10"] <= 1
+
+
+def test_a_window_without_requests_is_a_named_error_not_a_crash(rows, local_repo, tiny_tables):
+    """E.g. a world logged without explore slates: the pipeline then skips the explore metrics."""
+    from training.stage_two import NoRequestsError
+
+    end = pd.Timestamp(fstore.repo_meta(local_repo)["span"]["end"])
+    ctx = context(local_repo, len(tiny_tables["competency_units"]))
+    sessions = tiny_tables["sessions"]
+    no_explore = {**tiny_tables, "sessions": sessions[sessions["policy"] != "explore"]}
+    start = end - pd.Timedelta(days=30)
+    with pytest.raises(NoRequestsError, match=r"no explore posting request with an outcome in \["):
+        build_rows(
+            "posting",
+            no_explore,
+            fstore.open_store(local_repo),
+            local_repo,
+            ctx,
+            CandidatesConfig(),
+            start,
+            end,
+            50,
+            0,
+            0,
+            policy="explore",
+            positive_only=True,
+            stage=rows.stage,
+        )
