@@ -127,11 +127,20 @@ def apply(repo: str | Path) -> dict:
     }
 
 
+def serving_clock(span_end) -> pd.Timestamp:
+    """The moment the service answers at by default, and the online store is materialised to: the last
+    second of the simulated span (the world closes every posting at its end). One clock for both, so the
+    seeker the service reads online equals Feast's point-in-time read at the service's clock."""
+    end = pd.Timestamp(span_end)
+    return (end if end.tzinfo else end.tz_localize("UTC")) - pd.Timedelta(seconds=1)
+
+
 def materialize(repo: str | Path, incremental: bool = False, end: pd.Timestamp | None = None) -> pd.Timestamp:
-    """Load the latest feature values up to ``end`` (default: the world's span end) into the online store."""
+    """Load the latest feature values up to ``end`` (default: :func:`serving_clock` of the world's span)
+    into the online store."""
     meta = repo_meta(repo)
     store = open_store(repo)
-    end = pd.Timestamp(end or meta["span"]["end"]).to_pydatetime()
+    end = pd.Timestamp(end or serving_clock(meta["span"]["end"])).to_pydatetime()
     with in_repo(store):
         if incremental:
             store.materialize_incremental(end_date=end)
@@ -175,6 +184,19 @@ def historical_features(store, entity_df: pd.DataFrame, service: str) -> pd.Data
 def service_columns(fs) -> list[str]:
     """A FeatureService's columns (``view__feature``), sorted: the one order every process agrees on."""
     return sorted(f"{p.name_to_use()}__{f.name}" for p in fs.feature_view_projections for f in p.features)
+
+
+def scalar_columns(fs) -> list[str]:
+    """The columns of a FeatureService that hold one number each (no list), sorted like
+    :func:`service_columns`."""
+    from feast.types import Array
+
+    return sorted(
+        f"{p.name_to_use()}__{f.name}"
+        for p in fs.feature_view_projections
+        for f in p.features
+        if not isinstance(f.dtype, Array) and f.dtype.to_value_type().name != "STRING"
+    )
 
 
 def online_features(store, entity_rows: list[dict], service: str) -> pd.DataFrame:

@@ -1,27 +1,26 @@
-"""The online recommend path: what the BentoML service runs per request (also the load benchmark's
+"""The online service's engine: what the BentoML service runs per request (also the load benchmark's
 in-process floor).
 
 Per request: the seeker's features from the Feast online store (one entity read, ``seeker_online_v1``)
-or built from an inline profile; everything item-side from memory (item features as of the service
-clock, two-tower item embeddings, the open-item and capacity index, the seekers' blocking events);
-stage one exactly as in training (:func:`training.candidates.evaluate.candidates_for` and the union
-with the bundle's quotas); the ranker's features from the same pair function as training
-(:func:`features.pairs.pair_features`) and the bundle's LambdaRank ranker.
+or built from an inline profile, then :mod:`training.request_path` - the same code training replays
+requests through: the allowed mask (static part compiled per refresh, blocked items and filters per
+request), stage one over the in-memory item arrays with an argpartition top k per source, the union
+with the bundle's quotas and the float32 ranker matrix of the candidates; the bundle's LambdaRank
+ranker scores only those. This module owns model loading, the state refresh, seeker resolution,
+A/B routing, exploration and the response.
 
-State that changes is swapped, never mutated: the item index and each variant's models live in one
-immutable :class:`State`; a refresh or a model reload builds a new one and replaces the reference,
-so a request in flight keeps using the state it started with.
+State that changes is swapped, never mutated: the item arrays and each variant's compiled models live
+in one immutable :class:`serving.state.State`; a refresh or a model reload builds a new one and
+replaces the reference, so a request in flight keeps using the state it started with.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import logging
 import threading
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +28,27 @@ import pandas as pd
 
 from features import store as fstore
 from features.item_index import item_features
-from features.pairs import pad_lists, pair_features
+from features.pair_arrays import SeekerArrays, days, pair_matrix
+from features.pairs import PAIR_FEATURES
 from jobcare.competency import coverage
-from jobcare.config import EventWeights, ExploreConfig, ProjectConfig
+from jobcare.config import ExploreConfig, ProjectConfig
 from jobcare.errors import JobcareError
 from jobcare.world.io import read_manifest, read_tables
 from jobcare.world.taxonomy import RIASEC, WORK_VALUES
+from serving.reasons import reasons
 from serving.schemas import Profile
-from training.bundle import Bundle, load_bundle
-from training.candidates.evaluate import OfferIndex, StageOne, allowed_items, candidates_for, context
-from training.candidates.union import union
-from training.candidates.world import ITEM_KEY, item_side_table, open_mask, seeker_side_table
+from serving.state import (
+    State,
+    Variant,
+    compile_items,
+    compile_variant,
+    offer_indexes,
+    replicate_open_postings,
+)
+from training.bundle import load_bundle
+from training.candidates.world import ITEM_KEY
 from training.registry import CHALLENGER, CHAMPION, MODEL_NAMES
+from training.request_path import allowed_mask, candidates_and_matrix, context, occupation_columns
 
 log = logging.getLogger(__name__)
 TITLE = {
@@ -48,12 +56,6 @@ TITLE = {
     "course": ("courses", "title"),
     "certificate": ("certificates", "name"),
 }
-OCC_COLUMN = {
-    "posting": "posting_attributes__occupation_id",
-    "course": "course_attributes__target_occupation_id",
-    "certificate": "certificate_attributes__anchor_occupation_id",
-}
-REGION_COLUMN = {"posting": "posting_attributes__region_id", "course": "course_attributes__region_id"}
 LETTERS = "RIASEC"
 
 
@@ -69,37 +71,6 @@ class UnknownSeekerError(ServingError):
 
 class NotReadyError(ServingError):
     status = 503
-
-
-@dataclass(frozen=True)
-class Variant:
-    """The models one A/B arm serves: per item type a registry version and its bundle."""
-
-    alias: str
-    versions: dict
-    bundles: dict
-    stages: dict  # per item type, a StageOne whose two-tower scores the current open items
-    history: dict  # per item type: (EventWeights, trained_until) for ALS's seeker histories
-
-
-def _history_params(bundles: dict) -> dict:
-    """Parsed once per model load, not per request."""
-    return {
-        it: (
-            EventWeights(**b.meta.get("event_weights", {})),
-            pd.Timestamp(b.meta.get("trained_until", "1970-01-01T00:00:00Z")),
-        )
-        for it, b in bundles.items()
-    }
-
-
-@dataclass(frozen=True)
-class State:
-    as_of: pd.Timestamp
-    items: dict  # item type -> every item's features as of ``as_of`` (Feast column names)
-    offers: dict  # item type -> OfferIndex (capacity, blocking events, histories)
-    open_postings: pd.DataFrame
-    variants: dict  # alias -> Variant
 
 
 class Catalog:
@@ -140,8 +111,8 @@ class Engine:
         self.scfg = cfg.serving
         self.world = Path(os.environ.get("JOBCARE_WORLD") or world or self.scfg.world)
         manifest = read_manifest(self.world)
-        # default: the last second of the simulated span (the world closes every posting at its end)
-        end = pd.Timestamp(manifest["span"]["end"]) - pd.Timedelta(seconds=1)
+        # default: the clock the online store is materialised to (the last second of the simulated span)
+        end = fstore.serving_clock(manifest["span"]["end"])
         self.as_of = pd.Timestamp(self.scfg.as_of) if self.scfg.as_of else end
         if self.as_of.tzinfo is None:
             self.as_of = self.as_of.tz_localize("UTC")
@@ -149,23 +120,16 @@ class Engine:
         self.store = fstore.open_store(self.repo)
         self.catalog = Catalog(self.world)
         self.ctx = context(self.repo, self.catalog.n_units)
-        occ = pd.read_parquet(self.repo / "data" / "occupation_profile.parquet")
-        occ = occ.sort_values(["occupation_id", "event_timestamp"]).drop_duplicates(
-            "occupation_id", keep="last"
-        )
-        occ = occ.drop(columns=["event_timestamp", "created_timestamp"]).set_index("occupation_id")
-        occ.columns = [f"occupation_profile__{c}" for c in occ.columns]
-        self.occupation_profile = occ
-        self.seeker_columns = self._service_columns("seeker_online_v1")
+        self.occ_columns = occupation_columns(self.repo)
+        fs = self.store.get_feature_service("seeker_online_v1")
+        self.seeker_columns = fstore.service_columns(fs)
+        self.scalar_seeker_columns = fstore.scalar_columns(fs)
         self._lock = threading.Lock()
         self.state: State | None = None
         self.refresh(load_models=load_models)
 
     # ---------------------------------------------------------------- state
-    def _service_columns(self, service: str) -> list[str]:
-        return fstore.service_columns(self.store.get_feature_service(service))
-
-    def _load_variant(self, alias: str, items: dict) -> Variant | None:
+    def _load_variant(self, alias: str, st: dict) -> Variant | None:
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
@@ -183,55 +147,55 @@ class Engine:
                 return None
             versions[it] = str(mv.version)
             bundles[it] = load_bundle(f"models:/{MODEL_NAMES[it]}/{mv.version}")
-        return Variant(alias, versions, bundles, self._stages(bundles, items), _history_params(bundles))
+        return self._compile(alias, versions, bundles, st)
 
-    def _stages(self, bundles: dict, items: dict) -> dict:
-        stages = {}
-        for it, b in bundles.items():
-            tt = copy.copy(b.two_tower)  # own item index per state; the bundle stays untouched
-            tt.set_item_index(item_side_table(it, items[it], self.ctx))
-            stages[it] = StageOne(it, b.popularity, b.als, tt)
-        return stages
+    def _compile(self, alias: str, versions: dict, bundles: dict, st: dict) -> Variant:
+        return compile_variant(
+            alias,
+            versions,
+            bundles,
+            st["items"],
+            st["arrays"],
+            self.ctx,
+            self.scalar_seeker_columns,
+            self.occ_columns,
+        )
 
-    def _item_state(self):
+    def _item_state(self) -> dict:
         t = read_tables(self.world, ["events", "postings", "courses"])
         items = {it: item_features(self.repo, it, self.as_of) for it in ("posting", "course", "certificate")}
-        offers = {it: OfferIndex(t, it) for it in self.scfg.item_types}
         if self.scfg.load_test_postings:
             items["posting"] = replicate_open_postings(
                 items["posting"], self.as_of, self.scfg.load_test_postings
             )
-        p = items["posting"]
-        open_postings = p[open_mask("posting", p, self.as_of)]
-        return items, offers, open_postings
+        offers = offer_indexes(t, self.scfg.item_types)
+        arrays, base, demand = compile_items(items, offers, self.as_of, self.ctx)
+        return {"items": items, "arrays": arrays, "base": base, "offers": offers, "demand": demand}
 
     def refresh(self, load_models: bool = False) -> None:
         """Rebuild the item state (and reload models when asked), then swap it in."""
-        items, offers, open_postings = self._item_state()
+        st = self._item_state()
         with self._lock:
             old = self.state
             if load_models or old is None:
                 from training import tracking
 
                 tracking.start(self.cfg.tracking)
-                variants = {CHAMPION: self._load_variant(CHAMPION, items)}
+                variants = {CHAMPION: self._load_variant(CHAMPION, st)}
                 if self.scfg.ab.challenger_share > 0:
-                    ch = self._load_variant(CHALLENGER, items)
+                    ch = self._load_variant(CHALLENGER, st)
                     if ch is not None:
                         variants[CHALLENGER] = ch
             else:
-                variants = {
-                    a: Variant(v.alias, v.versions, v.bundles, self._stages(v.bundles, items), v.history)
-                    for a, v in old.variants.items()
-                }
-            self.state = State(self.as_of, items, offers, open_postings, variants)
+                variants = {a: self._compile(a, v.versions, v.bundles, st) for a, v in old.variants.items()}
+            self.state = State(self.as_of, **st, variants=variants)
 
     def add_variant(self, alias: str, bundles: dict, versions: dict) -> None:
         """Serve ``bundles`` (item type -> Bundle) under ``alias`` as well (offline use: the off-policy
         estimates ask each model what it would have shown for a logged request)."""
         with self._lock:
             st = self.state
-            v = Variant(alias, versions, bundles, self._stages(bundles, st.items), _history_params(bundles))
+            v = self._compile(alias, versions, bundles, {"items": st.items, "arrays": st.arrays})
             self.state = dataclasses.replace(st, variants={**st.variants, alias: v})
 
     def registry_versions(self) -> dict:
@@ -372,11 +336,21 @@ class Engine:
         key = log_key or (str(seeker_id) if seeker_id is not None else "anonymous")
         alias = variant or route_variant(key, self.scfg.ab.salt, self.scfg.ab.challenger_share)
         v = state.variants.get(alias) or state.variants[CHAMPION]
-        stage: StageOne = v.stages[item_type]
+        if regions and item_type == "certificate":
+            raise ServingError("filters.regions: certificates have no region (rule: filter applies)")
         s = int(seeker_id) if seeker_id is not None else -1
+        arrays = state.arrays[item_type]
         held = seeker["seeker_competency__certificate_ids"] if seeker is not None else None
-        items = allowed_items(state.offers[item_type], s, state.as_of, state.items[item_type], held)
-        items = self._filter(item_type, items, regions, occupations)
+        mask = allowed_mask(
+            arrays,
+            state.offers[item_type],
+            s,
+            state.as_of,
+            held,
+            base=state.base[item_type],
+            regions=regions,
+            occupations=occupations,
+        )
         out = {
             "request_id": uuid.uuid4().hex,
             "item_type": item_type,
@@ -390,17 +364,18 @@ class Engine:
             "explored": False,
             "logging": {"policy": "empty", "epsilon": 0.0, "propensities": [], "pool": []},
         }
-        if items.empty:
+        if not mask.any():
             out["reason"] = (
                 "no open item matches: every item is closed, full, already acted on or filtered out"
             )
             return out
-        key_col = ITEM_KEY[item_type]
         if seeker is None:  # degraded: popularity among the allowed items, no personal features
-            ids, scores = stage.popularity.recommend(s, k, items=items[key_col].to_numpy(np.int64))
+            sidx = v.stages[item_type]
+            top = sidx.pop_order[mask[sidx.pop_order]][:k]
+            ids = arrays.keys[top]
             out["items"] = [
-                self._item(item_type, i, sc, r + 1, ["popular with other job seekers right now"])
-                for r, (i, sc) in enumerate(zip(ids, scores))
+                self._item(item_type, int(i), float(sc), r + 1, ["popular with other job seekers right now"])
+                for r, (i, sc) in enumerate(zip(ids, sidx.pop[top]))
             ]
             out["logging"] = {
                 "policy": "degraded",
@@ -409,17 +384,29 @@ class Engine:
                 "pool": [int(i) for i in ids],
             }
             return out
-        frame, scores = self.score(state, v, item_type, seeker, items, s)
+        sa = SeekerArrays.from_row(seeker, self.ctx, s)
+        scored = self.score(state, v, item_type, seeker, sa, mask)
+        scores = v.bundles[item_type].ranker.predict(scored.matrix)
         ranked = np.argsort(-scores, kind="stable")
         ecfg = self.scfg.explore if explore else ExploreConfig()
         shown, prop, explored, pool = explore_slate(ranked, k, out["request_id"], ecfg)
-        reasons = self.reasons(item_type, frame.iloc[shown], seeker)
+        pos = scored.candidates[shown]
+        pairs = pair_matrix(
+            item_type,
+            sa,
+            arrays,
+            pos,
+            days(state.as_of),
+            self.ctx,
+            scored.occ_feats,
+            PAIR_FEATURES[item_type],
+        )
+        texts = reasons(item_type, pairs, arrays.occ[pos], sa.psych, sa.region, self.catalog)
+        ids = arrays.keys[scored.candidates]
         out["items"] = [
-            self._item(item_type, int(frame[key_col].iat[j]), float(scores[j]), r + 1, reasons[r])
-            for r, j in enumerate(shown)
+            self._item(item_type, int(ids[j]), float(scores[j]), r + 1, texts[r]) for r, j in enumerate(shown)
         ]
         out["explored"] = explored
-        ids = frame[key_col].to_numpy(np.int64)
         out["logging"] = {
             "policy": "explore" if explored else "model",
             "epsilon": ecfg.epsilon,
@@ -428,65 +415,34 @@ class Engine:
         }
         return out
 
-    def score(self, state: State, v: Variant, item_type: str, seeker: pd.Series, items: pd.DataFrame, s: int):
-        """Stage one + ranker for one seeker over the allowed ``items``: (candidate frame, scores)."""
-        bundle: Bundle = v.bundles[item_type]
-        stage: StageOne = v.stages[item_type]
-        key_col = ITEM_KEY[item_type]
+    def score(self, state: State, v: Variant, item_type: str, seeker: pd.Series, sa: SeekerArrays, mask):
+        """Stage one + the ranker's input matrix for one seeker over the allowed items (``mask``)."""
+        from training.candidates.world import seeker_side_table
+
+        bundle = v.bundles[item_type]
+        sidx = v.stages[item_type]
         qfeat = pd.DataFrame([seeker.to_dict()])
-        qfeat["seeker_id"] = s
-        user_vec = stage.two_tower.embed_users(seeker_side_table(qfeat))[0]
+        qfeat["seeker_id"] = sa.seeker_id
+        user_vec = sidx.stage.two_tower.embed_users(seeker_side_table(qfeat))[0]
         weights, trained_until = v.history[item_type]
-        hist = state.offers[item_type].history(s, state.as_of, weights) if s >= 0 else _empty_history()
-        op = state.open_postings if item_type == "certificate" else None
-        lists = candidates_for(
-            stage,
+        hist = (
+            state.offers[item_type].history(sa.seeker_id, state.as_of, weights) if sa.seeker_id >= 0 else None
+        )
+        return candidates_and_matrix(
+            sidx,
+            v.plans[item_type],
+            state.arrays[item_type],
             self.ctx,
-            item_type,
-            seeker,
-            state.as_of,
-            items,
+            sa,
+            mask,
+            days(state.as_of),
             user_vec,
             hist,
             trained_until,
+            bundle.quotas,
             bundle.n_candidates,
-            op,
+            state.demand if item_type == "certificate" else None,
         )
-        lists = {name: lst for name, lst in lists.items() if name in bundle.quotas}
-        cand, _ = union(lists, bundle.quotas, bundle.n_candidates)
-        frame = items.set_index(key_col).loc[cand.astype(np.int64)].reset_index()
-        frame = self.ranker_frame(item_type, frame, seeker, state.as_of, lists, bundle.n_candidates)
-        return frame, bundle.ranker.predict(frame)
-
-    def ranker_frame(self, item_type, frame, seeker, as_of, lists, n_candidates) -> pd.DataFrame:
-        """The ranker's input columns for candidate ``frame`` rows (same names and values as training)."""
-        key_col = ITEM_KEY[item_type]
-        n = len(frame)
-        seek = {c: [seeker[c]] * n for c in self.seeker_columns}
-        cols = pd.DataFrame(seek, index=frame.index)
-        frame = pd.concat([frame, cols], axis=1)
-        if item_type == "posting":
-            occ = frame["posting_attributes__occupation_id"].to_numpy(np.int64)
-            prof = self.occupation_profile.reindex(occ).reset_index(drop=True)
-            prof.index = frame.index
-            frame = pd.concat([frame, prof], axis=1)
-        frame["event_timestamp"] = as_of
-        pairs = pair_features(frame, item_type, self.ctx)
-        frame = pd.concat([frame, pairs], axis=1)
-        ids = frame[key_col].to_numpy()
-        for src, lst in lists.items():
-            rank = pd.Series(np.arange(1, len(lst) + 1), index=pd.Index(np.asarray(lst, dtype=np.int64)))
-            frame[f"cand_rank_{src}"] = rank.reindex(ids).fillna(n_candidates + 1).to_numpy(np.int64)
-        return frame
-
-    def _filter(self, item_type, items, regions, occupations) -> pd.DataFrame:
-        if regions:
-            if item_type not in REGION_COLUMN:
-                raise ServingError("filters.regions: certificates have no region (rule: filter applies)")
-            items = items[items[REGION_COLUMN[item_type]].isin(regions)]
-        if occupations:
-            items = items[items[OCC_COLUMN[item_type]].isin(occupations)]
-        return items.reset_index(drop=True)
 
     def _item(self, item_type: str, item_id: int, score: float, rank: int, reasons: list[str]) -> dict:
         title = self.catalog.titles[item_type].get(item_id, f"{item_type} {item_id}")
@@ -497,46 +453,6 @@ class Engine:
             "rank": rank,
             "reasons": reasons,
         }
-
-    # ---------------------------------------------------------------- explanations
-    def reasons(self, item_type: str, frame: pd.DataFrame, seeker: pd.Series) -> list[list[str]]:
-        """Plain-word reasons per row, from the ranker's own inputs (pair features of the row)."""
-        letters = _top_letters(np.array([seeker[f"seeker_psych__{c}"] for c in RIASEC], float))
-        home = int(seeker["seeker_profile__region_id"])
-        out = []
-        for _, r in frame.iterrows():
-            rs = []
-            occ = int(r[OCC_COLUMN[item_type]])
-            if item_type == "posting":
-                need = int(r["n_required_units"])
-                have = need - int(r["missing_units"])
-                rs.append(f"covers {have} of {need} required competency units")
-                if r["certificates_required"] > 0 and r["certificates_missing"] == 0:
-                    rs.append("you hold the required certificate")
-                elif r["certificates_required"] > 0:
-                    rs.append(f"requires {int(r['certificates_missing'])} certificate(s) you do not hold yet")
-                if r["log_wage_ratio"] >= 0:
-                    rs.append("pays at least your desired wage")
-            elif item_type == "course":
-                if r["desired_gap_closure"] > 0:
-                    rs.append(f"closes {r['desired_gap_closure']:.0%} of your gap to a desired occupation")
-                if r["new_unit_share"] > 0:
-                    rs.append(f"{r['new_unit_share']:.0%} of what it teaches is new to you")
-            else:
-                rs.append(f"you already hold {r['readiness']:.0%} of the competencies it certifies")
-                if r["desired_requires_units"] > 0:
-                    rs.append("certifies units your desired occupation requires")
-            if r["desired_occupation_match"] > 0:
-                rs.append(f"in your desired occupation ({self.catalog.occupations.get(occ, occ)})")
-            if r["riasec_congruence"] >= 0.5:
-                occ_letters = _top_letters(self.catalog.occ_riasec[occ])
-                rs.append(f"matches your interest type {letters} (this work is {occ_letters})")
-            if "same_region" in r and r["same_region"] > 0:
-                rs.append(f"in your region ({self.catalog.regions.get(home, home)})")
-            elif "region_distance_km" in r:
-                rs.append(f"{r['region_distance_km']:.0f} km from your region")
-            out.append(rs)
-        return out
 
     # ---------------------------------------------------------------- competency gap
     def competency_gap(
@@ -576,55 +492,44 @@ class Engine:
         )
         need = {r["unit_id"]: r["required_level"] for r in missing}
         state = self.state
-        courses = state.items["course"]
-        courses = courses[open_mask("course", courses, state.as_of)]
-        courses = (
-            courses[~courses["course_id"].isin(state.offers["course"].closed(state.as_of))]
-            if "course" in state.offers
-            else courses
-        )
+        courses = state.arrays["course"]
+        course_ok = state.base["course"] if "course" in state.base else courses.open_mask(state.as_of)
+        certs = state.arrays["certificate"]
+        held_pos = certs.positions(np.asarray(seeker["seeker_competency__certificate_ids"], dtype=np.int64))
+        cert_ok = np.ones(len(certs), bool)
+        cert_ok[held_pos[held_pos >= 0]] = False
         return {
             "occupation_id": occupation_id,
             "occupation": str(self.catalog.occupations.get(occupation_id)),
             "coverage": cov,
             "required": rows,
             "missing": missing,
-            "courses": self._closers("course", courses, need, "course_attributes"),
-            "certificates": self._closers(
-                "certificate",
-                state.items["certificate"][
-                    ~state.items["certificate"]["certificate_id"].isin(
-                        seeker["seeker_competency__certificate_ids"]
-                    )
-                ],
-                need,
-                "certificate_attributes",
-            ),
+            "courses": self._closers(courses, np.flatnonzero(course_ok), need),
+            "certificates": self._closers(certs, np.flatnonzero(cert_ok), need),
             "degraded": degraded,
         }
 
-    def _closers(
-        self, item_type: str, items: pd.DataFrame, need: dict, view: str, top: int = 5
-    ) -> list[dict]:
-        """Items whose units reach the missing levels, most missing units closed first."""
-        if not need or items.empty:
+    def _closers(self, items, idx: np.ndarray, need: dict, top: int = 5) -> list[dict]:
+        """Items (positions ``idx`` of an ItemArrays) whose units reach the missing levels, most missing units
+        closed first, ties by id."""
+        if not need or idx.size == 0:
             return []
-        ids = pad_lists(items[f"{view}__unit_ids"], -1)
-        lv = pad_lists(items[f"{view}__unit_levels"], 0, ids.shape[1])
-        req = np.vectorize(lambda u: need.get(int(u), 99))(ids)
-        closes = (ids >= 0) & (lv >= req)
+        required = np.full(self.ctx.n_units + 1, 99, np.int64)  # 99: a unit that is not missing
+        required[list(need)] = list(need.values())
+        units, levels = items.units[idx], items.unit_levels[idx]
+        closes = (units < self.ctx.n_units) & (levels >= required[units])
         n = closes.sum(axis=1)
-        order = np.lexsort((items[ITEM_KEY[item_type]].to_numpy(), -n))
+        order = np.lexsort((items.keys[idx], -n))
         out = []
         for j in order[:top]:
             if n[j] == 0:
                 break
-            iid = int(items[ITEM_KEY[item_type]].iat[j])
+            iid = int(items.keys[idx[j]])
             out.append(
                 {
                     "id": iid,
-                    "title": str(self.catalog.titles[item_type].get(iid, iid)),
-                    "closes_units": sorted(int(u) for u in ids[j][closes[j]]),
+                    "title": str(self.catalog.titles[items.item_type].get(iid, iid)),
+                    "closes_units": sorted(int(u) for u in units[j][closes[j]]),
                 }
             )
         return out
@@ -662,27 +567,3 @@ def explore_slate(
         shown = ranked[:k]
     prop = (1 - cfg.epsilon) * (shown == ranked[:k]) + cfg.epsilon / pool
     return shown, prop, explored, pool
-
-
-def replicate_open_postings(items: pd.DataFrame, as_of: pd.Timestamp, n: int) -> pd.DataFrame:
-    """Load testing: copies of the postings open at ``as_of`` under new ids until ``n`` are open (each copy
-    keeps its original's features and closes 30 days after ``as_of``)."""
-    open_ = items[open_mask("posting", items, as_of)]
-    need = n - len(open_)
-    if need <= 0 or open_.empty:
-        return items
-    copies = open_.iloc[np.arange(need) % len(open_)].copy()
-    copies["posting_id"] = items["posting_id"].max() + 1 + np.arange(need)
-    copies["posting_attributes__close_days"] = as_of.value / 86_400e9 + 30
-    return pd.concat([items, copies], ignore_index=True)
-
-
-def _top_letters(scores: np.ndarray, n: int = 2) -> str:
-    order = np.argsort(-np.asarray(scores, float), kind="stable")[:n]
-    return "".join(LETTERS[i] for i in order)
-
-
-def _empty_history() -> pd.DataFrame:
-    return pd.DataFrame(
-        {"user": [], "item": [], "timestamp": pd.Series([], dtype="datetime64[ns, UTC]"), "weight": []}
-    )

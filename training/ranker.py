@@ -32,6 +32,12 @@ def protected_in(columns, protected=PROTECTED_DEFAULT) -> list[str]:
     return out
 
 
+def _matrix(X: pd.DataFrame) -> np.ndarray:
+    """The float32 matrix LightGBM fits and scores: one dtype for training and serving, so a value the
+    request path builds as float32 meets the same split thresholds it was trained on."""
+    return X.to_numpy(dtype=np.float32, na_value=np.nan)
+
+
 class LambdaRankRanker:
     def __init__(
         self,
@@ -137,14 +143,28 @@ class LambdaRankRanker:
                 raise RankerInputError(
                     f"position: need one non-negative integer per row ({len(X)} rows) (rule: positions)"
                 )
+        names = [str(c) for c in X.columns]
         train = lgb.Dataset(
-            X, label=np.asarray(y), group=np.asarray(group), position=pos, free_raw_data=False
+            _matrix(X),
+            label=np.asarray(y),
+            group=np.asarray(group),
+            position=pos,
+            feature_name=names,
+            free_raw_data=False,
         )
         valid, evals = [], {}
         if eval_set is not None:
             Xv, yv, gv = eval_set
             self._check(Xv, yv, gv)
-            valid = [lgb.Dataset(Xv, label=np.asarray(yv), group=np.asarray(gv), reference=train)]
+            valid = [
+                lgb.Dataset(
+                    _matrix(Xv[list(X.columns)]),
+                    label=np.asarray(yv),
+                    group=np.asarray(gv),
+                    feature_name=names,
+                    reference=train,
+                )
+            ]
         self.booster_ = lgb.train(
             self._lgb_params(),
             train,
@@ -157,13 +177,22 @@ class LambdaRankRanker:
         self.eval_history_ = evals
         return self
 
-    def predict(self, X: pd.DataFrame, num_threads: int = 1) -> np.ndarray:
+    def predict(self, X: pd.DataFrame | np.ndarray, num_threads: int = 1) -> np.ndarray:
+        """Scores of the rows of ``X``: a frame holding the feature columns, or a matrix whose columns are
+        ``feature_names_`` in that order (the request path's). Scored as float32, as trained."""
         if not hasattr(self, "booster_"):
             raise RankerInputError("the ranker is not fitted")
+        if isinstance(X, np.ndarray):
+            if X.ndim != 2 or X.shape[1] != len(self.feature_names_):
+                raise RankerInputError(
+                    f"matrix of shape {X.shape}: need {len(self.feature_names_)} columns, in the order "
+                    "of feature_names_ (rule: matrix input)"
+                )
+            return self.booster_.predict(np.asarray(X, dtype=np.float32), num_threads=num_threads)
         missing = [c for c in self.feature_names_ if c not in X.columns]
         if missing:
             raise RankerInputError(f"feature(s) {missing} missing at scoring time")
-        return self.booster_.predict(X[self.feature_names_], num_threads=num_threads)
+        return self.booster_.predict(_matrix(X[self.feature_names_]), num_threads=num_threads)
 
     def feature_importance(self) -> pd.Series:
         return pd.Series(self.booster_.feature_importance("gain"), index=self.feature_names_).sort_values(

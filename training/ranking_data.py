@@ -8,9 +8,11 @@ Each row carries its logged display position (``shown_position``; ``NOT_SHOWN`` 
 candidates), which the unbiased ranker uses to learn the position bias; it is never a feature.
 Requests without any positive label are dropped (LambdaRank learns nothing from them).
 
-Features of a row: the FeatureService of the item type read point-in-time from Feast (seeker and item
-views, full names), the pair features of :func:`features.pairs.pair_features`, and each stage-one
-source's rank of the item (``cand_rank_<source>``, ``n_candidates + 1`` when the source did not propose it).
+Features of a row (built by :mod:`training.request_path`, the same code the service runs): the seeker's
+point-in-time features from Feast, the item and occupation features of that day, the pair features,
+and each stage-one source's rank of the item (``cand_rank_<source>``, ``n_candidates + 1`` when the
+source did not propose it). They equal the item type's FeatureService read point-in-time from Feast
+plus :func:`features.pairs.pair_features` (tested).
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features import store as fstore
-from features.pairs import PairContext, pair_features
-from training.candidates.world import ITEM_KEY
+from training.request_path import ABSOLUTE_TIME
 
 LABEL = {"view": 1, "apply": 2, "enrol": 2, "register": 2, "hire": 3, "complete": 3, "acquire": 3}
 SERVICE = {"posting": "job_ranker_v1", "course": "course_ranker_v1", "certificate": "certificate_ranker_v1"}
@@ -88,41 +88,14 @@ def request_rows(
     return df
 
 
-def add_features(
-    rows: pd.DataFrame,
-    requests: pd.DataFrame,
-    item_type: str,
-    store,
-    ctx: PairContext,
-    item_occupation: np.ndarray | None = None,
-) -> pd.DataFrame:
-    """Join point-in-time Feast features (the ranker's FeatureService) and pair features onto ``rows``."""
-    key = ITEM_KEY[item_type]
-    req = requests.set_index("request_id")
-    entity = pd.DataFrame(
-        {
-            "seeker_id": req.loc[rows["request_id"], "seeker_id"].to_numpy(np.int64),
-            key: rows["item_id"].to_numpy(np.int64),
-            "event_timestamp": req.loc[rows["request_id"], "event_timestamp"].to_numpy(),
-        }
-    )
-    if item_type == "posting":
-        entity["occupation_id"] = item_occupation[entity[key].to_numpy()].astype(np.int64)
-    feats = fstore.historical_features(store, entity, SERVICE[item_type])
-    pairs = pair_features(feats, item_type, ctx)
-    out = pd.concat(
-        [rows.reset_index(drop=True), feats.drop(columns=["seeker_id", "event_timestamp"]), pairs], axis=1
-    )
-    out["seeker_id"] = entity["seeker_id"].to_numpy()
-    return out
-
-
 def feature_columns(frame: pd.DataFrame) -> list[str]:
     """The numeric, non-identifier columns of a row frame (lists, ids and timestamps excluded: an id such
-    as ``posting_attributes__employer_id`` carries no order, so it is not a number to split on)."""
+    as ``posting_attributes__employer_id`` carries no order, so it is not a number to split on; nor
+    absolute moments such as ``posting_attributes__open_days``, whose relative versions are pair features)."""
     cols = []
     for c in frame.columns:
-        if c in NON_FEATURES or c == "item_id" or str(c).split("__")[-1].endswith("_id"):
+        leaf = str(c).split("__")[-1]
+        if c in NON_FEATURES or c == "item_id" or leaf.endswith("_id") or leaf in ABSOLUTE_TIME:
             continue
         if pd.api.types.is_numeric_dtype(frame[c].dtype) and not pd.api.types.is_bool_dtype(frame[c].dtype):
             cols.append(c)

@@ -20,20 +20,23 @@ from tqdm import tqdm
 from evaluation.metrics import ndcg_at_k
 from evaluation.stats import ratio_ci
 from features import store as fstore
-from features.item_index import item_features
+from features.pair_arrays import SeekerArrays, days, occupation_features
 from jobcare.config import CandidatesConfig
 from jobcare.errors import JobcareError
-from training.candidates.evaluate import (
-    OfferIndex,
-    StageOne,
-    allowed_items,
-    candidates_for,
-    fit_stage_one,
-    union_at,
-)
-from training.candidates.world import ITEM_KEY, open_mask, seeker_side_table
+from training.candidates.evaluate import StageOne, fit_stage_one, union_at
+from training.candidates.world import ITEM_KEY, seeker_side_table
 from training.ranker import LambdaRankRanker
-from training.ranking_data import add_features, feature_columns, request_rows, session_labels
+from training.ranking_data import feature_columns, request_rows, session_labels
+from training.request_path import (
+    OfferIndex,
+    RankerPlan,
+    ReplayDays,
+    allowed_mask,
+    default_features,
+    key_lists,
+    occupation_columns,
+    stage_one,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +119,10 @@ def build_rows(
     lab_by = {sid: dict(zip(g["item_id"], g["label"])) for sid, g in labels.groupby("session_id")}
     offers = OfferIndex(t, item_type)
     key = ITEM_KEY[item_type]
-    day_items: dict = {}
+    replay = ReplayDays(repo, item_type, ctx, stage)
+    seeker_columns = fstore.scalar_columns(store.get_feature_service("seeker_online_v1"))
+    occ_columns = occupation_columns(repo) if item_type == "posting" else None
+    plans: dict = {}  # per compiled day: the rows' feature columns (every input a ranker may use)
     parts, als_inputs = [], []
     for i in tqdm(range(len(requests)), desc=f"{item_type} requests", disable=not show_progress):
         s, ts, sid = (
@@ -124,25 +130,32 @@ def build_rows(
             requests.at[i, "event_timestamp"],
             requests.at[i, "session_id"],
         )
-        day = ts.floor("D")
-        if day not in day_items:
-            at = day + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
-            day_items = {
-                day: (
-                    item_features(repo, item_type, at),
-                    item_features(repo, "posting", at) if item_type == "certificate" else None,
-                )
-            }
-        items_day, postings_day = day_items[day]
-        items = allowed_items(offers, s, ts, items_day, qfeat.at[i, "seeker_competency__certificate_ids"])
+        items, sidx, postings = replay.at(ts)
+        seeker = SeekerArrays.from_row(qfeat.iloc[i], ctx, s)
+        mask = allowed_mask(items, offers, s, ts, seeker.certificates)
         hist = offers.history(s, ts, cfg.event_weights)
-        op = postings_day[open_mask("posting", postings_day, ts)] if postings_day is not None else None
-        lists = candidates_for(
-            stage, ctx, item_type, qfeat.iloc[i], ts, items, user_emb[i], hist, start, cfg.n_candidates, op
+        now = days(ts)
+        occ = occupation_features(seeker, ctx)
+        lists = key_lists(
+            items,
+            stage_one(
+                sidx,
+                items,
+                ctx,
+                seeker,
+                mask,
+                now,
+                user_emb[i],
+                hist,
+                start,
+                cfg.n_candidates,
+                tuple(cfg.quotas),
+                occ,
+                replay.demand(items, postings, ts),
+            ),
         )
-        lists = {k: v for k, v in lists.items() if k in cfg.quotas}
         newer = bool(len(hist)) and bool((hist["timestamp"] >= start).any())
-        als_inputs.append((s, items[key].to_numpy(np.int64), hist if newer else None))
+        als_inputs.append((s, items.keys[mask], hist if newer else None))
         rows = request_rows(
             i,
             sid,
@@ -154,15 +167,24 @@ def build_rows(
             rng,
             require_positive=positive_only,
         )
-        if rows is not None:
-            # bookkeeping for val_recall_at_100: is the item in the 100-candidate union?
-            rows["in_union_100"] = np.isin(
-                rows["item_id"], union_at(lists, cfg.quotas, 100, cfg.n_candidates)
+        if rows is None:
+            continue
+        # bookkeeping for val_recall_at_100: is the item in the 100-candidate union?
+        rows["in_union_100"] = np.isin(rows["item_id"], union_at(lists, cfg.quotas, 100, cfg.n_candidates))
+        if id(items) not in plans:
+            names = default_features(item_type, seeker_columns, items, occ_columns, (), absolute_time=True)
+            plans = {id(items): RankerPlan(item_type, names, seeker_columns, items, occ_columns)}
+        plan = plans[id(items)]
+        pos = items.positions(rows["item_id"].to_numpy())
+        if (pos < 0).any():
+            raise JobcareError(
+                f"{item_type} request {i}: items {rows['item_id'][pos < 0].tolist()[:5]} have no features "
+                f"on {ts.date()} (rule: a shown or candidate item exists at the request)"
             )
-            parts.append(rows)
+        X = plan.matrix(seeker, items, pos, now, ctx, occ_feats=occ)
+        feats = pd.DataFrame(X, columns=plan.features, index=rows.index)
+        parts.append(pd.concat([rows, feats], axis=1).assign(seeker_id=s))
     rows = pd.concat(parts, ignore_index=True)
-    occ = t["postings"]["occupation_id"].to_numpy() if item_type == "posting" else None
-    rows = add_features(rows, requests, item_type, store, ctx, occ)
     rows[key] = rows["item_id"]
     return RankerData(
         rows.sort_values(["request_id", "item_id"], kind="stable").reset_index(drop=True),

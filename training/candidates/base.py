@@ -24,14 +24,21 @@ class NotFittedError(JobcareError):
 
 
 def top_k(items: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best (item, score) pairs, best first; ties broken by position (stable); NaN scores dropped."""
+    """The k best (item, score) pairs, best first; NaN scores dropped.
+
+    Deterministic: ordered by score, ties by position in ``items``, including the ties at the k-th
+    score (argpartition alone would keep an arbitrary subset of those)."""
     ok = ~np.isnan(scores)
-    items, scores = items[ok], scores[ok]
-    if k < items.size:
-        part = np.argpartition(-scores, k - 1)[:k]
-        part = part[np.lexsort((part, -scores[part]))]
+    if not ok.all():
+        items, scores = items[ok], scores[ok]
+    n = items.size
+    if 0 < k < n:
+        kth = np.partition(scores, n - k)[n - k]  # the k-th largest score
+        above = np.flatnonzero(scores > kth)
+        part = np.concatenate([above, np.flatnonzero(scores == kth)[: k - above.size]])
     else:
-        part = np.lexsort((np.arange(items.size), -scores))
+        part = np.arange(n if k > 0 else 0)
+    part = part[np.lexsort((part, -scores[part]))]
     return items[part], scores[part]
 
 

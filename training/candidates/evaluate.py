@@ -20,17 +20,17 @@ from tqdm import tqdm
 
 from features import store as fstore
 from features.item_index import item_features
+from features.pair_arrays import SeekerArrays, days, occupation_features
 from features.pairs import PairContext
 from jobcare.config import CandidatesConfig
 from jobcare.world.io import read_manifest, read_tables
 from training.candidates.als import ALSRecommender
-from training.candidates.base import top_k
 from training.candidates.popularity import PopularityRecommender
-from training.candidates.rules import rule_scores
 from training.candidates.two_tower import TwoTowerRecommender
 from training.candidates.union import union
-from training.candidates.world import ACTION, ITEM_KEY, item_side_table, open_mask, seeker_side_table
+from training.candidates.world import ACTION, item_side_table, seeker_side_table
 from training.interactions import world_interactions
+from training.request_path import OfferIndex, ReplayDays, allowed_mask, context, key_lists, stage_one
 
 log = logging.getLogger(__name__)
 SOURCES = ["als", "two_tower", "rules", "popularity", "union", "oracle"]
@@ -47,12 +47,6 @@ class StageOne:
     als: ALSRecommender
     two_tower: TwoTowerRecommender
     fit_seconds: dict = field(default_factory=dict)
-
-
-def context(repo: Path, n_units: int) -> PairContext:
-    return PairContext.from_occupation_profile(
-        pd.read_parquet(Path(repo) / "data" / "occupation_profile.parquet"), n_units
-    )
 
 
 def fit_stage_one(
@@ -106,111 +100,6 @@ def build_queries(t: dict, item_type: str, start: pd.Timestamp, max_queries: int
     return q.sort_values("event_timestamp", kind="stable").reset_index(drop=True)
 
 
-class OfferIndex:
-    """Per item type, what limits the offer at a moment, indexed once per replay (not per request):
-    capacity events (hires fill postings, enrolments fill courses), each seeker's blocking events
-    (applied, enrolled, registered or acquired) and each seeker's events for ALS history."""
-
-    _BLOCKING = {"posting": ["apply"], "course": ["enrol"], "certificate": ["register", "acquire"]}
-    _CAPACITY = {
-        "posting": ("hire", "postings", "posting_id", "headcount"),
-        "course": ("enrol", "courses", "course_id", "capacity"),
-    }
-
-    def __init__(self, t: dict, item_type: str):
-        ev = t["events"]
-        self.item_type = item_type
-        self.events = ev
-        self._by_seeker = ev.groupby("seeker_id").indices
-        b = ev[(ev["item_type"] == item_type) & ev["event_type"].isin(self._BLOCKING[item_type])]
-        self._blocked = {s: (_us(g["ts"]), g["item_id"].to_numpy()) for s, g in b.groupby("seeker_id")}
-        self._cap = None
-        if item_type in self._CAPACITY:
-            kind, table, key, limit = self._CAPACITY[item_type]
-            c = ev[(ev["item_type"] == item_type) & (ev["event_type"] == kind)].sort_values(
-                "ts", kind="stable"
-            )
-            ids = t[table][key].to_numpy()
-            self._cap = (_us(c["ts"]), c["item_id"].to_numpy(), ids, t[table][limit].to_numpy())
-
-    def closed(self, ts: pd.Timestamp) -> np.ndarray:
-        """Items full at ``ts`` (capacity events at or before ``ts``)."""
-        if self._cap is None:
-            return np.zeros(0, np.int64)
-        cts, items, ids, limit = self._cap
-        n = np.searchsorted(cts, ts.value // 1000, side="right")
-        used = np.bincount(items[:n], minlength=ids.max() + 1)[ids]
-        return ids[used >= limit]
-
-    def blocked(self, seeker: int, ts: pd.Timestamp) -> np.ndarray:
-        """Items the seeker already acted on before ``ts``."""
-        if seeker not in self._blocked:
-            return np.zeros(0, np.int64)
-        bts, items = self._blocked[seeker]
-        return items[bts < ts.value // 1000]
-
-    def history(self, seeker: int, ts: pd.Timestamp, weights) -> pd.DataFrame:
-        """The seeker's weighted interactions with this item type before ``ts``."""
-        rows = self._by_seeker.get(seeker, np.zeros(0, np.int64))
-        return world_interactions(self.events.iloc[rows], self.item_type, ts, weights)
-
-
-def _us(ts: pd.Series) -> np.ndarray:
-    """Timestamps as int64 microseconds since the epoch (UTC)."""
-    return ts.to_numpy(dtype="datetime64[us]").astype("int64")
-
-
-def allowed_items(
-    index: OfferIndex, seeker: int, ts: pd.Timestamp, items: pd.DataFrame, held_certificates
-) -> pd.DataFrame:
-    """The items the seeker may be offered at ``ts``: open (postings not yet closed or filled, courses still
-    recruiting with seats), not already applied to / enrolled in, certificates not held or pending."""
-    key = ITEM_KEY[index.item_type]
-    items = items[open_mask(index.item_type, items, ts)]
-    gone = [index.closed(ts), index.blocked(seeker, ts)]
-    if index.item_type == "certificate" and held_certificates is not None:
-        gone.append(np.asarray(held_certificates, dtype=np.int64))
-    return items[~items[key].isin(np.concatenate(gone))].reset_index(drop=True)
-
-
-def candidates_for(
-    stage: StageOne,
-    ctx: PairContext,
-    item_type: str,
-    seeker_row: pd.Series,
-    ts: pd.Timestamp,
-    items: pd.DataFrame,
-    user_vec: np.ndarray,
-    history: pd.DataFrame,
-    trained_until: pd.Timestamp,
-    k: int,
-    open_postings: pd.DataFrame | None = None,
-) -> dict[str, np.ndarray]:
-    """Each source's top ``k`` of the allowed ``items`` for one request.
-
-    ALS uses the trained factor, or one recomputed from ``history`` when the seeker acted after
-    ``trained_until`` (recalculate_user); the two-tower scores the precomputed item embeddings against
-    ``user_vec``; rules score the pair features of (seeker, item) at ``ts``.
-    """
-    key = ITEM_KEY[item_type]
-    allowed = items[key].to_numpy(np.int64)
-    s = int(seeker_row["seeker_id"])
-    newer = bool(len(history)) and bool((history["timestamp"] >= trained_until).any())
-    out = {"als": stage.als.recommend(s, k, items=allowed, history=history if newer else None)[0]}
-    emb = stage.two_tower.item_embeddings_[pd.Index(stage.two_tower.item_keys_).get_indexer(allowed)]
-    out["two_tower"] = top_k(allowed, emb @ user_vec, k)[0]
-    out["popularity"] = stage.popularity.recommend(s, k, items=allowed)[0]
-    frame = items.copy()
-    for c, v in seeker_row.items():
-        if "__" in c:
-            frame[c] = [v] * len(frame)
-    frame["event_timestamp"] = ts
-    out["rules"] = top_k(
-        allowed, np.asarray(rule_scores(item_type, frame, ctx, open_postings), dtype=float), k
-    )[0]
-    return out
-
-
 def union_at(lists: dict[str, np.ndarray], quotas: dict[str, int], k: int, n: int) -> np.ndarray:
     """The union cut to ``k`` candidates, with each source's quota scaled by k / n (a candidate set of
     size k, not the first k of a larger set)."""
@@ -237,37 +126,37 @@ def evaluate_item_type(
     user_emb = stage.two_tower.embed_users(seeker_side_table(qfeat))
     offers = OfferIndex(t, item_type)
     weights = cfg.event_weights
-    key = ITEM_KEY[item_type]
-    postings_by_day: dict = {}
-    items_by_day: dict = {}
+    replay = ReplayDays(repo, item_type, ctx, stage)
     hits = {s: {seg: {k: [] for k in KS} for seg in SEGMENTS} for s in SOURCES}
     K = cfg.n_candidates
     for i in tqdm(range(len(q)), desc=f"replay {item_type} requests", disable=not show_progress):
         s, ts, relevant = int(q.at[i, "seeker_id"]), q.at[i, "event_timestamp"], set(q.at[i, "relevant"])
-        day = ts.floor("D")
-        if day not in items_by_day:
-            items_by_day = {
-                day: item_features(repo, item_type, day + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1))
-            }
-            if item_type == "certificate":
-                postings_by_day = {
-                    day: item_features(
-                        repo, "posting", day + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
-                    )
-                }
-        items = allowed_items(
-            offers, s, ts, items_by_day[day], qfeat.at[i, "seeker_competency__certificate_ids"]
-        )
-        allowed = items[key].to_numpy(np.int64)
+        items, sidx, postings = replay.at(ts)
+        seeker = SeekerArrays.from_row(qfeat.iloc[i], ctx, s)
+        mask = allowed_mask(items, offers, s, ts, seeker.certificates)
+        allowed = items.keys[mask]
         rel = relevant & set(allowed.tolist())
         if not rel:
             continue
         hist = offers.history(s, ts, weights)
-        op = None
-        if item_type == "certificate":
-            op = postings_by_day[day]
-            op = op[open_mask("posting", op, ts)]
-        lists = candidates_for(stage, ctx, item_type, qfeat.iloc[i], ts, items, user_emb[i], hist, T, K, op)
+        occ = occupation_features(seeker, ctx)
+        lists = key_lists(
+            items,
+            stage_one(
+                sidx,
+                items,
+                ctx,
+                seeker,
+                mask,
+                days(ts),
+                user_emb[i],
+                hist,
+                T,
+                K,
+                occ_feats=occ,
+                demand=replay.demand(items, postings, ts),
+            ),
+        )
         unions = {k: union_at(lists, cfg.quotas, k, K) for k in KS}
         lists["oracle"] = oracle.rank(item_type, s, ts, k=K, items=allowed)[0]
         warm = stage.als.users_.index([s])[0] >= 0

@@ -1,50 +1,75 @@
-"""Rule-based candidates, built on the pair features (the same function the ranker uses).
+"""Rule-based candidates, built on the pair features (the same features the ranker uses).
 
 - postings: desired occupation (2) + same region (1) + popularity applies_7d / (1 + applies_7d);
 - courses: closure of the desired occupation's competency gap (3), desired occupation / group,
   same region, new units taught;
 - certificates: demand by open postings of the desired occupations that require it (share), plus
   relevance of its units to the desired occupations and readiness; held ones are filtered out.
+
+Scores are computed over arrays for one seeker (the request path); the arithmetic follows the
+reference (pandas ``pair_features`` in float32, popularity and demand in float64) so both rank alike.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
-from features.pairs import PairContext, pad_lists, pair_features
+from features.item_arrays import ItemArrays
+from features.pair_arrays import SeekerArrays, occupation_features, pair_matrix
+from features.pairs import PairContext
+
+COURSE = (
+    "desired_gap_closure",
+    "desired_occupation_match",
+    "desired_group_match",
+    "same_region",
+    "new_unit_share",
+)
+CERTIFICATE = ("desired_requires_units", "desired_group_match", "readiness", "already_held")
 
 
 def rule_scores(
-    item_type: str, pairs_frame: pd.DataFrame, ctx: PairContext, open_postings: pd.DataFrame | None = None
+    item_type: str,
+    seeker: SeekerArrays,
+    items: ItemArrays,
+    idx: np.ndarray,
+    now: float,
+    ctx: PairContext,
+    occ_feats: dict | None = None,
+    demand: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Scores for each row of ``pairs_frame`` (seeker columns + item columns + event_timestamp)."""
-    f = pair_features(pairs_frame, item_type, ctx)
+    """Rule scores (float64) of the items at positions ``idx`` for ``seeker`` at ``now`` (days).
+
+    ``demand`` (certificates): :func:`features.item_arrays.certificate_demand` of the open postings."""
+    occ_feats = occupation_features(seeker, ctx) if occ_feats is None else occ_feats
     if item_type == "posting":
-        pop = pairs_frame["posting_popularity__applies_7d"].fillna(0).to_numpy(np.float64)
-        return 2 * f["desired_occupation_match"] + f["same_region"] + pop / (1 + pop)
+        match = occ_feats["desired_occupation_match"][items.occ[idx]]
+        same = (items.region[idx] == seeker.region).astype(np.float32)
+        pop = np.nan_to_num(items.num["posting_popularity__applies_7d"][idx], nan=0.0)
+        return (2 * match + same) + pop / (1 + pop)
     if item_type == "course":
+        f = pair_matrix(item_type, seeker, items, idx, now, ctx, occ_feats, COURSE)
         return (
             3 * f["desired_gap_closure"]
             + 1.5 * f["desired_occupation_match"]
             + 0.5 * f["desired_group_match"]
             + f["same_region"]
             + 0.5 * f["new_unit_share"]
-        ).to_numpy()
-    demand = np.zeros(len(pairs_frame))
-    if open_postings is not None and len(open_postings):
-        desired = pad_lists(pairs_frame["seeker_profile__desired_occupation_ids"], -1, 3)
-        occ = open_postings["posting_attributes__occupation_id"].to_numpy(np.int64)
-        req = pad_lists(open_postings["posting_attributes__required_certificate_ids"], -1)
-        cert = pairs_frame["certificate_id"].to_numpy(np.int64)
-        for r in range(len(pairs_frame)):
-            of_desired = np.isin(occ, desired[r][desired[r] >= 0])
-            if of_desired.any():
-                demand[r] = (req[of_desired] == cert[r]).any(axis=1).mean()
+        ).astype(np.float64)
+    f = pair_matrix(item_type, seeker, items, idx, now, ctx, occ_feats, CERTIFICATE)
+    share = np.zeros(idx.size)
+    desired = np.unique(seeker.desired[seeker.desired >= 0])
+    if demand is not None and desired.size:
+        n_open, count = demand
+        n = n_open[desired].sum()
+        if n > 0:
+            cert = items.keys[idx]
+            ok = cert < count.shape[1]
+            share[ok] = count[np.ix_(desired, cert[ok])].sum(axis=0) / n
     return (
-        3 * demand
+        3 * share
         + 2 * f["desired_requires_units"]
         + f["desired_group_match"]
         + 0.5 * f["readiness"]
         - 10 * f["already_held"]
-    ).to_numpy()
+    )

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.item_arrays import ITEM_KEY
 from features.pairs import PairContext
 from jobcare.world.simulate import APPLY_EVENT
 from jobcare.world.taxonomy import RIASEC, WORK_VALUES
 
-ITEM_KEY = {"posting": "posting_id", "course": "course_id", "certificate": "certificate_id"}
 ACTION = APPLY_EVENT  # the event a recommendation aims at, per item type
 
 

@@ -1,0 +1,127 @@
+"""Item features compiled into arrays aligned to one item index (the request path's item side).
+
+:class:`ItemArrays` is built once from an item-feature frame as of a moment
+(:func:`features.item_index.item_features`, Feast column names) and never changes: the serving state
+compiles one per refresh, a training replay one per simulated day. Row ``i`` is item ``keys[i]``; keys
+are ascending, so "position in the index" and "item id order" agree and ties broken by position are
+ties broken by id, as in the reference path.
+
+Shapes (``n`` items): ``num[col]`` (n,) float64 (NaN where Feast has no value); ``occ`` / ``region``
+(n,) int64; ``units`` / ``unit_levels`` (n, W) int64, padded with ``n_units`` / 0; ``req_certs`` (n, C)
+int64 padded with -1 (postings only). List widths are the maximum over the whole catalogue, so one
+item's values never depend on which other items are scored with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.pairs import ITEM_VIEW, OCCUPATION_COLUMN, PairContext, pad_lists
+from jobcare.errors import JobcareError
+
+ITEM_KEY = {"posting": "posting_id", "course": "course_id", "certificate": "certificate_id"}
+REGION_FIELD = {"posting": "region_id", "course": "region_id"}
+
+
+class ItemStateError(JobcareError):
+    """An item-feature frame cannot be compiled (no occupation, duplicate ids)."""
+
+
+def _as_float(s: pd.Series) -> np.ndarray:
+    return pd.to_numeric(s, errors="coerce").to_numpy(np.float64, na_value=np.nan)
+
+
+@dataclass(frozen=True)
+class ItemArrays:
+    item_type: str
+    keys: np.ndarray
+    frame: pd.DataFrame
+    num: dict
+    occ: np.ndarray
+    region: np.ndarray | None
+    units: np.ndarray | None
+    unit_levels: np.ndarray | None
+    req_certs: np.ndarray | None
+    _pos: np.ndarray
+
+    @classmethod
+    def compile(cls, item_type: str, items: pd.DataFrame, ctx: PairContext) -> ItemArrays:
+        """Arrays of every row of ``items`` (one row per item id, columns ``<view>__<field>``)."""
+        key = ITEM_KEY[item_type]
+        items = items.sort_values(key, kind="stable").reset_index(drop=True)
+        keys = items[key].to_numpy(np.int64)
+        if keys.size and (np.diff(keys) == 0).any():
+            dup = keys[1:][np.diff(keys) == 0][:5].tolist()
+            raise ItemStateError(
+                f"{item_type} features: item ids {dup} appear twice (rule: one row per item)"
+            )
+        view = ITEM_VIEW[item_type]
+        occ_col = f"{view}__{OCCUPATION_COLUMN[item_type]}"
+        occ = items[occ_col]
+        if occ.isna().any():
+            bad = keys[occ.isna().to_numpy()][:5].tolist()
+            raise ItemStateError(
+                f"{item_type} features: {occ_col} is null for items {bad} (rule: occupation)"
+            )
+        num = {
+            c: _as_float(items[c])
+            for c in items.columns
+            if c != key and pd.api.types.is_numeric_dtype(items[c].dtype)
+        }
+        region = (
+            items[f"{view}__{REGION_FIELD[item_type]}"].to_numpy(np.int64)
+            if item_type in REGION_FIELD
+            else None
+        )
+        units = levels = req = None
+        if item_type in ("course", "certificate"):
+            units = pad_lists(items[f"{view}__unit_ids"], ctx.n_units)
+            levels = pad_lists(items[f"{view}__unit_levels"], 0, units.shape[1])
+        if item_type == "posting":
+            req = pad_lists(items[f"{view}__required_certificate_ids"], -1)
+        pos = np.full(int(keys.max()) + 1 if keys.size else 0, -1, np.int64)
+        pos[keys] = np.arange(keys.size)
+        return cls(item_type, keys, items, num, occ.to_numpy(np.int64), region, units, levels, req, pos)
+
+    def __len__(self) -> int:
+        return self.keys.size
+
+    def positions(self, ids) -> np.ndarray:
+        """Index positions of item ``ids`` (-1 for ids not in the index)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        ok = (ids >= 0) & (ids < self._pos.size)
+        out = np.full(ids.size, -1, np.int64)
+        out[ok] = self._pos[ids[ok]]
+        return out
+
+    def open_mask(self, ts: pd.Timestamp) -> np.ndarray:
+        """Items that can be acted on at ``ts`` (postings open, courses recruiting; certificates always)."""
+        now = pd.Timestamp(ts).value / 86_400e9
+        v = ITEM_VIEW[self.item_type]
+        if self.item_type == "posting":
+            return (self.num[f"{v}__open_days"] <= now) & (self.num[f"{v}__close_days"] > now)
+        if self.item_type == "course":
+            return (self.num[f"{v}__recruit_start_days"] <= now) & (self.num[f"{v}__start_days"] > now)
+        return np.ones(len(self), dtype=bool)
+
+
+def certificate_demand(postings: ItemArrays, open_: np.ndarray, n_occupations: int, n_certificates: int):
+    """Per occupation: open postings (n_occ,) and open postings requiring each certificate (n_occ, n_cert).
+
+    What the certificate rule needs from the open postings: the share of the desired occupations' open
+    postings that require a certificate is ``count[desired].sum(0) / n_open[desired].sum()``.
+    """
+    occ = postings.occ[open_]
+    n_open = np.bincount(occ, minlength=n_occupations).astype(np.int64)
+    req = postings.req_certs[open_]
+    count = np.zeros((n_occupations, n_certificates), np.int64)
+    if req.size:
+        rows = np.repeat(np.arange(req.shape[0]), req.shape[1])
+        flat = req.ravel()
+        ok = (flat >= 0) & (flat < n_certificates)
+        pairs = np.unique(np.stack([rows[ok], flat[ok]], axis=1), axis=0)  # a posting counts once per cert
+        np.add.at(count, (occ[pairs[:, 0]], pairs[:, 1]), 1)
+    return n_open, count

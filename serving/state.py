@@ -1,0 +1,106 @@
+"""The service's immutable state: item arrays compiled once per refresh and each A/B arm's compiled models.
+
+A refresh (every ``item_refresh_seconds``, and on a model reload) builds a new :class:`State` and the
+engine swaps the reference under a lock, so a request in flight keeps the state it started with.
+Compiled per item type: :class:`features.item_arrays.ItemArrays` (item features as of the service
+clock), the static allowed mask (open, not filled, recruiting), the offer index (capacity, blocking
+events, histories) and, for certificates, the demand of the open postings. Compiled per variant and
+item type: the stage one's :class:`training.request_path.StageIndex` (ALS factor rows, two-tower item
+embeddings, popularity) and the ranker's :class:`training.request_path.RankerPlan`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.item_arrays import ItemArrays, certificate_demand
+from jobcare.config import EventWeights
+from training.bundle import Bundle
+from training.candidates.evaluate import StageOne
+from training.candidates.world import item_side_table, open_mask
+from training.request_path import OfferIndex, RankerPlan, StageIndex, static_mask
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The models one A/B arm serves: per item type a registry version, its bundle and their compiled
+    forms over the current item arrays."""
+
+    alias: str
+    versions: dict
+    bundles: dict
+    stages: dict  # item type -> StageIndex over the state's ItemArrays
+    plans: dict  # item type -> RankerPlan of the bundle's ranker
+    history: dict  # item type -> (EventWeights, trained_until) for ALS's seeker histories
+
+
+@dataclass(frozen=True)
+class State:
+    as_of: pd.Timestamp
+    items: dict  # item type -> item features frame as of ``as_of`` (Feast column names)
+    arrays: dict  # item type -> ItemArrays of ``items``
+    base: dict  # item type -> static allowed mask at ``as_of`` (open, not full)
+    offers: dict  # item type -> OfferIndex (capacity, blocking events, histories)
+    demand: tuple | None  # certificate rule: (open postings, open postings requiring) per occupation
+    variants: dict  # alias -> Variant
+
+
+def compile_items(items: dict, offers: dict, as_of: pd.Timestamp, ctx) -> tuple[dict, dict, tuple]:
+    """ItemArrays, static masks and the certificate demand of item frames as of ``as_of``."""
+    arrays = {it: ItemArrays.compile(it, frame, ctx) for it, frame in items.items()}
+    base = {it: static_mask(arrays[it], offers[it], as_of) for it in offers}
+    cert = arrays["certificate"]
+    n_cert = int(cert.keys.max()) + 1 if len(cert) else 0
+    post = arrays["posting"]
+    demand = certificate_demand(post, post.open_mask(as_of), ctx.group.size, n_cert)
+    return arrays, base, demand
+
+
+def compile_variant(
+    alias: str, versions: dict, bundles: dict, items: dict, arrays: dict, ctx, seeker_columns, occ_columns
+) -> Variant:
+    """Each bundle's stage one over the current items (two-tower embeds every item once) and ranker plan."""
+    stages, plans = {}, {}
+    for it, b in bundles.items():
+        tt = copy.copy(b.two_tower)  # own item index per state; the bundle stays untouched
+        tt.set_item_index(item_side_table(it, items[it], ctx))
+        stages[it] = StageIndex.compile(StageOne(it, b.popularity, b.als, tt), arrays[it])
+        plans[it] = RankerPlan(
+            it, b.features, seeker_columns, arrays[it], occ_columns if it == "posting" else None
+        )
+    return Variant(alias, versions, bundles, stages, plans, history_params(bundles))
+
+
+def history_params(bundles: dict) -> dict:
+    """Parsed once per model load, not per request."""
+    return {
+        it: (
+            EventWeights(**b.meta.get("event_weights", {})),
+            pd.Timestamp(b.meta.get("trained_until", "1970-01-01T00:00:00Z")),
+        )
+        for it, b in bundles.items()
+    }
+
+
+def offer_indexes(tables: dict, item_types) -> dict:
+    return {it: OfferIndex(tables, it) for it in item_types}
+
+
+def replicate_open_postings(items: pd.DataFrame, as_of: pd.Timestamp, n: int) -> pd.DataFrame:
+    """Load testing: copies of the postings open at ``as_of`` under new ids until ``n`` are open (each copy
+    keeps its original's features and closes 30 days after ``as_of``)."""
+    open_ = items[open_mask("posting", items, as_of)]
+    need = n - len(open_)
+    if need <= 0 or open_.empty:
+        return items
+    copies = open_.iloc[np.arange(need) % len(open_)].copy()
+    copies["posting_id"] = items["posting_id"].max() + 1 + np.arange(need)
+    copies["posting_attributes__close_days"] = as_of.value / 86_400e9 + 30
+    return pd.concat([items, copies], ignore_index=True)
+
+
+__all__ = ["Bundle", "State", "Variant", "compile_items", "compile_variant", "replicate_open_postings"]

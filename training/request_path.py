@@ -1,0 +1,451 @@
+"""The request path: given a seeker at time t, the allowed items, stage one's lists, the union and the
+ranker matrix. Training replays requests through it (ranker rows, the stage-one recall table, the
+explore protocol) and the service calls it for one seeker, so both build identical ranker inputs.
+
+Everything item-side is compiled once (:class:`features.item_arrays.ItemArrays` per refresh or replay
+day, :class:`StageIndex` per model over it, :class:`RankerPlan` per model); per request only the
+seeker-specific part is computed: the allowed mask (blocked items, filters), the seeker x occupation
+features for every occupation, each source's scores over the allowed items with an argpartition top k,
+the union on integer positions and the float32 ranker matrix of the ~300 candidates in the model's
+column order. Positions index the :class:`ItemArrays` (ascending item ids), so every tie is broken by
+item id, as in the reference path (``tests/reference_path.py``: pandas frames and
+:func:`features.pairs.pair_features`, kept to test this module against).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.item_arrays import ITEM_KEY, ItemArrays, certificate_demand
+from features.item_index import item_features
+from features.pair_arrays import SeekerArrays, occupation_features, pair_matrix
+from features.pairs import PAIR_FEATURES, PairContext
+from jobcare.errors import JobcareError
+from training.candidates.base import top_k
+from training.candidates.rules import rule_scores
+from training.candidates.union import union
+from training.interactions import world_interactions
+
+SOURCE_ORDER = ("als", "two_tower", "popularity", "rules")
+# moments stored as days since the epoch: the relative versions are pair features (days_since_open, ...);
+# the absolute ones would let the ranker learn the calendar of its training window
+ABSOLUTE_TIME = frozenset({"registered_days", "open_days", "close_days", "recruit_start_days", "start_days"})
+
+
+class RequestPathError(JobcareError):
+    """A model asks for an input the request path cannot build (which feature, which rule)."""
+
+
+def context(repo: Path, n_units: int) -> PairContext:
+    return PairContext.from_occupation_profile(
+        pd.read_parquet(Path(repo) / "data" / "occupation_profile.parquet"), n_units
+    )
+
+
+def occupation_columns(repo: Path) -> dict[str, np.ndarray]:
+    """The numeric ``occupation_profile__*`` features indexed by occupation id (latest row per id)."""
+    occ = pd.read_parquet(Path(repo) / "data" / "occupation_profile.parquet")
+    occ = occ.sort_values(["occupation_id", "event_timestamp"]).drop_duplicates("occupation_id", keep="last")
+    occ = occ.set_index("occupation_id").sort_index()
+    return {
+        f"occupation_profile__{c}": occ[c].to_numpy(np.float64)
+        for c in occ.columns
+        if c not in ("event_timestamp", "created_timestamp") and pd.api.types.is_numeric_dtype(occ[c].dtype)
+    }
+
+
+# ------------------------------------------------------------------------------------------ the offer
+class OfferIndex:
+    """Per item type, what limits the offer at a moment, indexed once per replay (not per request):
+    capacity events (hires fill postings, enrolments fill courses), each seeker's blocking events
+    (applied, enrolled, registered or acquired) and each seeker's events for ALS history."""
+
+    _BLOCKING = {"posting": ["apply"], "course": ["enrol"], "certificate": ["register", "acquire"]}
+    _CAPACITY = {
+        "posting": ("hire", "postings", "posting_id", "headcount"),
+        "course": ("enrol", "courses", "course_id", "capacity"),
+    }
+
+    def __init__(self, t: dict, item_type: str):
+        ev = t["events"]
+        self.item_type = item_type
+        self.events = ev
+        self._by_seeker = ev.groupby("seeker_id").indices
+        b = ev[(ev["item_type"] == item_type) & ev["event_type"].isin(self._BLOCKING[item_type])]
+        self._blocked = {s: (_us(g["ts"]), g["item_id"].to_numpy()) for s, g in b.groupby("seeker_id")}
+        self._cap = None
+        if item_type in self._CAPACITY:
+            kind, table, key, limit = self._CAPACITY[item_type]
+            c = ev[(ev["item_type"] == item_type) & (ev["event_type"] == kind)].sort_values(
+                "ts", kind="stable"
+            )
+            ids = t[table][key].to_numpy()
+            self._cap = (_us(c["ts"]), c["item_id"].to_numpy(), ids, t[table][limit].to_numpy())
+
+    def closed(self, ts: pd.Timestamp) -> np.ndarray:
+        """Items full at ``ts`` (capacity events at or before ``ts``)."""
+        if self._cap is None:
+            return np.zeros(0, np.int64)
+        cts, items, ids, limit = self._cap
+        n = np.searchsorted(cts, ts.value // 1000, side="right")
+        used = np.bincount(items[:n], minlength=ids.max() + 1)[ids]
+        return ids[used >= limit]
+
+    def blocked(self, seeker: int, ts: pd.Timestamp) -> np.ndarray:
+        """Items the seeker already acted on before ``ts``."""
+        if seeker not in self._blocked:
+            return np.zeros(0, np.int64)
+        bts, items = self._blocked[seeker]
+        return items[bts < ts.value // 1000]
+
+    def history(self, seeker: int, ts: pd.Timestamp, weights) -> pd.DataFrame:
+        """The seeker's weighted interactions with this item type before ``ts``."""
+        rows = self._by_seeker.get(seeker, np.zeros(0, np.int64))
+        return world_interactions(self.events.iloc[rows], self.item_type, ts, weights)
+
+
+def _us(ts: pd.Series) -> np.ndarray:
+    """Timestamps as int64 microseconds since the epoch (UTC)."""
+    return ts.to_numpy(dtype="datetime64[us]").astype("int64")
+
+
+def static_mask(items: ItemArrays, offers: OfferIndex, ts: pd.Timestamp) -> np.ndarray:
+    """What every seeker may be offered at ``ts``: open (postings not closed, courses recruiting) and not
+    full. The service computes it once per refresh."""
+    mask = items.open_mask(ts)
+    gone = items.positions(offers.closed(ts))
+    mask[gone[gone >= 0]] = False
+    return mask
+
+
+def allowed_mask(
+    items: ItemArrays,
+    offers: OfferIndex,
+    seeker: int,
+    ts: pd.Timestamp,
+    held_certificates=None,
+    base: np.ndarray | None = None,
+    regions=None,
+    occupations=None,
+) -> np.ndarray:
+    """The items the seeker may be offered at ``ts``: ``base`` (default :func:`static_mask`) minus what the
+    seeker already applied to / enrolled in / holds, intersected with the region and occupation filters."""
+    mask = static_mask(items, offers, ts) if base is None else base.copy()
+    gone = items.positions(offers.blocked(seeker, ts)) if seeker >= 0 else np.zeros(0, np.int64)
+    if items.item_type == "certificate" and held_certificates is not None:
+        gone = np.concatenate([gone, items.positions(np.asarray(held_certificates, dtype=np.int64))])
+    mask[gone[gone >= 0]] = False
+    if regions:
+        lut = np.zeros(max(int(items.region.max()) + 1, max(regions) + 1), bool)
+        lut[list(regions)] = True
+        mask &= lut[items.region]
+    if occupations:
+        lut = np.zeros(max(int(items.occ.max()) + 1, max(occupations) + 1), bool)
+        lut[list(occupations)] = True
+        mask &= lut[items.occ]
+    return mask
+
+
+# ------------------------------------------------------------------------------------------ stage one
+@dataclass(frozen=True)
+class StageIndex:
+    """A stage one (popularity, ALS, two-tower) compiled over one :class:`ItemArrays`.
+
+    ``als_pos`` are the positions of the items ALS was trained on and ``als_factors`` their factor rows
+    (other items cannot be scored by ALS); ``tt_emb`` holds every item's two-tower embedding; ``pop`` the
+    popularity score per position (0 for items without interactions) and ``pop_order`` the positions by
+    popularity, ties by position."""
+
+    stage: object  # training.candidates.evaluate.StageOne
+    als_pos: np.ndarray
+    als_factors: np.ndarray
+    tt_emb: np.ndarray
+    pop: np.ndarray
+    pop_order: np.ndarray
+
+    @classmethod
+    def compile(cls, stage, items: ItemArrays) -> StageIndex:
+        als = stage.als
+        col = als.items_.index(items.keys)
+        als_pos = np.flatnonzero(col >= 0)
+        tt = stage.two_tower
+        row = pd.Index(tt.item_keys_).get_indexer(items.keys)
+        if (row < 0).any():
+            missing = items.keys[row < 0][:5].tolist()
+            raise RequestPathError(
+                f"two-tower: no item embedding for {items.item_type} ids {missing} (rule: embed every "
+                "item of the index; call set_item_index with the catalogue)"
+            )
+        pop = np.asarray(stage.popularity.score(None, items.keys), dtype=np.float64)
+        return cls(
+            stage,
+            als_pos,
+            np.ascontiguousarray(als.item_factors_[col[als_pos]]),
+            np.ascontiguousarray(tt.item_embeddings_[row]),
+            pop,
+            np.lexsort((np.arange(pop.size), -pop)),
+        )
+
+
+def _masked_top_k(scores: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
+    idx = np.flatnonzero(mask)
+    return top_k(idx, scores[idx], k)[0]
+
+
+def stage_one(
+    sidx: StageIndex,
+    items: ItemArrays,
+    ctx: PairContext,
+    seeker: SeekerArrays,
+    mask: np.ndarray,
+    now: float,
+    user_vec: np.ndarray,
+    history: pd.DataFrame | None,
+    trained_until: pd.Timestamp,
+    k: int,
+    sources=SOURCE_ORDER,
+    occ_feats: dict | None = None,
+    demand=None,
+) -> dict[str, np.ndarray]:
+    """Each source's top ``k`` positions among the allowed items (``mask``), best first.
+
+    ALS uses the trained factor, or one recomputed from ``history`` when the seeker acted after
+    ``trained_until`` (implicit's recalculate_user); the two-tower scores the item embeddings against
+    ``user_vec``; popularity is the same list for everyone; the rules score pair features at ``now``
+    (certificates also the demand of the desired occupations' open postings, ``demand``)."""
+    out = {}
+    if "als" in sources:
+        newer = history is not None and len(history) and bool((history["timestamp"] >= trained_until).any())
+        vec = sidx.stage.als.user_vector(seeker.seeker_id, history if newer else None)
+        if vec is None:
+            out["als"] = np.zeros(0, np.int64)
+        else:
+            ok = mask[sidx.als_pos]
+            scores = (sidx.als_factors @ vec).astype(np.float64)
+            out["als"] = top_k(sidx.als_pos[ok], scores[ok], k)[0]
+    if "two_tower" in sources:
+        out["two_tower"] = _masked_top_k((sidx.tt_emb @ user_vec).astype(np.float64), mask, k)
+    if "popularity" in sources:
+        order = sidx.pop_order
+        out["popularity"] = order[mask[order]][:k]
+    if "rules" in sources:
+        idx = np.flatnonzero(mask)
+        sc = rule_scores(items.item_type, seeker, items, idx, now, ctx, occ_feats, demand)
+        out["rules"] = top_k(idx, sc, k)[0]
+    return out
+
+
+def source_ranks(lists: dict[str, np.ndarray], cand: np.ndarray, n_candidates: int) -> dict[str, np.ndarray]:
+    """Each source's 1-based rank of every candidate (``n_candidates + 1`` when it did not propose it)."""
+    out = {}
+    for src, lst in lists.items():
+        lst = np.asarray(lst, dtype=np.int64)
+        r = np.full(cand.size, n_candidates + 1, np.int64)
+        if lst.size:
+            order = np.argsort(lst, kind="stable")
+            loc = np.searchsorted(lst[order], cand)
+            hit = loc < lst.size
+            hit[hit] = lst[order][loc[hit]] == cand[hit]
+            r[hit] = order[loc[hit]] + 1
+        out[src] = r
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the ranker
+def default_features(
+    item_type: str,
+    seeker_columns,
+    items: ItemArrays,
+    occ_columns: dict | None,
+    sources,
+    absolute_time: bool = False,
+) -> list[str]:
+    """The ranker's candidate inputs, explicitly: scalar seeker features, numeric item features and (postings)
+    occupation features without identifiers or absolute moments, the pair features, and each stage-one
+    source's rank. ``absolute_time=True`` keeps the absolute moments (ranker rows carry them so that a
+    model trained before they were dropped can still be scored on new rows)."""
+
+    def usable(name: str) -> bool:
+        leaf = name.split("__")[-1]
+        return not leaf.endswith("_id") and (absolute_time or leaf not in ABSOLUTE_TIME)
+
+    cols = [c for c in seeker_columns if usable(c)]
+    cols += [c for c in sorted(items.num) if usable(c)]
+    if item_type == "posting" and occ_columns:
+        cols += [c for c in sorted(occ_columns) if usable(c)]
+    cols += list(PAIR_FEATURES[item_type])
+    cols += [f"cand_rank_{s}" for s in SOURCE_ORDER if s in sources]
+    return cols
+
+
+class RankerPlan:
+    """Where each of a model's input columns comes from, resolved once per model load.
+
+    Kinds: ``seeker`` (a scalar of the seeker's online row), ``item`` (an item array), ``occ`` (an
+    occupation feature gathered by the item's occupation), ``pair`` (a pair feature) and ``rank`` (a
+    stage-one source's rank)."""
+
+    def __init__(
+        self,
+        item_type: str,
+        features: list[str],
+        seeker_columns,
+        items: ItemArrays,
+        occ_columns: dict | None = None,
+    ):
+        self.item_type = item_type
+        self.features = list(features)
+        seeker_columns = set(seeker_columns)
+        occ_columns = occ_columns or {}
+        self.kinds, unknown = [], []
+        for f in self.features:
+            if f in PAIR_FEATURES[item_type]:
+                self.kinds.append(("pair", f))
+            elif f.startswith("cand_rank_"):
+                self.kinds.append(("rank", f.removeprefix("cand_rank_")))
+            elif f in seeker_columns:
+                self.kinds.append(("seeker", f))
+            elif f in items.num:
+                self.kinds.append(("item", f))
+            elif f in occ_columns:
+                self.kinds.append(("occ", f))
+            else:
+                unknown.append(f)
+        if unknown:
+            raise RequestPathError(
+                f"{item_type} ranker input(s) {unknown[:5]} are neither seeker, item, occupation, pair nor "
+                "stage-one rank columns (rule: every model input has a source)"
+            )
+        self.pairs = [name for kind, name in self.kinds if kind == "pair"]
+        self.occ_columns = occ_columns
+
+    def matrix(
+        self,
+        seeker: SeekerArrays,
+        items: ItemArrays,
+        idx: np.ndarray,
+        now: float,
+        ctx: PairContext,
+        ranks: dict[str, np.ndarray] | None = None,
+        occ_feats: dict | None = None,
+        dtype=np.float32,
+    ) -> np.ndarray:
+        """The (len(idx), n_features) input matrix in the model's column order."""
+        pairs = pair_matrix(self.item_type, seeker, items, idx, now, ctx, occ_feats, self.pairs)
+        X = np.empty((idx.size, len(self.features)), dtype=dtype)
+        occ = items.occ[idx]
+        for j, (kind, name) in enumerate(self.kinds):
+            if kind == "pair":
+                X[:, j] = pairs[name]
+            elif kind == "item":
+                X[:, j] = items.num[name][idx]
+            elif kind == "seeker":
+                v = seeker.row.get(name)
+                X[:, j] = np.nan if v is None else float(v)
+            elif kind == "occ":
+                X[:, j] = self.occ_columns[name][occ]
+            else:
+                if ranks is None or name not in ranks:
+                    raise RequestPathError(f"cand_rank_{name}: the request has no {name} list")
+                X[:, j] = ranks[name]
+        return X
+
+
+@dataclass
+class Scored:
+    """One request through stage one and the ranker's inputs: source lists and candidates as positions."""
+
+    lists: dict
+    candidates: np.ndarray
+    matrix: np.ndarray
+    occ_feats: dict
+
+
+def candidates_and_matrix(
+    sidx: StageIndex,
+    plan: RankerPlan,
+    items: ItemArrays,
+    ctx: PairContext,
+    seeker: SeekerArrays,
+    mask: np.ndarray,
+    now: float,
+    user_vec: np.ndarray,
+    history,
+    trained_until: pd.Timestamp,
+    quotas: dict[str, int],
+    n_candidates: int,
+    demand=None,
+) -> Scored:
+    """Stage one (the model's sources), the union and the ranker matrix of one request."""
+    occ_feats = occupation_features(seeker, ctx)
+    lists = stage_one(
+        sidx,
+        items,
+        ctx,
+        seeker,
+        mask,
+        now,
+        user_vec,
+        history,
+        trained_until,
+        n_candidates,
+        tuple(quotas),
+        occ_feats,
+        demand,
+    )
+    cand = union(lists, quotas, n_candidates)[0]
+    ranks = source_ranks(lists, cand, n_candidates)
+    X = plan.matrix(seeker, items, cand, now, ctx, ranks, occ_feats)
+    return Scored(lists, cand, X, occ_feats)
+
+
+class ReplayDays:
+    """The item side of a replay, one simulated day at a time: the day's item features (as of its last
+    microsecond, the same rows Feast's point-in-time join gives any moment of that day) compiled into
+    :class:`ItemArrays` and the stage one's :class:`StageIndex`; for certificates also the day's postings
+    (the demand rule)."""
+
+    def __init__(self, repo: Path, item_type: str, ctx: PairContext, stage):
+        self.repo, self.item_type, self.ctx, self.stage = Path(repo), item_type, ctx, stage
+        self._day = None
+        self._value = None
+
+    def at(self, ts: pd.Timestamp) -> tuple[ItemArrays, StageIndex, ItemArrays | None]:
+        day = pd.Timestamp(ts).floor("D")
+        if day != self._day:
+            at = day + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+            items = ItemArrays.compile(self.item_type, item_features(self.repo, self.item_type, at), self.ctx)
+            postings = None
+            if self.item_type == "certificate":
+                postings = ItemArrays.compile("posting", item_features(self.repo, "posting", at), self.ctx)
+            self._day, self._value = day, (items, StageIndex.compile(self.stage, items), postings)
+        return self._value
+
+    def demand(self, items: ItemArrays, postings: ItemArrays | None, ts: pd.Timestamp):
+        """The certificate rule's demand of the postings open at ``ts`` (None for other item types)."""
+        if postings is None:
+            return None
+        n_cert = int(items.keys.max()) + 1 if len(items) else 0
+        return certificate_demand(postings, postings.open_mask(ts), self.ctx.group.size, n_cert)
+
+
+def key_lists(items: ItemArrays, lists: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Source lists as item ids."""
+    return {name: items.keys[lst] for name, lst in lists.items()}
+
+
+__all__ = [
+    "ITEM_KEY",
+    "OfferIndex",
+    "RankerPlan",
+    "StageIndex",
+    "allowed_mask",
+    "candidates_and_matrix",
+    "default_features",
+    "stage_one",
+    "static_mask",
+]
