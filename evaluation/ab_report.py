@@ -42,7 +42,6 @@ from evaluation import metrics as M
 from evaluation import ope, stats
 from evaluation.replay import KS, per_request, replay, scores
 from jobcare.config import ProjectConfig
-from serving.engine import OCC_COLUMN
 
 HEADLINE = "ndcg@10"
 METRICS = ["ndcg@10", "recall@10", "precision@10", "map@10", "mrr@10", "hit@10", "apply_hit@10"]
@@ -136,7 +135,7 @@ def fairness(pr: pd.DataFrame, audit: pd.DataFrame) -> dict:
 def beyond_accuracy(
     pr: pd.DataFrame, rows: pd.DataFrame, item_type: str, popularity: dict, n_users: int
 ) -> dict:
-    occ = rows.drop_duplicates("item_id").set_index("item_id")[OCC_COLUMN[item_type]]
+    occ = rows.drop_duplicates("item_id").set_index("item_id")["occupation_id"]
     lists = [lst[:10] for lst in pr["items"]]
     catalogue = rows["item_id"].nunique()
     return {

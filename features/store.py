@@ -199,6 +199,14 @@ def scalar_columns(fs) -> list[str]:
     )
 
 
+def online_row(store, fs, entity: dict) -> dict:
+    """One entity's features of FeatureService ``fs`` from the online store, as {column: value} (None where
+    the store has no value). Pass the FeatureService object fetched once: looking it up in the registry
+    costs more than the read itself (tens of ms: protobuf conversion with type checks)."""
+    cols = store.get_online_features(features=fs, entity_rows=[entity], full_feature_names=True).to_dict()
+    return {c: v[0] for c, v in cols.items()}
+
+
 def online_features(store, entity_rows: list[dict], service: str) -> pd.DataFrame:
     fs = store.get_feature_service(service)
     return store.get_online_features(features=fs, entity_rows=entity_rows, full_feature_names=True).to_df()

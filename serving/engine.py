@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import logging
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -46,7 +47,7 @@ from serving.state import (
     replicate_open_postings,
 )
 from training.bundle import load_bundle
-from training.candidates.world import ITEM_KEY
+from training.candidates.world import ITEM_KEY, seeker_side_record
 from training.registry import CHALLENGER, CHAMPION, MODEL_NAMES
 from training.request_path import allowed_mask, candidates_and_matrix, context, occupation_columns
 
@@ -121,9 +122,9 @@ class Engine:
         self.catalog = Catalog(self.world)
         self.ctx = context(self.repo, self.catalog.n_units)
         self.occ_columns = occupation_columns(self.repo)
-        fs = self.store.get_feature_service("seeker_online_v1")
-        self.seeker_columns = fstore.service_columns(fs)
-        self.scalar_seeker_columns = fstore.scalar_columns(fs)
+        self.seeker_fs = self.store.get_feature_service("seeker_online_v1")  # looked up once (slow)
+        self.seeker_columns = fstore.service_columns(self.seeker_fs)
+        self.scalar_seeker_columns = fstore.scalar_columns(self.seeker_fs)
         self._lock = threading.Lock()
         self.state: State | None = None
         self.refresh(load_models=load_models)
@@ -172,9 +173,14 @@ class Engine:
         arrays, base, demand = compile_items(items, offers, self.as_of, self.ctx)
         return {"items": items, "arrays": arrays, "base": base, "offers": offers, "demand": demand}
 
-    def refresh(self, load_models: bool = False) -> None:
-        """Rebuild the item state (and reload models when asked), then swap it in."""
-        st = self._item_state()
+    def refresh(self, load_models: bool = False, reuse_items: bool = False) -> None:
+        """Rebuild the item state (and reload models when asked), then swap it in. ``reuse_items`` keeps
+        the current item state (a model reload needs only the models compiled over it)."""
+        old = self.state
+        if reuse_items and old is not None:
+            st = {k: getattr(old, k) for k in ("items", "arrays", "base", "offers", "demand")}
+        else:
+            st = self._item_state()
         with self._lock:
             old = self.state
             if load_models or old is None:
@@ -227,21 +233,21 @@ class Engine:
         loaded = self.loaded_versions()
         if all(now.get(k) == loaded.get(k) for k in now if now[k] is not None):
             return False
-        self.refresh(load_models=True)
+        self.refresh(load_models=True, reuse_items=True)
         log.info("models reloaded: %s", self.loaded_versions())
         return True
 
     # ---------------------------------------------------------------- seekers
-    def online_seeker(self, seeker_id: int) -> pd.Series:
+    def online_seeker(self, seeker_id: int) -> dict:
         """The seeker's features from the online store; UnknownSeekerError if the store has none."""
-        row = fstore.online_features(self.store, [{"seeker_id": int(seeker_id)}], "seeker_online_v1").iloc[0]
-        if pd.isna(row.get("seeker_profile__region_id")):
+        row = fstore.online_row(self.store, self.seeker_fs, {"seeker_id": int(seeker_id)})
+        if row.get("seeker_profile__region_id") is None:
             raise UnknownSeekerError(
                 f"seeker_id {seeker_id}: unknown to the online store; send an inline `profile` instead"
             )
         return row
 
-    def profile_seeker(self, profile: Profile, seeker_id: int = -1) -> pd.Series:
+    def profile_seeker(self, profile: Profile, seeker_id: int = -1) -> dict:
         """The ``seeker_online_v1`` columns built from an inline profile (ids checked against the world)."""
         n_occ, n_reg = len(self.catalog.occupations), len(self.catalog.regions)
         bad = []
@@ -294,9 +300,9 @@ class Engine:
             row[f"seeker_psych__{col}"] = getattr(profile.riasec, letter)
         for col in WORK_VALUES:
             row[f"seeker_psych__{col}"] = getattr(profile.work_values, col.removeprefix("wv_"))
-        return pd.Series(row)
+        return row
 
-    def resolve(self, seeker_id: int | None, profile: Profile | None) -> tuple[pd.Series | None, bool]:
+    def resolve(self, seeker_id: int | None, profile: Profile | None) -> tuple[dict | None, bool]:
         """(seeker feature row, degraded). A profile wins over the store; store failure -> (None, True)."""
         if profile is not None:
             return self.profile_seeker(profile, -1 if seeker_id is None else seeker_id), False
@@ -332,7 +338,10 @@ class Engine:
         if not 1 <= k <= 100:
             raise ServingError(f"k: {k} is outside 1-100")
         state = self.state  # one consistent snapshot for the whole request
+        t0 = time.perf_counter()
+        timings: dict = {}
         seeker, degraded = self.resolve(seeker_id, profile)
+        timings["seeker_read"] = (time.perf_counter() - t0) * 1e3
         key = log_key or (str(seeker_id) if seeker_id is not None else "anonymous")
         alias = variant or route_variant(key, self.scfg.ab.salt, self.scfg.ab.challenger_share)
         v = state.variants.get(alias) or state.variants[CHAMPION]
@@ -363,6 +372,7 @@ class Engine:
             "reason": None,
             "explored": False,
             "logging": {"policy": "empty", "epsilon": 0.0, "propensities": [], "pool": []},
+            "timings_ms": timings,
         }
         if not mask.any():
             out["reason"] = (
@@ -384,9 +394,14 @@ class Engine:
                 "pool": [int(i) for i in ids],
             }
             return out
+        t1 = time.perf_counter()
         sa = SeekerArrays.from_row(seeker, self.ctx, s)
-        scored = self.score(state, v, item_type, seeker, sa, mask)
+        timings["mask"] = (t1 - t0) * 1e3 - timings["seeker_read"]
+        scored = self.score(state, v, item_type, seeker, sa, mask, timings)
+        t2 = time.perf_counter()
         scores = v.bundles[item_type].ranker.predict(scored.matrix)
+        t3 = time.perf_counter()
+        timings["predict"] = (t3 - t2) * 1e3
         ranked = np.argsort(-scores, kind="stable")
         ecfg = self.scfg.explore if explore else ExploreConfig()
         shown, prop, explored, pool = explore_slate(ranked, k, out["request_id"], ecfg)
@@ -406,6 +421,8 @@ class Engine:
         out["items"] = [
             self._item(item_type, int(ids[j]), float(scores[j]), r + 1, texts[r]) for r, j in enumerate(shown)
         ]
+        timings["reasons"] = (time.perf_counter() - t3) * 1e3
+        timings["total"] = (time.perf_counter() - t0) * 1e3
         out["explored"] = explored
         out["logging"] = {
             "policy": "explore" if explored else "model",
@@ -415,19 +432,29 @@ class Engine:
         }
         return out
 
-    def score(self, state: State, v: Variant, item_type: str, seeker: pd.Series, sa: SeekerArrays, mask):
+    def score(
+        self,
+        state: State,
+        v: Variant,
+        item_type: str,
+        seeker: dict,
+        sa: SeekerArrays,
+        mask,
+        timings: dict | None = None,
+    ):
         """Stage one + the ranker's input matrix for one seeker over the allowed items (``mask``)."""
-        from training.candidates.world import seeker_side_table
-
+        t0 = time.perf_counter()
         bundle = v.bundles[item_type]
         sidx = v.stages[item_type]
-        qfeat = pd.DataFrame([seeker.to_dict()])
-        qfeat["seeker_id"] = sa.seeker_id
-        user_vec = sidx.stage.two_tower.embed_users(seeker_side_table(qfeat))[0]
-        weights, trained_until = v.history[item_type]
-        hist = (
-            state.offers[item_type].history(sa.seeker_id, state.as_of, weights) if sa.seeker_id >= 0 else None
+        user_vec = sidx.stage.two_tower.embed_user_record(
+            seeker_side_record({**seeker, "seeker_id": sa.seeker_id})
         )
+        weights, trained_until = v.history[item_type]
+        hist = None
+        if sa.seeker_id >= 0:
+            hist = state.offers[item_type].history(sa.seeker_id, state.as_of, weights)
+        if timings is not None:
+            timings["seeker_embedding"] = (time.perf_counter() - t0) * 1e3
         return candidates_and_matrix(
             sidx,
             v.plans[item_type],
@@ -442,6 +469,7 @@ class Engine:
             bundle.quotas,
             bundle.n_candidates,
             state.demand if item_type == "certificate" else None,
+            timings,
         )
 
     def _item(self, item_type: str, item_id: int, score: float, rank: int, reasons: list[str]) -> dict:
@@ -540,7 +568,7 @@ class Engine:
         if self.state is None or CHAMPION not in self.state.variants:
             return False, "models not loaded"
         try:
-            fstore.online_features(self.store, [{"seeker_id": 0}], "seeker_online_v1")
+            fstore.online_row(self.store, self.seeker_fs, {"seeker_id": 0})
         except Exception as e:
             return False, f"online store unreachable: {type(e).__name__}"
         return True, "ready"

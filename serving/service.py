@@ -14,6 +14,7 @@ seeker without a profile, never a stack trace.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import logging
@@ -91,11 +92,20 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send)
 
 
-@bentoml.service(name="jobcare", traffic={"timeout": 30}, workers=1)
+# Processes and threads per process, measured on 2 cores (benchmarks/serve_load.py, README "Serving"):
+# requests are CPU-bound numpy / LightGBM work holding the GIL for much of their time, so one thread per
+# worker and one worker per core serve the most requests per second. Each worker holds its own state.
+WORKERS = int(os.environ.get("JOBCARE_WORKERS", "2"))
+THREADS = int(os.environ.get("JOBCARE_THREADS", "1"))
+
+
+@bentoml.service(name="jobcare", traffic={"timeout": 30}, workers=WORKERS, threads=THREADS)
 class JobCare:
     def __init__(self) -> None:
         cfg = project_config()
         self.engine = Engine(cfg)
+        gc.collect()
+        gc.freeze()  # the loaded state is long-lived: keep it out of the cyclic collector's pauses
         lc = cfg.serving.impression_log
         self.impressions = ImpressionLog(lc.dir, lc.max_bytes, lc.max_seconds)
         self.counts: Counter = Counter()
@@ -162,6 +172,7 @@ class JobCare:
         )
         self.counts[(item_type, out["variant"], out["degraded"])] += 1
         logging_ = out.pop("logging")
+        timings = out.pop("timings_ms")
         self.impressions.append(
             {
                 "request_id": out["request_id"],
@@ -178,6 +189,7 @@ class JobCare:
                 "scores": [round(i["score"], 6) for i in out["items"]],
                 "positions": [i["rank"] for i in out["items"]],
                 **logging_,  # policy, epsilon, propensities, pool
+                "timings_ms": {k: round(v, 3) for k, v in timings.items()},
             }
         )
         return RecommendResponse(**out)

@@ -43,7 +43,9 @@ def union(lists: dict, quotas: dict, n: int) -> np.ndarray:
     return np.asarray(list(taken.keys()), dtype=np.int64)
 
 
-def allowed_items(index, seeker: int, ts, items: pd.DataFrame, held_certificates, regions=None, occupations=None):
+def allowed_items(
+    index, seeker: int, ts, items: pd.DataFrame, held_certificates, regions=None, occupations=None
+):
     key = ITEM_KEY[index.item_type]
     items = items[open_mask(index.item_type, items, ts)]
     gone = [index.closed(ts), index.blocked(seeker, ts)]
@@ -98,7 +100,9 @@ def broadcast(items: pd.DataFrame, seeker_row: pd.Series, ts) -> pd.DataFrame:
     return frame
 
 
-def candidates_for(stage, ctx, item_type, seeker_row, ts, items, user_vec, history, trained_until, k, op=None):
+def candidates_for(
+    stage, ctx, item_type, seeker_row, ts, items, user_vec, history, trained_until, k, op=None
+):
     key = ITEM_KEY[item_type]
     allowed = items[key].to_numpy(np.int64)
     s = int(seeker_row["seeker_id"])
@@ -140,11 +144,23 @@ def occupation_profile(repo) -> pd.DataFrame:
     return occ
 
 
-def recommend(stage, bundle, ctx, item_type, seeker_row, ts, items, user_vec, history, trained_until, op, occ_prof):
+def recommend(
+    stage, bundle, ctx, item_type, seeker_row, ts, items, user_vec, history, trained_until, op, occ_prof
+):
     """(candidate ids in union order, ranker frame, scores) of the reference path for one request."""
     key = ITEM_KEY[item_type]
     lists = candidates_for(
-        stage, ctx, item_type, seeker_row, ts, items, user_vec, history, trained_until, bundle.n_candidates, op
+        stage,
+        ctx,
+        item_type,
+        seeker_row,
+        ts,
+        items,
+        user_vec,
+        history,
+        trained_until,
+        bundle.n_candidates,
+        op,
     )
     lists = {name: lst for name, lst in lists.items() if name in bundle.quotas}
     cand = union(lists, bundle.quotas, bundle.n_candidates)

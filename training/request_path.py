@@ -14,6 +14,7 @@ item id, as in the reference path (``tests/reference_path.py``: pandas frames an
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,6 @@ from jobcare.errors import JobcareError
 from training.candidates.base import top_k
 from training.candidates.rules import rule_scores
 from training.candidates.union import union
-from training.interactions import world_interactions
 
 SOURCE_ORDER = ("als", "two_tower", "popularity", "rules")
 # moments stored as days since the epoch: the relative versions are pair features (days_since_open, ...);
@@ -73,8 +73,13 @@ class OfferIndex:
     def __init__(self, t: dict, item_type: str):
         ev = t["events"]
         self.item_type = item_type
-        self.events = ev
-        self._by_seeker = ev.groupby("seeker_id").indices
+        mine = ev[ev["item_type"] == item_type]
+        order = np.argsort(mine["seeker_id"].to_numpy(), kind="stable")  # per seeker, in event order
+        self._h_seeker = mine["seeker_id"].to_numpy(np.int64)[order]
+        self._h_ts = _us(mine["ts"])[order] * 1000  # ns
+        self._h_item = mine["item_id"].to_numpy(np.int64)[order]
+        codes, self._h_types = pd.factorize(mine["event_type"])
+        self._h_code = codes[order]
         b = ev[(ev["item_type"] == item_type) & ev["event_type"].isin(self._BLOCKING[item_type])]
         self._blocked = {s: (_us(g["ts"]), g["item_id"].to_numpy()) for s, g in b.groupby("seeker_id")}
         self._cap = None
@@ -103,9 +108,27 @@ class OfferIndex:
         return items[bts < ts.value // 1000]
 
     def history(self, seeker: int, ts: pd.Timestamp, weights) -> pd.DataFrame:
-        """The seeker's weighted interactions with this item type before ``ts``."""
-        rows = self._by_seeker.get(seeker, np.zeros(0, np.int64))
-        return world_interactions(self.events.iloc[rows], self.item_type, ts, weights)
+        """The seeker's weighted interactions with this item type before ``ts``: what
+        :func:`training.interactions.world_interactions` gives for the seeker's events (same arithmetic),
+        from arrays indexed once instead of a frame filtered per request."""
+        lo, hi = np.searchsorted(self._h_seeker, [seeker, seeker + 1])
+        until = pd.Timestamp(ts).value
+        ev_ts = self._h_ts[lo:hi]
+        sel = ev_ts < until
+        by_type = np.array([weights.by_type.get(t, np.nan) for t in self._h_types], np.float64)
+        w = np.nan_to_num(by_type[self._h_code[lo:hi][sel]], nan=0.0)
+        age = (until - ev_ts[sel]) / 1e9 / 86_400
+        w = w * 0.5 ** (age / weights.half_life_days)
+        keep = w > 0
+        stamp = pd.DatetimeIndex((ev_ts[sel][keep] // 1000).astype("datetime64[us]")).tz_localize("UTC")
+        return pd.DataFrame(
+            {
+                "user": np.full(int(keep.sum()), seeker, np.int64),
+                "item": self._h_item[lo:hi][sel][keep],
+                "timestamp": stamp,
+                "weight": w[keep],
+            }
+        )
 
 
 def _us(ts: pd.Series) -> np.ndarray:
@@ -379,8 +402,11 @@ def candidates_and_matrix(
     quotas: dict[str, int],
     n_candidates: int,
     demand=None,
+    timings: dict | None = None,
 ) -> Scored:
-    """Stage one (the model's sources), the union and the ranker matrix of one request."""
+    """Stage one (the model's sources), the union and the ranker matrix of one request. ``timings``, when
+    given, receives the milliseconds of each step (stage_one, union, features)."""
+    t0 = time.perf_counter()
     occ_feats = occupation_features(seeker, ctx)
     lists = stage_one(
         sidx,
@@ -397,9 +423,15 @@ def candidates_and_matrix(
         occ_feats,
         demand,
     )
+    t1 = time.perf_counter()
     cand = union(lists, quotas, n_candidates)[0]
     ranks = source_ranks(lists, cand, n_candidates)
+    t2 = time.perf_counter()
     X = plan.matrix(seeker, items, cand, now, ctx, ranks, occ_feats)
+    if timings is not None:
+        timings["stage_one"] = (t1 - t0) * 1e3
+        timings["union"] = (t2 - t1) * 1e3
+        timings["features"] = (time.perf_counter() - t2) * 1e3
     return Scored(lists, cand, X, occ_feats)
 
 

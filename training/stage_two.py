@@ -183,7 +183,7 @@ def build_rows(
             )
         X = plan.matrix(seeker, items, pos, now, ctx, occ_feats=occ)
         feats = pd.DataFrame(X, columns=plan.features, index=rows.index)
-        parts.append(pd.concat([rows, feats], axis=1).assign(seeker_id=s))
+        parts.append(pd.concat([rows, feats], axis=1).assign(seeker_id=s, occupation_id=items.occ[pos]))
     rows = pd.concat(parts, ignore_index=True)
     rows[key] = rows["item_id"]
     return RankerData(

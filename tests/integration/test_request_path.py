@@ -105,10 +105,10 @@ def test_ranker_inputs_equal_feast_point_in_time_plus_reference_pairs(local_repo
     np.testing.assert_allclose(np.nan_to_num(a), np.nan_to_num(b), rtol=0, atol=1e-9)
 
 
-def _reference_request(engine, item_type, seeker_row, s, regions=None, occupations=None):
+def _reference_request(engine, item_type, seeker_row, s, regions=None, occupations=None, alias="champion"):
     """The reference path's candidates and scores for one request at the service clock."""
     state = engine.state
-    v = state.variants["champion"]
+    v = state.variants[alias]
     bundle = v.bundles[item_type]
     stage = v.stages[item_type].stage
     held = seeker_row["seeker_competency__certificate_ids"]
@@ -117,7 +117,7 @@ def _reference_request(engine, item_type, seeker_row, s, regions=None, occupatio
     )
     if items.empty:
         return np.zeros(0, np.int64), np.zeros(0)
-    q = pd.DataFrame([seeker_row.to_dict()]).assign(seeker_id=s)
+    q = pd.DataFrame([dict(seeker_row)]).assign(seeker_id=s)
     user_vec = stage.two_tower.embed_users(seeker_side_table(q))[0]
     weights, trained_until = v.history[item_type]
     hist = state.offers[item_type].history(s, state.as_of, weights) if s >= 0 else None
@@ -125,8 +125,7 @@ def _reference_request(engine, item_type, seeker_row, s, regions=None, occupatio
     if item_type == "certificate":
         p = state.items["posting"]
         op = p[ref.open_mask("posting", p, state.as_of)]
-    row = seeker_row.copy()
-    row["seeker_id"] = s
+    row = pd.Series({**seeker_row, "seeker_id": s})
     cand, _, scores = ref.recommend(
         stage,
         bundle,
@@ -144,11 +143,11 @@ def _reference_request(engine, item_type, seeker_row, s, regions=None, occupatio
     return cand, scores
 
 
-def _fast_request(engine, item_type, seeker_row, s, regions=None, occupations=None):
+def _fast_request(engine, item_type, seeker_row, s, regions=None, occupations=None, alias="champion"):
     from training.request_path import allowed_mask
 
     state = engine.state
-    v = state.variants["champion"]
+    v = state.variants[alias]
     arrays = state.arrays[item_type]
     held = seeker_row["seeker_competency__certificate_ids"]
     mask = allowed_mask(
@@ -161,11 +160,29 @@ def _fast_request(engine, item_type, seeker_row, s, regions=None, occupations=No
     return arrays.keys[scored.candidates], v.bundles[item_type].ranker.predict(scored.matrix)
 
 
-def test_whole_requests_equal_the_reference_path(engine, tiny_tables):
+@pytest.fixture(scope="module")
+def small_engine(engine):
+    """The champion with 12 candidates instead of 300: on the tiny world every source then cuts its list
+    inside ties (discrete rule scores, popularity 0) and the union's quotas bind."""
+    import copy
+
+    v = engine.state.variants["champion"]
+    small = {}
+    for it, b in v.bundles.items():
+        b = copy.copy(b)
+        b.n_candidates = 12
+        b.quotas = {"two_tower": 4, "rules": 4, "als": 3, "popularity": 1}
+        small[it] = b
+    engine.add_variant("small", small, v.versions)
+    return engine
+
+
+def test_whole_requests_equal_the_reference_path(small_engine, tiny_tables):
+    engine = small_engine
     rng = np.random.default_rng(5)
     seekers = tiny_tables["seekers"]["seeker_id"].to_numpy()
     n_occ, n_units = len(engine.catalog.occupations), engine.catalog.n_units
-    kinds = {"id": 0, "cold": 0, "profile": 0, "filtered": 0, "blocked": 0}
+    kinds = {"id": 0, "cold": 0, "profile": 0, "filtered": 0, "blocked": 0, "cut": 0}
     n = 0
     for item_type in ITEM_TYPES:
         v = engine.state.variants["champion"]
@@ -202,9 +219,12 @@ def test_whole_requests_equal_the_reference_path(engine, tiny_tables):
             elif j % 7 == 6:
                 occupations = sorted(rng.choice(n_occ, n_occ // 2, replace=False).tolist())
                 kinds["filtered"] += 1
-            want_ids, want_scores = _reference_request(engine, item_type, row, s, regions, occupations)
-            got_ids, got_scores = _fast_request(engine, item_type, row, s, regions, occupations)
-            assert np.array_equal(got_ids, want_ids), (item_type, j, s)
+            alias = "small" if j % 2 else "champion"
+            want_ids, want_scores = _reference_request(engine, item_type, row, s, regions, occupations, alias)
+            got_ids, got_scores = _fast_request(engine, item_type, row, s, regions, occupations, alias)
+            assert np.array_equal(got_ids, want_ids), (item_type, j, s, alias)
+            if alias == "small":
+                kinds["cut"] += len(want_ids) == 12
             np.testing.assert_allclose(got_scores, want_scores, rtol=0, atol=1e-9)
             top = lambda ids, sc: ids[np.argsort(-sc, kind="stable")[:10]]  # noqa: E731
             assert np.array_equal(top(got_ids, got_scores), top(want_ids, want_scores))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -76,47 +77,41 @@ def test_jobs_are_open_not_applied_ranked_and_explained(engine, tiny_tables):
 
 
 def test_serving_features_equal_the_training_path(engine, local_repo, tiny_tables):
-    """The ranker inputs the service builds (online seeker + in-memory items) equal what training
-    reads from Feast point in time for the same seeker and items. Items are read at the service's clock;
-    the online store holds the seeker as materialised up to the end of the world (the activity
-    snapshot of that midnight, one second after the clock), so the seeker's offline read is taken then."""
+    """The ranker inputs the service builds (online seeker + in-memory items) equal what training would
+    read from Feast point in time for the same seeker and items at the service's own clock (the online
+    store is materialised to that clock), plus the reference pair features."""
     from features import store as fstore
-    from training.candidates.evaluate import allowed_items
+    from features.pair_arrays import SeekerArrays
+    from tests import reference_path as ref
+    from training.request_path import allowed_mask
 
     state = engine.state
     v = state.variants["champion"]
     bundle = v.bundles["posting"]
-    seeker = 5
-    row = engine.online_seeker(seeker)
-    items = allowed_items(state.offers["posting"], seeker, state.as_of, state.items["posting"], None)
-    frame, _ = engine.score(state, v, "posting", row, items, seeker)
-    entity = pd.DataFrame(
-        {
-            "seeker_id": seeker,
-            "posting_id": frame["posting_id"].astype("int64"),
-            "occupation_id": frame["posting_attributes__occupation_id"].astype("int64"),
-            "event_timestamp": state.as_of,
-        }
-    )
-    st = fstore.open_store(local_repo)
-    hist = fstore.historical_features(st, entity, "job_ranker_v1")
-    end = pd.Timestamp(fstore.repo_meta(local_repo)["span"]["end"])
-    seek = fstore.historical_features(
-        st, pd.DataFrame({"seeker_id": [seeker], "event_timestamp": [end]}), "seeker_online_v1"
-    )
-    for c in engine.seeker_columns:
-        hist[c] = [seek.at[0, c]] * len(hist)
-    from features.pairs import pair_features
-
-    hist = pd.concat([hist, pair_features(hist, "posting", engine.ctx)], axis=1)
-    shared = [c for c in bundle.features if c in hist.columns]
-    assert len(shared) > 40  # every Feast and pair feature (the cand_rank_* come from stage one)
-    pd.testing.assert_frame_equal(
-        frame[shared].astype(float).reset_index(drop=True),
-        hist[shared].astype(float).reset_index(drop=True),
-        check_exact=False,
-        rtol=1e-5,
-    )
+    arrays = state.arrays["posting"]
+    checked = 0
+    for seeker in (5, 17, 42):
+        row = engine.online_seeker(seeker)
+        mask = allowed_mask(arrays, state.offers["posting"], seeker, state.as_of, None, state.base["posting"])
+        scored = engine.score(state, v, "posting", row, SeekerArrays.from_row(row, engine.ctx, seeker), mask)
+        ids = arrays.keys[scored.candidates]
+        entity = pd.DataFrame(
+            {
+                "seeker_id": seeker,
+                "posting_id": ids,
+                "occupation_id": arrays.occ[scored.candidates],
+                "event_timestamp": state.as_of,
+            }
+        )
+        want = ref.feast_rows(fstore.open_store(local_repo), "posting", entity, engine.ctx)
+        shared = [c for c in bundle.features if c in want.columns]
+        assert len(shared) > 40  # every Feast and pair feature (the cand_rank_* come from stage one)
+        got = pd.DataFrame(scored.matrix, columns=bundle.features)
+        np.testing.assert_array_equal(
+            got[shared].to_numpy(np.float32), want[shared].astype(float).to_numpy(np.float32)
+        )
+        checked += len(ids)
+    assert checked > 30
 
 
 def test_inline_profile_filters_and_named_errors(engine):
@@ -124,6 +119,7 @@ def test_inline_profile_filters_and_named_errors(engine):
     r = engine.recommend("posting", profile=prof, k=5, regions=[3, 4])
     assert r["seeker_id"] is None and len(r["items"]) <= 5
     region = engine.state.items["posting"].set_index("posting_id")["posting_attributes__region_id"]
+    assert r["items"]
     assert all(region[i["id"]] in (3, 4) for i in r["items"])
     with pytest.raises(ServingError, match=r"profile.desired_occupation_ids: \[99999\]"):
         engine.recommend("posting", profile=Profile(**{**PROFILE, "desired_occupation_ids": [99999]}))
@@ -161,7 +157,7 @@ def test_degraded_answer_when_the_online_store_is_down(engine, monkeypatch):
     def down(*a, **k):
         raise redis.exceptions.ConnectionError("connection refused")
 
-    monkeypatch.setattr(fstore, "online_features", down)
+    monkeypatch.setattr(fstore, "online_row", down)
     r = engine.recommend("posting", seeker_id=5, k=5)
     assert r["degraded"] is True and len(r["items"]) == 5
     assert engine.ready() == (False, "online store unreachable: ConnectionError")

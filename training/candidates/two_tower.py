@@ -82,6 +82,28 @@ class TableEncoder:
         out["num"] = np.stack(nums, axis=1).astype(np.float32) if nums else np.zeros((len(df), 0), np.float32)
         return out
 
+    def transform_record(self, rec: dict) -> dict:
+        """:meth:`transform` of a one-row table given as a dict (the serving path: no frame per request)."""
+        missing = [c for c in self.columns_ if c not in rec]
+        if missing:
+            raise SideFeatureError(f"side record is missing field(s) {missing} the model was trained on")
+        out = {"cat": {}, "list": {}, "num": None}
+        nums = []
+        for c, kind in self.columns_.items():
+            v = rec[c]
+            if kind == "cat":
+                out["cat"][c] = np.array([self.vocab_[c].get(str(v), 0)], np.int64)
+            elif kind == "list":
+                voc = self.vocab_[c]
+                idx = [voc.get(str(x), 0) for x in (v if v is not None else [])] or [0]
+                out["list"][c] = (np.asarray(idx, np.int64), np.zeros(1, np.int64))
+            else:
+                m, s = self.stats_[c]
+                x = float(v) if v is not None else np.nan
+                nums.append(((m if np.isnan(x) else x) - m) / s)
+        out["num"] = np.asarray([nums], np.float64).astype(np.float32).reshape(1, len(nums))
+        return out
+
 
 def _tower(enc: TableEncoder, dim: int, hidden: int):
     import torch
@@ -236,6 +258,11 @@ class TwoTowerRecommender(CandidateGenerator):
     def embed_users(self, users: pd.DataFrame) -> np.ndarray:
         self._check_fitted()
         return self._embed(self.user_tower_, self.user_encoder_.transform(users))
+
+    def embed_user_record(self, rec: dict) -> np.ndarray:
+        """The embedding of one user given as a side-table record (same values as :meth:`embed_users`)."""
+        self._check_fitted()
+        return self._embed(self.user_tower_, self.user_encoder_.transform_record(rec))[0]
 
     def embed_items(self, items: pd.DataFrame) -> np.ndarray:
         """Embeddings of (possibly new) items: precompute these for the open items."""

@@ -36,6 +36,27 @@ def seeker_side_table(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def seeker_side_record(row: dict) -> dict:
+    """:func:`seeker_side_table` of one seeker row (a dict with Feast column names), as a dict."""
+    rec = {
+        "user": int(row["seeker_id"]),
+        "region_id": row["seeker_profile__region_id"],
+        "major_id": row["seeker_profile__major_id"],
+        "last_occupation_id": row["seeker_profile__last_occupation_id"],
+        "education_level": row["seeker_profile__education_level"],
+        "career_years": row["seeker_profile__career_years"],
+        "log_reservation_wage": float(
+            np.log(np.array([row["seeker_profile__reservation_wage"]], dtype=float).clip(min=1))[0]
+        ),
+        "desired_occupation_ids": row["seeker_profile__desired_occupation_ids"],
+        "unit_ids": row["seeker_competency__unit_ids"],
+        "certificate_ids": row["seeker_competency__certificate_ids"],
+    }
+    for c in RIASEC + WORK_VALUES:
+        rec[c] = row[f"seeker_psych__{c}"]
+    return rec
+
+
 def item_side_table(item_type: str, items: pd.DataFrame, ctx: PairContext) -> pd.DataFrame:
     """Generic item table (column ``item``) of static item attributes (no popularity: new items too)."""
     key = ITEM_KEY[item_type]
