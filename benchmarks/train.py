@@ -45,9 +45,9 @@ def main() -> None:
     from features import store as fstore
     from jobcare.config import CandidatesConfig
     from jobcare.world.io import read_manifest, read_tables
-    from training.candidates.evaluate import context
     from training.ranker import LambdaRankRanker
     from training.ranking_data import feature_columns
+    from training.request_path import context
     from training.stage_two import build_rows, group_sizes, ndcg_by_request
 
     res = {

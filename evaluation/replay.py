@@ -24,7 +24,7 @@ from features import store as fstore
 from jobcare.config import ProjectConfig
 from jobcare.errors import JobcareError
 from jobcare.world.io import read_manifest, read_tables
-from training.candidates.evaluate import context
+from training.request_path import context
 from training.stage_two import NoRequestsError, RankerData, build_rows, oracle_scores
 
 KS = (1, 3, 5, 10, 20)

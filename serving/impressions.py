@@ -30,8 +30,12 @@ _STOP = object()
 
 
 class ImpressionLog:
-    def __init__(self, folder: str | Path, max_bytes: int = 20_000_000, max_seconds: float = 3600.0):
+    def __init__(
+        self, folder: str | Path, max_bytes: int = 20_000_000, max_seconds: float = 3600.0, on_written=None
+    ):
+        """``on_written`` (optional) is called once per record on disk (e.g. a Prometheus counter's inc)."""
         self.folder = Path(folder)
+        self.on_written = on_written
         self.folder.mkdir(parents=True, exist_ok=True)
         self.max_bytes, self.max_seconds = max_bytes, max_seconds
         self._q: queue.SimpleQueue = queue.SimpleQueue()
@@ -87,6 +91,8 @@ class ImpressionLog:
                 self._open()
             self.write_line(json.dumps(rec, separators=(",", ":"), default=str) + "\n")
             self.written += 1
+            if self.on_written is not None:
+                self.on_written()
 
 
 RECORD_COLUMNS = [

@@ -6,8 +6,10 @@ default: the built-in defaults) and the usual overrides (``JOBCARE_WORLD``, ``JO
 ``JOBCARE_API_KEYS``). Start it with ``make serve`` or ``bentoml serve serving.service:JobCare``.
 
 Endpoints: ``POST /recommend/jobs|courses|certificates``, ``POST /competency-gap``,
-``POST /admin/reload``; BentoML's ``GET /healthz``, ``/livez``, ``/readyz`` (models loaded and the
-online store reachable, via ``__is_ready__``) and Prometheus ``/metrics`` (plus the counters below).
+``POST /admin/reload`` (reloads the worker that answers; every worker also follows the registry every
+``reload_poll_seconds``); BentoML's ``GET /healthz``, ``/livez``, ``/readyz`` (models loaded and the
+online store reachable, via ``__is_ready__``) and Prometheus ``/metrics`` (plus ``jobcare_responses_total``
+and ``jobcare_impressions_written_total``, summed over the workers).
 Errors: 400 with the field and rule, 401 without a valid API key (when enabled), 404 for an unknown
 seeker without a profile, never a stack trace.
 """
@@ -20,7 +22,6 @@ import hmac
 import logging
 import os
 import threading
-from collections import Counter
 from datetime import UTC, datetime
 from typing import Annotated, Optional
 
@@ -92,6 +93,16 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send)
 
 
+# Prometheus counters through bentoml.metrics (multiprocess mode): /metrics sums them over every worker.
+RESPONSES = bentoml.metrics.Counter(
+    name="jobcare_responses",
+    documentation="Responses by item type, variant and degraded flag.",
+    labelnames=["item_type", "variant", "degraded"],
+)
+IMPRESSIONS_WRITTEN = bentoml.metrics.Counter(
+    name="jobcare_impressions_written", documentation="Impression records written to disk."
+)
+
 # Processes and threads per process, measured on 2 cores (benchmarks/serve_load.py, README "Serving"):
 # requests are CPU-bound numpy / LightGBM work holding the GIL for much of their time, so one thread per
 # worker and one worker per core serve the most requests per second. Each worker holds its own state.
@@ -107,8 +118,9 @@ class JobCare:
         gc.collect()
         gc.freeze()  # the loaded state is long-lived: keep it out of the cyclic collector's pauses
         lc = cfg.serving.impression_log
-        self.impressions = ImpressionLog(lc.dir, lc.max_bytes, lc.max_seconds)
-        self.counts: Counter = Counter()
+        self.impressions = ImpressionLog(
+            lc.dir, lc.max_bytes, lc.max_seconds, on_written=IMPRESSIONS_WRITTEN.inc
+        )
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._every, args=(p, fn), daemon=True, name=name)
@@ -136,23 +148,6 @@ class JobCare:
     def __is_ready__(self) -> bool:
         return self.engine.ready()[0]
 
-    def __metrics__(self, content: str) -> str:
-        lines = [
-            "# HELP jobcare_responses_total Responses by item type, variant and degraded flag.",
-            "# TYPE jobcare_responses_total counter",
-        ]
-        for (item_type, variant, degraded), n in sorted(self.counts.items()):
-            lines.append(
-                f'jobcare_responses_total{{item_type="{item_type}",variant="{variant}",'
-                f'degraded="{str(degraded).lower()}"}} {n}'
-            )
-        lines += [
-            "# HELP jobcare_impressions_written_total Impression records written to disk.",
-            "# TYPE jobcare_impressions_written_total counter",
-            f"jobcare_impressions_written_total {self.impressions.written}",
-        ]
-        return content + "\n".join(lines) + "\n"
-
     # ------------------------------------------------------------------ recommend
     def _recommend(self, item_type, seeker_id, profile, k, filters) -> RecommendResponse:
         key = (
@@ -170,7 +165,9 @@ class JobCare:
             occupations=filters.occupations if filters else None,
             log_key=key,
         )
-        self.counts[(item_type, out["variant"], out["degraded"])] += 1
+        RESPONSES.labels(
+            item_type=item_type, variant=out["variant"], degraded=str(out["degraded"]).lower()
+        ).inc()
         logging_ = out.pop("logging")
         timings = out.pop("timings_ms")
         self.impressions.append(

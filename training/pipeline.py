@@ -27,8 +27,8 @@ from jobcare.contracts import validate_world
 from jobcare.world.io import MANIFEST, read_manifest, read_tables
 from training import tracking
 from training.bundle import Bundle, load_bundle, log_bundle
-from training.candidates.evaluate import context
 from training.registry import CHALLENGER, CHAMPION, MODEL_NAMES, champion_version, paired_bootstrap, set_alias
+from training.request_path import context
 from training.stage_two import fit_and_evaluate, ndcg_by_request
 
 log = logging.getLogger(__name__)

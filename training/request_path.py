@@ -120,7 +120,7 @@ class OfferIndex:
         age = (until - ev_ts[sel]) / 1e9 / 86_400
         w = w * 0.5 ** (age / weights.half_life_days)
         keep = w > 0
-        stamp = pd.DatetimeIndex((ev_ts[sel][keep] // 1000).astype("datetime64[us]")).tz_localize("UTC")
+        stamp = pd.DatetimeIndex(ev_ts[sel][keep].astype("datetime64[ns]")).tz_localize("UTC")
         return pd.DataFrame(
             {
                 "user": np.full(int(keep.sum()), seeker, np.int64),
@@ -214,11 +214,6 @@ class StageIndex:
         )
 
 
-def _masked_top_k(scores: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
-    idx = np.flatnonzero(mask)
-    return top_k(idx, scores[idx], k)[0]
-
-
 def stage_one(
     sidx: StageIndex,
     items: ItemArrays,
@@ -241,6 +236,7 @@ def stage_one(
     ``user_vec``; popularity is the same list for everyone; the rules score pair features at ``now``
     (certificates also the demand of the desired occupations' open postings, ``demand``)."""
     out = {}
+    idx = np.flatnonzero(mask)  # the allowed positions, ascending (shared by the sources)
     if "als" in sources:
         newer = history is not None and len(history) and bool((history["timestamp"] >= trained_until).any())
         vec = sidx.stage.als.user_vector(seeker.seeker_id, history if newer else None)
@@ -248,18 +244,31 @@ def stage_one(
             out["als"] = np.zeros(0, np.int64)
         else:
             ok = mask[sidx.als_pos]
-            scores = (sidx.als_factors @ vec).astype(np.float64)
+            scores = sidx.als_factors @ vec  # float32, as the reference; ordering is exact either way
             out["als"] = top_k(sidx.als_pos[ok], scores[ok], k)[0]
     if "two_tower" in sources:
-        out["two_tower"] = _masked_top_k((sidx.tt_emb @ user_vec).astype(np.float64), mask, k)
+        out["two_tower"] = top_k(idx, (sidx.tt_emb @ user_vec)[idx], k)[0]
     if "popularity" in sources:
-        order = sidx.pop_order
-        out["popularity"] = order[mask[order]][:k]
+        out["popularity"] = _first_allowed(sidx.pop_order, mask, k)
     if "rules" in sources:
-        idx = np.flatnonzero(mask)
         sc = rule_scores(items.item_type, seeker, items, idx, now, ctx, occ_feats, demand)
         out["rules"] = top_k(idx, sc, k)[0]
     return out
+
+
+def _first_allowed(order: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` entries of ``order`` that ``mask`` allows, scanning in chunks (the popular items
+    are rarely all blocked, so a request looks at a few hundred entries, not the whole catalogue)."""
+    got, start, step = [], 0, max(4 * k, 1024)
+    need = k
+    while need > 0 and start < order.size:
+        chunk = order[start : start + step]
+        ok = chunk[mask[chunk]][:need]
+        got.append(ok)
+        need -= ok.size
+        start += step
+        step *= 4
+    return np.concatenate(got) if got else np.zeros(0, np.int64)
 
 
 def source_ranks(lists: dict[str, np.ndarray], cand: np.ndarray, n_candidates: int) -> dict[str, np.ndarray]:

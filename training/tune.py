@@ -27,11 +27,11 @@ from jobcare.contracts import validate_world
 from jobcare.world.io import read_manifest, read_tables
 from training import tracking
 from training.candidates.als import ALSRecommender
-from training.candidates.evaluate import context
 from training.interactions import world_interactions
 from training.pipeline import ensure_repo
 from training.ranker import LambdaRankRanker
 from training.ranking_data import feature_columns
+from training.request_path import context
 from training.stage_two import als_ranks, build_rows, group_sizes, ndcg_by_request
 
 

@@ -67,15 +67,19 @@ def test_filters_never_offer_closed_or_already_applied_postings(local_repo, tiny
     user_emb = st.two_tower.embed_users(seeker_side_table(qfeat))
     offers = OfferIndex(tiny_tables, "posting")
     ev, p = tiny_tables["events"], tiny_tables["postings"].set_index("posting_id")
-    n_cold = 0
+    n_cold = n_hist = 0
     for i in range(len(q)):
         s, ts = int(q.at[i, "seeker_id"]), q.at[i, "event_timestamp"]
         items = ItemArrays.compile("posting", item_features(local_repo, "posting", ts), ctx)
         mask = allowed_mask(items, offers, s, ts)
         hist = world_interactions(ev[ev["seeker_id"] == s], "posting", ts, EventWeights())
-        pd.testing.assert_frame_equal(
-            offers.history(s, ts, EventWeights()).reset_index(drop=True), hist.reset_index(drop=True)
+        got_hist = offers.history(s, ts, EventWeights())
+        pd.testing.assert_frame_equal(  # the array version gives world_interactions' values exactly
+            got_hist.drop(columns="timestamp"), hist.drop(columns="timestamp"), check_exact=True
         )
+        stamps = pd.to_datetime(hist["timestamp"], utc=True).dt.as_unit("ns")
+        assert got_hist["timestamp"].tolist() == stamps.tolist()
+        n_hist += len(hist) > 0
         seeker = SeekerArrays.from_row(qfeat.iloc[i], ctx, s)
         pos = stage_one(
             StageIndex.compile(st, items), items, ctx, seeker, mask, days(ts), user_emb[i], hist, T, 300
@@ -93,6 +97,7 @@ def test_filters_never_offer_closed_or_already_applied_postings(local_repo, tiny
         n_cold += st.als.users_.index([s])[0] < 0
         assert len(got) == mask.sum() > 0  # tiny catalogue: everything allowed is a candidate
     assert n_cold >= 1  # cold seekers were checked too
+    assert n_hist >= 5  # and seekers with a history
 
 
 def test_planted_preference_each_generator_ranks_the_occupation_first(local_repo, tiny_tables, split):

@@ -8,9 +8,9 @@ import pytest
 
 from features import store as fstore
 from jobcare.config import CandidatesConfig, TwoTowerParams
-from training.candidates.evaluate import context
 from training.ranker import protected_in
 from training.ranking_data import feature_columns
+from training.request_path import context
 from training.stage_two import als_ranks, build_rows, group_sizes
 
 pytestmark = pytest.mark.integration

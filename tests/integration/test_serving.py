@@ -280,7 +280,8 @@ def test_asgi_app_errors_auth_and_metrics(asgi_client):
     gap = c.post("/competency-gap", json={"seeker_id": 5, "occupation_id": 3}, headers=auth)
     assert gap.status_code == 200 and "missing" in gap.json()
     m = c.get("/metrics").text
-    assert 'jobcare_responses_total{item_type="posting",variant="champion",degraded="false"}' in m
+    assert 'jobcare_responses_total{degraded="false",item_type="posting",variant="champion"}' in m
+    assert "jobcare_impressions_written_total" in m
 
 
 @pytest.fixture(scope="module")

@@ -133,5 +133,19 @@ def test_certificate_demand_counts_each_open_posting_once_per_certificate():
 
 def test_ranker_plan_names_the_input_it_cannot_build():
     arr, _ = _postings()
-    with pytest.raises(RequestPathError, match=r"\['mystery_feature'\].*rule: every model input has a source"):
+    with pytest.raises(
+        RequestPathError, match=r"\['mystery_feature'\].*rule: every model input has a source"
+    ):
         RankerPlan("posting", ["coverage", "mystery_feature"], ["seeker_profile__career_years"], arr)
+
+
+def test_first_allowed_scans_in_chunks_and_equals_a_full_filter():
+    from training.request_path import _first_allowed
+
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        n = int(rng.integers(0, 6000))
+        order = rng.permutation(n)
+        mask = rng.random(n) < rng.choice([0.001, 0.1, 0.9])
+        k = int(rng.integers(1, 400))
+        assert _first_allowed(order, mask, k).tolist() == order[mask[order]][:k].tolist()
