@@ -14,7 +14,7 @@ item's values never depend on which other items are scored with it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,7 @@ class ItemArrays:
     unit_levels: np.ndarray | None
     req_certs: np.ndarray | None
     _pos: np.ndarray
+    _derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def compile(cls, item_type: str, items: pd.DataFrame, ctx: PairContext) -> ItemArrays:
@@ -88,6 +89,14 @@ class ItemArrays:
 
     def __len__(self) -> int:
         return self.keys.size
+
+    def derived(self, name: str, build):
+        """A static array derived from the items (e.g. a rule's item-side term), built once on first use.
+        Racing threads may both build it; they build the same value."""
+        out = self._derived.get(name)
+        if out is None:
+            out = self._derived[name] = build()
+        return out
 
     def positions(self, ids) -> np.ndarray:
         """Index positions of item ``ids`` (-1 for ids not in the index)."""

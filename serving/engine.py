@@ -122,9 +122,9 @@ class Engine:
         self.catalog = Catalog(self.world)
         self.ctx = context(self.repo, self.catalog.n_units)
         self.occ_columns = occupation_columns(self.repo)
-        self.seeker_fs = self.store.get_feature_service("seeker_online_v1")  # looked up once (slow)
-        self.seeker_columns = fstore.service_columns(self.seeker_fs)
-        self.scalar_seeker_columns = fstore.scalar_columns(self.seeker_fs)
+        self.seeker_reader = fstore.OnlineReader(self.store, "seeker_online_v1", "seeker_id")
+        self.seeker_columns = self.seeker_reader.columns
+        self.scalar_seeker_columns = fstore.scalar_columns(self.store.get_feature_service("seeker_online_v1"))
         self._lock = threading.Lock()
         self.state: State | None = None
         self.refresh(load_models=load_models)
@@ -240,7 +240,7 @@ class Engine:
     # ---------------------------------------------------------------- seekers
     def online_seeker(self, seeker_id: int) -> dict:
         """The seeker's features from the online store; UnknownSeekerError if the store has none."""
-        row = fstore.online_row(self.store, self.seeker_fs, {"seeker_id": int(seeker_id)})
+        row = self.seeker_reader.read(int(seeker_id))
         if row.get("seeker_profile__region_id") is None:
             raise UnknownSeekerError(
                 f"seeker_id {seeker_id}: unknown to the online store; send an inline `profile` instead"
@@ -568,7 +568,7 @@ class Engine:
         if self.state is None or CHAMPION not in self.state.variants:
             return False, "models not loaded"
         try:
-            fstore.online_row(self.store, self.seeker_fs, {"seeker_id": 0})
+            self.seeker_reader.read(0)
         except Exception as e:
             return False, f"online store unreachable: {type(e).__name__}"
         return True, "ready"

@@ -26,7 +26,7 @@ from features.item_index import item_features
 from features.pair_arrays import SeekerArrays, occupation_features, pair_matrix
 from features.pairs import PAIR_FEATURES, PairContext
 from jobcare.errors import JobcareError
-from training.candidates.base import top_k
+from training.candidates.base import top_k, top_k_allowed
 from training.candidates.rules import rule_scores
 from training.candidates.union import union
 
@@ -236,7 +236,6 @@ def stage_one(
     ``user_vec``; popularity is the same list for everyone; the rules score pair features at ``now``
     (certificates also the demand of the desired occupations' open postings, ``demand``)."""
     out = {}
-    idx = np.flatnonzero(mask)  # the allowed positions, ascending (shared by the sources)
     if "als" in sources:
         newer = history is not None and len(history) and bool((history["timestamp"] >= trained_until).any())
         vec = sidx.stage.als.user_vector(seeker.seeker_id, history if newer else None)
@@ -247,12 +246,17 @@ def stage_one(
             scores = sidx.als_factors @ vec  # float32, as the reference; ordering is exact either way
             out["als"] = top_k(sidx.als_pos[ok], scores[ok], k)[0]
     if "two_tower" in sources:
-        out["two_tower"] = top_k(idx, (sidx.tt_emb @ user_vec)[idx], k)[0]
+        out["two_tower"] = top_k_allowed(sidx.tt_emb @ user_vec, mask, k)
     if "popularity" in sources:
         out["popularity"] = _first_allowed(sidx.pop_order, mask, k)
     if "rules" in sources:
-        sc = rule_scores(items.item_type, seeker, items, idx, now, ctx, occ_feats, demand)
-        out["rules"] = top_k(idx, sc, k)[0]
+        if items.item_type == "posting":  # item-side terms are whole-catalogue arrays: no gather
+            sc = rule_scores("posting", seeker, items, slice(None), now, ctx, occ_feats, demand)
+            out["rules"] = top_k_allowed(sc, mask, k)
+        else:  # per-item pair features: only for the allowed items
+            idx = np.flatnonzero(mask)
+            sc = rule_scores(items.item_type, seeker, items, idx, now, ctx, occ_feats, demand)
+            out["rules"] = top_k(idx, sc, k)[0]
     return out
 
 

@@ -114,6 +114,15 @@ def test_serving_features_equal_the_training_path(engine, local_repo, tiny_table
     assert checked > 30
 
 
+def test_the_direct_online_read_equals_get_online_features(engine):
+    from features import store as fstore
+
+    fs = engine.store.get_feature_service("seeker_online_v1")
+    for seeker in (0, 5, 17, 42, 987654):
+        assert engine.seeker_reader.read(seeker) == fstore.online_row(engine.store, fs, {"seeker_id": seeker})
+    assert engine.seeker_reader.read(5)["seeker_profile__region_id"] is not None
+
+
 def test_inline_profile_filters_and_named_errors(engine):
     prof = Profile(**PROFILE)
     r = engine.recommend("posting", profile=prof, k=5, regions=[3, 4])
@@ -152,12 +161,10 @@ def test_competency_gap_lists_missing_units_and_what_closes_them(engine):
 def test_degraded_answer_when_the_online_store_is_down(engine, monkeypatch):
     import redis
 
-    from features import store as fstore
-
     def down(*a, **k):
         raise redis.exceptions.ConnectionError("connection refused")
 
-    monkeypatch.setattr(fstore, "online_row", down)
+    monkeypatch.setattr(engine.seeker_reader, "read", down)
     r = engine.recommend("posting", seeker_id=5, k=5)
     assert r["degraded"] is True and len(r["items"]) == 5
     assert engine.ready() == (False, "online store unreachable: ConnectionError")

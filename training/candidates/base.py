@@ -42,6 +42,21 @@ def top_k(items: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np
     return items[part], scores[part]
 
 
+def top_k_allowed(scores: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
+    """:func:`top_k` over the positions ``mask`` allows, given finite ``scores`` for every position: the
+    same result as ``top_k(flatnonzero(mask), scores[flatnonzero(mask)], k)[0]`` without gathering the
+    allowed scores (at a national catalogue the gathers cost more than the selection)."""
+    n_allowed = int(np.count_nonzero(mask))
+    if n_allowed <= k:
+        idx = np.flatnonzero(mask)
+        return top_k(idx, scores[idx], k)[0]
+    s = np.where(mask, scores, -np.inf)
+    kth = np.partition(s, s.size - k)[s.size - k]
+    above = np.flatnonzero(s > kth)
+    part = np.concatenate([above, np.flatnonzero(s == kth)[: k - above.size]])
+    return part[np.lexsort((part, -s[part]))]
+
+
 class CandidateGenerator:
     """Base class. Subclasses implement ``fit`` and ``score``."""
 

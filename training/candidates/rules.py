@@ -28,6 +28,11 @@ COURSE = (
 CERTIFICATE = ("desired_requires_units", "desired_group_match", "readiness", "already_held")
 
 
+def _fraction(applies: np.ndarray) -> np.ndarray:
+    pop = np.nan_to_num(applies, nan=0.0)
+    return pop / (1 + pop)
+
+
 def rule_scores(
     item_type: str,
     seeker: SeekerArrays,
@@ -38,15 +43,22 @@ def rule_scores(
     occ_feats: dict | None = None,
     demand: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Rule scores (float64) of the items at positions ``idx`` for ``seeker`` at ``now`` (days).
+    """Rule scores (float64) of the items at positions ``idx`` (an index array, or ``slice(None)`` for
+    every item; postings only) for ``seeker`` at ``now`` (days).
 
     ``demand`` (certificates): :func:`features.item_arrays.certificate_demand` of the open postings."""
     occ_feats = occupation_features(seeker, ctx) if occ_feats is None else occ_feats
     if item_type == "posting":
-        match = occ_feats["desired_occupation_match"][items.occ[idx]]
-        same = (items.region[idx] == seeker.region).astype(np.float32)
-        pop = np.nan_to_num(items.num["posting_popularity__applies_7d"][idx], nan=0.0)
-        return (2 * match + same) + pop / (1 + pop)
+        # 2 * desired match + same region depends on (occupation, region) only: a table per request,
+        # one gather per item; the popularity term is static per item
+        n_reg = ctx.distance_km.shape[0]
+        code = items.derived("occupation_region", lambda: items.occ * n_reg + items.region)
+        frac = items.derived(
+            "popularity_fraction", lambda: _fraction(items.num["posting_popularity__applies_7d"])
+        )
+        same = (np.arange(n_reg) == seeker.region).astype(np.float32)
+        table = (2 * occ_feats["desired_occupation_match"][:, None] + same[None, :]).ravel()
+        return table[code[idx]] + frac[idx]
     if item_type == "course":
         f = pair_matrix(item_type, seeker, items, idx, now, ctx, occ_feats, COURSE)
         return (

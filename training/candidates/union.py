@@ -14,17 +14,24 @@ def union(lists: dict[str, np.ndarray], quotas: dict[str, int], n: int) -> tuple
     Returns:
         (items, source) arrays of equal length <= n; ``source`` names the source that contributed each.
     """
-    taken, names = [np.zeros(0, np.int64)], []
-    seen = np.zeros(0, np.int64)
+    arrays = {name: np.asarray(lists.get(name, np.zeros(0, np.int64)), dtype=np.int64) for name in quotas}
+    top = max((int(a.max()) + 1 for a in arrays.values() if a.size), default=0)
+    seen = np.zeros(top, bool)  # items are small non-negative integers (ids or index positions)
+    taken, names, n_taken = [np.zeros(0, np.int64)], [], 0
     pos = {name: 0 for name in quotas}
     for rnd in (1, 2):
         for name, quota in quotas.items():
-            room = n - seen.size
+            room = n - n_taken
             if room <= 0:
                 break
-            lst = np.asarray(lists.get(name, np.zeros(0, np.int64)), dtype=np.int64)
+            lst = arrays[name]
             rest = lst[pos[name] :]
-            fresh = np.flatnonzero(~np.isin(rest, seen))
+            new = ~seen[rest]
+            if new.any():  # a repeat within the list counts once, at its first place
+                once = np.zeros(rest.size, bool)
+                once[np.unique(rest, return_index=True)[1]] = True
+                new &= once
+            fresh = np.flatnonzero(new)
             budget = min(quota if rnd == 1 else n, room)
             if fresh.size > budget:  # stop right after the last item taken
                 fresh = fresh[:budget]
@@ -34,5 +41,6 @@ def union(lists: dict[str, np.ndarray], quotas: dict[str, int], n: int) -> tuple
             if fresh.size:
                 taken.append(rest[fresh])
                 names += [name] * fresh.size
-                seen = np.concatenate([seen, rest[fresh]])
+                seen[rest[fresh]] = True
+                n_taken += fresh.size
     return np.concatenate(taken), np.asarray(names, dtype=object)
