@@ -130,10 +130,16 @@ OUTCOME_COLUMNS = ("request_id", "item_id", "event_type")
 
 
 class _ALSOrder:
-    """``baseline:als`` as a ranker: stage one's ALS rank among the candidates."""
+    """``baseline:als`` as a ranker: stage one's ALS rank among the candidates. Scores the request
+    path's matrix (columns ``features``, the champion bundle's) or a frame with ``cand_rank_als``."""
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return -frame["cand_rank_als"].to_numpy(float)
+    def __init__(self, features: list[str]):
+        self.column = features.index("cand_rank_als")
+
+    def predict(self, X) -> np.ndarray:
+        if isinstance(X, np.ndarray):
+            return -X[:, self.column].astype(float)
+        return -X["cand_rank_als"].to_numpy(float)
 
 
 def read_outcomes(path) -> pd.DataFrame:
@@ -230,7 +236,7 @@ def service_off_policy(cfg, world, impressions, outcomes, a: str, b: str, item_t
                 import dataclasses
 
                 base = engine.state.variants[CHAMPION].bundles[item_type]
-                bundle = dataclasses.replace(base, ranker=_ALSOrder())
+                bundle = dataclasses.replace(base, ranker=_ALSOrder(base.features))
             else:
                 bundle = bundles[arm]
             engine.add_variant(f"ope-{arm}", {item_type: bundle}, {item_type: model})

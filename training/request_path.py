@@ -23,7 +23,7 @@ import pandas as pd
 
 from features.item_arrays import ITEM_KEY, ItemArrays, certificate_demand
 from features.item_index import item_features
-from features.pair_arrays import SeekerArrays, occupation_features, pair_matrix
+from features.pair_arrays import SeekerArrays, days, occupation_features, pair_matrix
 from features.pairs import PAIR_FEATURES, PairContext
 from jobcare.errors import JobcareError
 from training.candidates.base import top_k, top_k_allowed
@@ -448,6 +448,20 @@ def candidates_and_matrix(
     return Scored(lists, cand, X, occ_feats)
 
 
+@dataclass
+class ReplayRequest:
+    items: ItemArrays
+    seeker: SeekerArrays
+    mask: np.ndarray
+    history: pd.DataFrame
+    occ_feats: dict
+    now: float
+    lists: dict  # source -> positions in ``items``
+
+    def key_lists(self) -> dict[str, np.ndarray]:
+        return key_lists(self.items, self.lists)
+
+
 class ReplayDays:
     """The item side of a replay, one simulated day at a time: the day's item features (as of its last
     microsecond, the same rows Feast's point-in-time join gives any moment of that day) compiled into
@@ -469,6 +483,32 @@ class ReplayDays:
                 postings = ItemArrays.compile("posting", item_features(self.repo, "posting", at), self.ctx)
             self._day, self._value = day, (items, StageIndex.compile(self.stage, items), postings)
         return self._value
+
+    def request(
+        self,
+        offers: OfferIndex,
+        seeker_row,
+        seeker_id: int,
+        ts: pd.Timestamp,
+        user_vec: np.ndarray,
+        weights,
+        trained_until: pd.Timestamp,
+        k: int,
+        sources=SOURCE_ORDER,
+    ) -> ReplayRequest:
+        """One logged request through stage one: the day's items, the seeker's arrays, the allowed mask,
+        the ALS history and each source's top ``k`` positions."""
+        items, sidx, postings = self.at(ts)
+        seeker = SeekerArrays.from_row(seeker_row, self.ctx, seeker_id)
+        mask = allowed_mask(items, offers, seeker_id, ts, seeker.certificates)
+        history = offers.history(seeker_id, ts, weights)
+        occ = occupation_features(seeker, self.ctx)
+        now = days(ts)
+        lists = stage_one(
+            sidx, items, self.ctx, seeker, mask, now, user_vec, history, trained_until, k, sources, occ,
+            self.demand(items, postings, ts),
+        )  # fmt: skip
+        return ReplayRequest(items, seeker, mask, history, occ, now, lists)
 
     def demand(self, items: ItemArrays, postings: ItemArrays | None, ts: pd.Timestamp):
         """The certificate rule's demand of the postings open at ``ts`` (None for other item types)."""

@@ -20,7 +20,6 @@ from tqdm import tqdm
 from evaluation.metrics import ndcg_at_k
 from evaluation.stats import ratio_ci
 from features import store as fstore
-from features.pair_arrays import SeekerArrays, days, occupation_features
 from jobcare.config import CandidatesConfig
 from jobcare.errors import JobcareError
 from training.candidates.evaluate import StageOne, fit_stage_one, union_at
@@ -31,11 +30,8 @@ from training.request_path import (
     OfferIndex,
     RankerPlan,
     ReplayDays,
-    allowed_mask,
     default_features,
-    key_lists,
     occupation_columns,
-    stage_one,
 )
 
 log = logging.getLogger(__name__)
@@ -122,7 +118,7 @@ def build_rows(
     replay = ReplayDays(repo, item_type, ctx, stage)
     seeker_columns = fstore.scalar_columns(store.get_feature_service("seeker_online_v1"))
     occ_columns = occupation_columns(repo) if item_type == "posting" else None
-    plans: dict = {}  # per compiled day: the rows' feature columns (every input a ranker may use)
+    plan = None  # the rows' feature columns: every input a ranker may use (the same every day)
     parts, als_inputs = [], []
     for i in tqdm(range(len(requests)), desc=f"{item_type} requests", disable=not show_progress):
         s, ts, sid = (
@@ -130,30 +126,19 @@ def build_rows(
             requests.at[i, "event_timestamp"],
             requests.at[i, "session_id"],
         )
-        items, sidx, postings = replay.at(ts)
-        seeker = SeekerArrays.from_row(qfeat.iloc[i], ctx, s)
-        mask = allowed_mask(items, offers, s, ts, seeker.certificates)
-        hist = offers.history(s, ts, cfg.event_weights)
-        now = days(ts)
-        occ = occupation_features(seeker, ctx)
-        lists = key_lists(
-            items,
-            stage_one(
-                sidx,
-                items,
-                ctx,
-                seeker,
-                mask,
-                now,
-                user_emb[i],
-                hist,
-                start,
-                cfg.n_candidates,
-                tuple(cfg.quotas),
-                occ,
-                replay.demand(items, postings, ts),
-            ),
+        req = replay.request(
+            offers,
+            qfeat.iloc[i],
+            s,
+            ts,
+            user_emb[i],
+            cfg.event_weights,
+            start,
+            cfg.n_candidates,
+            tuple(cfg.quotas),
         )
+        items, hist, mask = req.items, req.history, req.mask
+        lists = req.key_lists()
         newer = bool(len(hist)) and bool((hist["timestamp"] >= start).any())
         als_inputs.append((s, items.keys[mask], hist if newer else None))
         rows = request_rows(
@@ -171,17 +156,16 @@ def build_rows(
             continue
         # bookkeeping for val_recall_at_100: is the item in the 100-candidate union?
         rows["in_union_100"] = np.isin(rows["item_id"], union_at(lists, cfg.quotas, 100, cfg.n_candidates))
-        if id(items) not in plans:
+        if plan is None:
             names = default_features(item_type, seeker_columns, items, occ_columns, (), absolute_time=True)
-            plans = {id(items): RankerPlan(item_type, names, seeker_columns, items, occ_columns)}
-        plan = plans[id(items)]
+            plan = RankerPlan(item_type, names, seeker_columns, items, occ_columns)
         pos = items.positions(rows["item_id"].to_numpy())
         if (pos < 0).any():
             raise JobcareError(
                 f"{item_type} request {i}: items {rows['item_id'][pos < 0].tolist()[:5]} have no features "
                 f"on {ts.date()} (rule: a shown or candidate item exists at the request)"
             )
-        X = plan.matrix(seeker, items, pos, now, ctx, occ_feats=occ)
+        X = plan.matrix(req.seeker, items, pos, req.now, ctx, occ_feats=req.occ_feats)
         feats = pd.DataFrame(X, columns=plan.features, index=rows.index)
         parts.append(pd.concat([rows, feats], axis=1).assign(seeker_id=s, occupation_id=items.occ[pos]))
     rows = pd.concat(parts, ignore_index=True)

@@ -122,6 +122,7 @@ def _latest_offline(repo: Path, view: str, key: str, at: pd.Timestamp) -> pd.Dat
 
 
 def _assert_parity(repo: Path, end: pd.Timestamp, seekers, postings) -> None:
+    end = store.serving_clock(end)  # materialize loads the online store up to the service's clock
     st = store.open_store(repo)
     online = store.online_features(st, [{"seeker_id": int(s)} for s in seekers], "seeker_online_v1")
     for view in ("seeker_profile", "seeker_competency", "seeker_activity", "seeker_psych"):

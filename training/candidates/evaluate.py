@@ -20,7 +20,6 @@ from tqdm import tqdm
 
 from features import store as fstore
 from features.item_index import item_features
-from features.pair_arrays import SeekerArrays, days, occupation_features
 from features.pairs import PairContext
 from jobcare.config import CandidatesConfig
 from jobcare.world.io import read_manifest, read_tables
@@ -30,7 +29,7 @@ from training.candidates.two_tower import TwoTowerRecommender
 from training.candidates.union import union
 from training.candidates.world import ACTION, item_side_table, seeker_side_table
 from training.interactions import world_interactions
-from training.request_path import OfferIndex, ReplayDays, allowed_mask, context, key_lists, stage_one
+from training.request_path import OfferIndex, ReplayDays, context
 
 log = logging.getLogger(__name__)
 SOURCES = ["als", "two_tower", "rules", "popularity", "union", "oracle"]
@@ -131,32 +130,12 @@ def evaluate_item_type(
     K = cfg.n_candidates
     for i in tqdm(range(len(q)), desc=f"replay {item_type} requests", disable=not show_progress):
         s, ts, relevant = int(q.at[i, "seeker_id"]), q.at[i, "event_timestamp"], set(q.at[i, "relevant"])
-        items, sidx, postings = replay.at(ts)
-        seeker = SeekerArrays.from_row(qfeat.iloc[i], ctx, s)
-        mask = allowed_mask(items, offers, s, ts, seeker.certificates)
-        allowed = items.keys[mask]
+        req = replay.request(offers, qfeat.iloc[i], s, ts, user_emb[i], weights, T, K)
+        allowed = req.items.keys[req.mask]
         rel = relevant & set(allowed.tolist())
         if not rel:
             continue
-        hist = offers.history(s, ts, weights)
-        occ = occupation_features(seeker, ctx)
-        lists = key_lists(
-            items,
-            stage_one(
-                sidx,
-                items,
-                ctx,
-                seeker,
-                mask,
-                days(ts),
-                user_emb[i],
-                hist,
-                T,
-                K,
-                occ_feats=occ,
-                demand=replay.demand(items, postings, ts),
-            ),
-        )
+        lists = req.key_lists()
         unions = {k: union_at(lists, cfg.quotas, k, K) for k in KS}
         lists["oracle"] = oracle.rank(item_type, s, ts, k=K, items=allowed)[0]
         warm = stage.als.users_.index([s])[0] >= 0
