@@ -255,7 +255,7 @@ def hot_swap(jobs, seekers, rate: float) -> dict:
 
     t = threading.Thread(target=load)
     t.start()
-    time.sleep(8)
+    time.sleep(8)  # then promote: every worker follows within reload_poll_seconds (10 s)
     new = mlflow.register_model(old.source, name).version
     promote(client, name, str(new), "benchmark: hot swap under load")
     t.join()
@@ -320,7 +320,7 @@ def main() -> None:
     shutil.copy(reg, tmp / "mlflow.db")  # the swap below must not touch the demo's registry
     cfg.tracking.uri = f"sqlite:///{tmp / 'mlflow.db'}"
     cfg.serving.impression_log.dir = tmp / "impressions"
-    cfg.serving.reload_poll_seconds = 1.0
+    cfg.serving.reload_poll_seconds = 10.0  # configs/serving.yaml's value: each worker polls the registry
     cfg.serving.item_refresh_seconds = 0
     cfg.features.repo = cfg.features.repo.resolve()
     cfg.serving.world = cfg.serving.world.resolve()
