@@ -31,11 +31,12 @@ from features import store as fstore
 from features.item_index import item_features
 from features.pair_arrays import SeekerArrays, days, pair_matrix
 from features.pairs import PAIR_FEATURES
-from jobcare.competency import coverage
 from jobcare.config import ExploreConfig, ProjectConfig
-from jobcare.errors import JobcareError
 from jobcare.world.io import read_manifest, read_tables
-from jobcare.world.taxonomy import RIASEC, WORK_VALUES
+from jobcare.world.taxonomy import RIASEC
+from serving.errors import NotReadyError, ServingError, UnknownSeekerError
+from serving.gap import competency_gap
+from serving.profiles import profile_row
 from serving.reasons import reasons
 from serving.schemas import Profile
 from serving.state import (
@@ -48,8 +49,9 @@ from serving.state import (
 )
 from training.bundle import load_bundle
 from training.candidates.world import ITEM_KEY, seeker_side_record
+from training.offers import allowed_mask
 from training.registry import CHALLENGER, CHAMPION, MODEL_NAMES
-from training.request_path import allowed_mask, candidates_and_matrix, context, occupation_columns
+from training.request_path import candidates_and_matrix, context, occupation_columns
 
 log = logging.getLogger(__name__)
 TITLE = {
@@ -57,21 +59,6 @@ TITLE = {
     "course": ("courses", "title"),
     "certificate": ("certificates", "name"),
 }
-LETTERS = "RIASEC"
-
-
-class ServingError(JobcareError):
-    """A request the service refuses; ``status`` is the HTTP status, the message names field and rule."""
-
-    status = 400
-
-
-class UnknownSeekerError(ServingError):
-    status = 404
-
-
-class NotReadyError(ServingError):
-    status = 503
 
 
 class Catalog:
@@ -249,58 +236,7 @@ class Engine:
 
     def profile_seeker(self, profile: Profile, seeker_id: int = -1) -> dict:
         """The ``seeker_online_v1`` columns built from an inline profile (ids checked against the world)."""
-        n_occ, n_reg = len(self.catalog.occupations), len(self.catalog.regions)
-        bad = []
-        if profile.region_id >= n_reg:
-            bad.append(f"profile.region_id: {profile.region_id} is not a region (0-{n_reg - 1})")
-        for name, ids in (
-            ("desired_occupation_ids", profile.desired_occupation_ids),
-            ("last_occupation_id", [profile.last_occupation_id] if profile.last_occupation_id >= 0 else []),
-        ):
-            wrong = [i for i in ids if not 0 <= i < n_occ]
-            if wrong:
-                bad.append(f"profile.{name}: {wrong} not occupation ids (0-{n_occ - 1})")
-        units = [c.unit_id for c in profile.competencies]
-        wrong = [u for u in units if u >= self.catalog.n_units]
-        if wrong:
-            bad.append(f"profile.competencies.unit_id: {wrong[:5]} not units (0-{self.catalog.n_units - 1})")
-        if len(set(units)) != len(units):
-            bad.append("profile.competencies: a unit is listed twice (rule: one level per unit)")
-        n_cert = len(self.catalog.titles["certificate"])
-        wrong = [c for c in profile.certificate_ids if not 0 <= c < n_cert]
-        if wrong:
-            bad.append(f"profile.certificate_ids: {wrong[:5]} not certificates (0-{n_cert - 1})")
-        if bad:
-            raise ServingError("; ".join(bad))
-        comp = sorted((c.unit_id, c.level) for c in profile.competencies)
-        levels = [lv for _, lv in comp]
-        row = {c: 0 for c in self.seeker_columns}  # activity counts of a new seeker are 0
-        row.update(
-            {
-                "seeker_id": seeker_id,
-                "seeker_profile__region_id": profile.region_id,
-                "seeker_profile__education_level": profile.education_level,
-                "seeker_profile__major_id": profile.major_id,
-                "seeker_profile__career_years": profile.career_years,
-                "seeker_profile__last_occupation_id": profile.last_occupation_id,
-                "seeker_profile__desired_occupation_ids": list(profile.desired_occupation_ids),
-                "seeker_profile__reservation_wage": profile.reservation_wage,
-                "seeker_profile__registered_days": self.as_of.value / 86_400e9,
-                "seeker_competency__unit_ids": [u for u, _ in comp],
-                "seeker_competency__unit_levels": levels,
-                "seeker_competency__n_units": len(comp),
-                "seeker_competency__mean_unit_level": float(np.mean(levels)) if levels else 0.0,
-                "seeker_competency__units_by_group": [],
-                "seeker_competency__certificate_ids": sorted(set(profile.certificate_ids)),
-                "seeker_competency__n_certificates": len(set(profile.certificate_ids)),
-                "seeker_competency__n_courses_completed": 0,
-            }
-        )
-        for col, letter in zip(RIASEC, LETTERS):
-            row[f"seeker_psych__{col}"] = getattr(profile.riasec, letter)
-        for col in WORK_VALUES:
-            row[f"seeker_psych__{col}"] = getattr(profile.work_values, col.removeprefix("wv_"))
-        return row
+        return profile_row(profile, self.catalog, self.seeker_columns, self.as_of, seeker_id)
 
     def resolve(self, seeker_id: int | None, profile: Profile | None) -> tuple[dict | None, bool]:
         """(seeker feature row, degraded). A profile wins over the store; store failure -> (None, True)."""
@@ -492,75 +428,10 @@ class Engine:
         seeker, degraded = self.resolve(seeker_id, profile)
         if seeker is None:
             raise NotReadyError("the online store is unreachable and no inline profile was sent")
-        held = dict(zip(seeker["seeker_competency__unit_ids"], seeker["seeker_competency__unit_levels"]))
-        ctx = self.ctx
-        units, imp, lvl = ctx.req_units[occupation_id], ctx.req_imp[occupation_id], ctx.req_lvl[occupation_id]
-        req = [(int(u), float(i), int(lv)) for u, i, lv in zip(units, imp, lvl) if i > 0 and u < ctx.n_units]
-        rows = [
-            {
-                "unit_id": u,
-                "name": str(self.catalog.units.get(u, u)),
-                "required_level": lv,
-                "importance": i,
-                "held_level": int(held.get(u, 0)),
-            }
-            for u, i, lv in sorted(req, key=lambda x: -x[1])
-        ]
-        missing = [r for r in rows if r["held_level"] < r["required_level"]]
-        cov = (
-            float(
-                coverage(
-                    np.array([[r["held_level"] for r in rows]]),
-                    np.array([[r["required_level"] for r in rows]]),
-                    np.array([[r["importance"] for r in rows]]),
-                )[0]
-            )
-            if rows
-            else 1.0
-        )
-        need = {r["unit_id"]: r["required_level"] for r in missing}
-        state = self.state
-        courses = state.arrays["course"]
-        course_ok = state.base["course"] if "course" in state.base else courses.open_mask(state.as_of)
-        certs = state.arrays["certificate"]
-        held_pos = certs.positions(np.asarray(seeker["seeker_competency__certificate_ids"], dtype=np.int64))
-        cert_ok = np.ones(len(certs), bool)
-        cert_ok[held_pos[held_pos >= 0]] = False
         return {
-            "occupation_id": occupation_id,
-            "occupation": str(self.catalog.occupations.get(occupation_id)),
-            "coverage": cov,
-            "required": rows,
-            "missing": missing,
-            "courses": self._closers(courses, np.flatnonzero(course_ok), need),
-            "certificates": self._closers(certs, np.flatnonzero(cert_ok), need),
+            **competency_gap(self.state, self.catalog, self.ctx, occupation_id, seeker),
             "degraded": degraded,
         }
-
-    def _closers(self, items, idx: np.ndarray, need: dict, top: int = 5) -> list[dict]:
-        """Items (positions ``idx`` of an ItemArrays) whose units reach the missing levels, most missing units
-        closed first, ties by id."""
-        if not need or idx.size == 0:
-            return []
-        required = np.full(self.ctx.n_units + 1, 99, np.int64)  # 99: a unit that is not missing
-        required[list(need)] = list(need.values())
-        units, levels = items.units[idx], items.unit_levels[idx]
-        closes = (units < self.ctx.n_units) & (levels >= required[units])
-        n = closes.sum(axis=1)
-        order = np.lexsort((items.keys[idx], -n))
-        out = []
-        for j in order[:top]:
-            if n[j] == 0:
-                break
-            iid = int(items.keys[idx[j]])
-            out.append(
-                {
-                    "id": iid,
-                    "title": str(self.catalog.titles[items.item_type].get(iid, iid)),
-                    "closes_units": sorted(int(u) for u in units[j][closes[j]]),
-                }
-            )
-        return out
 
     # ---------------------------------------------------------------- health
     def ready(self) -> tuple[bool, str]:

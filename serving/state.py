@@ -22,7 +22,8 @@ from jobcare.config import EventWeights
 from training.bundle import Bundle
 from training.candidates.evaluate import StageOne
 from training.candidates.world import item_side_table, open_mask
-from training.request_path import OfferIndex, RankerPlan, StageIndex, static_mask
+from training.offers import OfferIndex, static_mask
+from training.request_path import RankerPlan, StageIndex
 
 
 @dataclass(frozen=True)

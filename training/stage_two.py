@@ -24,15 +24,10 @@ from jobcare.config import CandidatesConfig
 from jobcare.errors import JobcareError
 from training.candidates.evaluate import StageOne, fit_stage_one, union_at
 from training.candidates.world import ITEM_KEY, seeker_side_table
+from training.offers import OfferIndex
 from training.ranker import LambdaRankRanker
 from training.ranking_data import feature_columns, request_rows, session_labels
-from training.request_path import (
-    OfferIndex,
-    RankerPlan,
-    ReplayDays,
-    default_features,
-    occupation_columns,
-)
+from training.request_path import RankerPlan, ReplayDays, default_features, occupation_columns
 
 log = logging.getLogger(__name__)
 

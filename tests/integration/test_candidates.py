@@ -15,7 +15,8 @@ from training.candidates.evaluate import build_queries, fit_stage_one
 from training.candidates.union import union
 from training.candidates.world import seeker_side_table
 from training.interactions import world_interactions
-from training.request_path import OfferIndex, StageIndex, allowed_mask, context, key_lists, stage_one
+from training.offers import OfferIndex, allowed_mask
+from training.request_path import StageIndex, context, key_lists, stage_one
 
 pytestmark = pytest.mark.integration
 FAST = CandidatesConfig(

@@ -144,7 +144,7 @@ def _reference_request(engine, item_type, seeker_row, s, regions=None, occupatio
 
 
 def _fast_request(engine, item_type, seeker_row, s, regions=None, occupations=None, alias="champion"):
-    from training.request_path import allowed_mask
+    from training.offers import allowed_mask
 
     state = engine.state
     v = state.variants[alias]

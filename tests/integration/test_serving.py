@@ -83,7 +83,7 @@ def test_serving_features_equal_the_training_path(engine, local_repo, tiny_table
     from features import store as fstore
     from features.pair_arrays import SeekerArrays
     from tests import reference_path as ref
-    from training.request_path import allowed_mask
+    from training.offers import allowed_mask
 
     state = engine.state
     v = state.variants["champion"]

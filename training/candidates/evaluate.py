@@ -29,7 +29,8 @@ from training.candidates.two_tower import TwoTowerRecommender
 from training.candidates.union import union
 from training.candidates.world import ACTION, item_side_table, seeker_side_table
 from training.interactions import world_interactions
-from training.request_path import OfferIndex, ReplayDays, context
+from training.offers import OfferIndex
+from training.request_path import ReplayDays, context
 
 log = logging.getLogger(__name__)
 SOURCES = ["als", "two_tower", "rules", "popularity", "union", "oracle"]

@@ -1,0 +1,125 @@
+"""What limits the offer at a moment: capacity (filled postings, full courses), each seeker's blocking
+events (applied, enrolled, registered, acquired) and histories, indexed once per replay or refresh; and
+the allowed mask of a request built from them (part of the request path, :mod:`training.request_path`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.item_arrays import ItemArrays
+
+
+class OfferIndex:
+    """Per item type, what limits the offer at a moment, indexed once per replay (not per request):
+    capacity events (hires fill postings, enrolments fill courses), each seeker's blocking events
+    (applied, enrolled, registered or acquired) and each seeker's events for ALS history."""
+
+    _BLOCKING = {"posting": ["apply"], "course": ["enrol"], "certificate": ["register", "acquire"]}
+    _CAPACITY = {
+        "posting": ("hire", "postings", "posting_id", "headcount"),
+        "course": ("enrol", "courses", "course_id", "capacity"),
+    }
+
+    def __init__(self, t: dict, item_type: str):
+        ev = t["events"]
+        self.item_type = item_type
+        mine = ev[ev["item_type"] == item_type]
+        order = np.argsort(mine["seeker_id"].to_numpy(), kind="stable")  # per seeker, in event order
+        self._h_seeker = mine["seeker_id"].to_numpy(np.int64)[order]
+        self._h_ts = _us(mine["ts"])[order] * 1000  # ns
+        self._h_item = mine["item_id"].to_numpy(np.int64)[order]
+        codes, self._h_types = pd.factorize(mine["event_type"])
+        self._h_code = codes[order]
+        b = ev[(ev["item_type"] == item_type) & ev["event_type"].isin(self._BLOCKING[item_type])]
+        self._blocked = {s: (_us(g["ts"]), g["item_id"].to_numpy()) for s, g in b.groupby("seeker_id")}
+        self._cap = None
+        if item_type in self._CAPACITY:
+            kind, table, key, limit = self._CAPACITY[item_type]
+            c = ev[(ev["item_type"] == item_type) & (ev["event_type"] == kind)].sort_values(
+                "ts", kind="stable"
+            )
+            ids = t[table][key].to_numpy()
+            self._cap = (_us(c["ts"]), c["item_id"].to_numpy(), ids, t[table][limit].to_numpy())
+
+    def closed(self, ts: pd.Timestamp) -> np.ndarray:
+        """Items full at ``ts`` (capacity events at or before ``ts``)."""
+        if self._cap is None:
+            return np.zeros(0, np.int64)
+        cts, items, ids, limit = self._cap
+        n = np.searchsorted(cts, ts.value // 1000, side="right")
+        used = np.bincount(items[:n], minlength=ids.max() + 1)[ids]
+        return ids[used >= limit]
+
+    def blocked(self, seeker: int, ts: pd.Timestamp) -> np.ndarray:
+        """Items the seeker already acted on before ``ts``."""
+        if seeker not in self._blocked:
+            return np.zeros(0, np.int64)
+        bts, items = self._blocked[seeker]
+        return items[bts < ts.value // 1000]
+
+    def history(self, seeker: int, ts: pd.Timestamp, weights) -> pd.DataFrame:
+        """The seeker's weighted interactions with this item type before ``ts``: what
+        :func:`training.interactions.world_interactions` gives for the seeker's events (same arithmetic),
+        from arrays indexed once instead of a frame filtered per request."""
+        lo, hi = np.searchsorted(self._h_seeker, [seeker, seeker + 1])
+        until = pd.Timestamp(ts).value
+        ev_ts = self._h_ts[lo:hi]
+        sel = ev_ts < until
+        by_type = np.array([weights.by_type.get(t, np.nan) for t in self._h_types], np.float64)
+        w = np.nan_to_num(by_type[self._h_code[lo:hi][sel]], nan=0.0)
+        age = (until - ev_ts[sel]) / 1e9 / 86_400
+        w = w * 0.5 ** (age / weights.half_life_days)
+        keep = w > 0
+        stamp = pd.DatetimeIndex(ev_ts[sel][keep].astype("datetime64[ns]")).tz_localize("UTC")
+        return pd.DataFrame(
+            {
+                "user": np.full(int(keep.sum()), seeker, np.int64),
+                "item": self._h_item[lo:hi][sel][keep],
+                "timestamp": stamp,
+                "weight": w[keep],
+            }
+        )
+
+
+def _us(ts: pd.Series) -> np.ndarray:
+    """Timestamps as int64 microseconds since the epoch (UTC)."""
+    return ts.to_numpy(dtype="datetime64[us]").astype("int64")
+
+
+def static_mask(items: ItemArrays, offers: OfferIndex, ts: pd.Timestamp) -> np.ndarray:
+    """What every seeker may be offered at ``ts``: open (postings not closed, courses recruiting) and not
+    full. The service computes it once per refresh."""
+    mask = items.open_mask(ts)
+    gone = items.positions(offers.closed(ts))
+    mask[gone[gone >= 0]] = False
+    return mask
+
+
+def allowed_mask(
+    items: ItemArrays,
+    offers: OfferIndex,
+    seeker: int,
+    ts: pd.Timestamp,
+    held_certificates=None,
+    base: np.ndarray | None = None,
+    regions=None,
+    occupations=None,
+) -> np.ndarray:
+    """The items the seeker may be offered at ``ts``: ``base`` (default :func:`static_mask`) minus what the
+    seeker already applied to / enrolled in / holds, intersected with the region and occupation filters."""
+    mask = static_mask(items, offers, ts) if base is None else base.copy()
+    gone = items.positions(offers.blocked(seeker, ts)) if seeker >= 0 else np.zeros(0, np.int64)
+    if items.item_type == "certificate" and held_certificates is not None:
+        gone = np.concatenate([gone, items.positions(np.asarray(held_certificates, dtype=np.int64))])
+    mask[gone[gone >= 0]] = False
+    if regions:
+        lut = np.zeros(max(int(items.region.max()) + 1, max(regions) + 1), bool)
+        lut[list(regions)] = True
+        mask &= lut[items.region]
+    if occupations:
+        lut = np.zeros(max(int(items.occ.max()) + 1, max(occupations) + 1), bool)
+        lut[list(occupations)] = True
+        mask &= lut[items.occ]
+    return mask
