@@ -38,7 +38,6 @@ def _as_float(s: pd.Series) -> np.ndarray:
 class ItemArrays:
     item_type: str
     keys: np.ndarray
-    frame: pd.DataFrame
     num: dict
     occ: np.ndarray
     region: np.ndarray | None
@@ -85,7 +84,7 @@ class ItemArrays:
             req = pad_lists(items[f"{view}__required_certificate_ids"], -1)
         pos = np.full(int(keys.max()) + 1 if keys.size else 0, -1, np.int64)
         pos[keys] = np.arange(keys.size)
-        return cls(item_type, keys, items, num, occ.to_numpy(np.int64), region, units, levels, req, pos)
+        return cls(item_type, keys, num, occ.to_numpy(np.int64), region, units, levels, req, pos)
 
     def __len__(self) -> int:
         return self.keys.size
@@ -108,13 +107,20 @@ class ItemArrays:
 
     def open_mask(self, ts: pd.Timestamp) -> np.ndarray:
         """Items that can be acted on at ``ts`` (postings open, courses recruiting; certificates always)."""
-        now = pd.Timestamp(ts).value / 86_400e9
-        v = ITEM_VIEW[self.item_type]
-        if self.item_type == "posting":
-            return (self.num[f"{v}__open_days"] <= now) & (self.num[f"{v}__close_days"] > now)
-        if self.item_type == "course":
-            return (self.num[f"{v}__recruit_start_days"] <= now) & (self.num[f"{v}__start_days"] > now)
-        return np.ones(len(self), dtype=bool)
+        return open_at(self.item_type, self.num.__getitem__, len(self), ts)
+
+
+def open_at(item_type: str, column, n: int, ts: pd.Timestamp) -> np.ndarray:
+    """The rule "can be acted on at ``ts``" over item columns (``column(name)`` gives an array of ``n``):
+    postings between opening and closing, courses between recruiting start and start, certificates
+    always. Filled postings and full courses are not visible in features and are left to the caller."""
+    now = pd.Timestamp(ts).value / 86_400e9
+    v = ITEM_VIEW[item_type]
+    if item_type == "posting":
+        return np.asarray((column(f"{v}__open_days") <= now) & (column(f"{v}__close_days") > now))
+    if item_type == "course":
+        return np.asarray((column(f"{v}__recruit_start_days") <= now) & (column(f"{v}__start_days") > now))
+    return np.ones(n, dtype=bool)
 
 
 def certificate_demand(postings: ItemArrays, open_: np.ndarray, n_occupations: int, n_certificates: int):
@@ -123,14 +129,18 @@ def certificate_demand(postings: ItemArrays, open_: np.ndarray, n_occupations: i
     What the certificate rule needs from the open postings: the share of the desired occupations' open
     postings that require a certificate is ``count[desired].sum(0) / n_open[desired].sum()``.
     """
-    occ = postings.occ[open_]
-    n_open = np.bincount(occ, minlength=n_occupations).astype(np.int64)
-    req = postings.req_certs[open_]
+    n_open = np.bincount(postings.occ[open_], minlength=n_occupations).astype(np.int64)
+    post, cert = postings.derived("certificate_pairs", lambda: _certificate_pairs(postings))
+    keep = open_[post] & (cert < n_certificates)
     count = np.zeros((n_occupations, n_certificates), np.int64)
-    if req.size:
-        rows = np.repeat(np.arange(req.shape[0]), req.shape[1])
-        flat = req.ravel()
-        ok = (flat >= 0) & (flat < n_certificates)
-        pairs = np.unique(np.stack([rows[ok], flat[ok]], axis=1), axis=0)  # a posting counts once per cert
-        np.add.at(count, (occ[pairs[:, 0]], pairs[:, 1]), 1)
+    np.add.at(count, (postings.occ[post[keep]], cert[keep]), 1)
     return n_open, count
+
+
+def _certificate_pairs(postings: ItemArrays) -> tuple[np.ndarray, np.ndarray]:
+    """(posting position, certificate) once per pair: a posting listing a certificate twice counts once."""
+    req = postings.req_certs
+    rows = np.repeat(np.arange(req.shape[0]), req.shape[1])
+    flat = req.ravel()
+    pairs = np.unique(np.stack([rows[flat >= 0], flat[flat >= 0]], axis=1), axis=0).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1]

@@ -203,9 +203,10 @@ class OnlineReader:
     """One entity's FeatureService features straight from the online store (``Provider.online_read``
     per feature view), as {column: value} with ``get_online_features``' column names and Python values.
 
-    The same values as :func:`online_row` (tested) at a third of the cost: ``get_online_features``
-    resolves the request, builds response protos and converts them again on every call (2.1 ms against
-    0.87 ms for a seeker here). Feature views are resolved once, at construction."""
+    The same values as ``get_online_features`` (tested) at about 40% of the cost: ``get_online_features``
+    resolves the request, builds response protos and converts them again on every call (demo repository,
+    SQLite, warm: 0.91 ms p50 against 2.4 ms for a seeker). Feature views are resolved once, at
+    construction."""
 
     def __init__(self, store, service: str, join_key: str):
         fs = store.get_feature_service(service)
@@ -216,6 +217,7 @@ class OnlineReader:
             for p in fs.feature_view_projections
         ]
         self.columns = service_columns(fs)
+        self.scalar_columns = scalar_columns(fs)
 
     def read(self, key: int) -> dict:
         """The entity's features; every value None when the store has no row for it."""
@@ -231,14 +233,6 @@ class OnlineReader:
                 v = values.get(n) if values else None
                 row[f"{prefix}__{n}"] = None if v is None else feast_value_type_to_python_type(v)
         return row
-
-
-def online_row(store, fs, entity: dict) -> dict:
-    """One entity's features of FeatureService ``fs`` from the online store, as {column: value} (None where
-    the store has no value). Pass the FeatureService object fetched once: looking it up in the registry
-    costs more than the read itself (tens of ms: protobuf conversion with type checks)."""
-    cols = store.get_online_features(features=fs, entity_rows=[entity], full_feature_names=True).to_dict()
-    return {c: v[0] for c, v in cols.items()}
 
 
 def online_features(store, entity_rows: list[dict], service: str) -> pd.DataFrame:

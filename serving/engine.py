@@ -51,7 +51,7 @@ from training.bundle import load_bundle
 from training.candidates.world import ITEM_KEY, seeker_side_record
 from training.offers import allowed_mask
 from training.registry import CHALLENGER, CHAMPION, MODEL_NAMES
-from training.request_path import candidates_and_matrix, context, occupation_columns
+from training.request_path import candidates_and_matrix, context, first_allowed, occupation_columns
 
 log = logging.getLogger(__name__)
 TITLE = {
@@ -111,7 +111,7 @@ class Engine:
         self.occ_columns = occupation_columns(self.repo)
         self.seeker_reader = fstore.OnlineReader(self.store, "seeker_online_v1", "seeker_id")
         self.seeker_columns = self.seeker_reader.columns
-        self.scalar_seeker_columns = fstore.scalar_columns(self.store.get_feature_service("seeker_online_v1"))
+        self.scalar_seeker_columns = self.seeker_reader.scalar_columns
         self._lock = threading.Lock()
         self.state: State | None = None
         self.refresh(load_models=load_models)
@@ -317,7 +317,7 @@ class Engine:
             return out
         if seeker is None:  # degraded: popularity among the allowed items, no personal features
             sidx = v.stages[item_type]
-            top = sidx.pop_order[mask[sidx.pop_order]][:k]
+            top = first_allowed(sidx.pop_order, mask, k)
             ids = arrays.keys[top]
             out["items"] = [
                 self._item(item_type, int(i), float(sc), r + 1, ["popular with other job seekers right now"])

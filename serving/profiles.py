@@ -7,9 +7,8 @@ import numpy as np
 
 from jobcare.world.taxonomy import RIASEC, WORK_VALUES
 from serving.errors import ServingError
+from serving.reasons import LETTERS
 from serving.schemas import Profile
-
-LETTERS = "RIASEC"
 
 
 def profile_row(profile: Profile, catalog, seeker_columns, as_of, seeker_id: int = -1) -> dict:

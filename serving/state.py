@@ -19,7 +19,6 @@ import pandas as pd
 
 from features.item_arrays import ItemArrays, certificate_demand
 from jobcare.config import EventWeights
-from training.bundle import Bundle
 from training.candidates.evaluate import StageOne
 from training.candidates.world import item_side_table, open_mask
 from training.offers import OfferIndex, static_mask
@@ -102,6 +101,3 @@ def replicate_open_postings(items: pd.DataFrame, as_of: pd.Timestamp, n: int) ->
     copies["posting_id"] = items["posting_id"].max() + 1 + np.arange(need)
     copies["posting_attributes__close_days"] = as_of.value / 86_400e9 + 30
     return pd.concat([items, copies], ignore_index=True)
-
-
-__all__ = ["Bundle", "State", "Variant", "compile_items", "compile_variant", "replicate_open_postings"]

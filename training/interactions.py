@@ -77,6 +77,11 @@ def confidence_matrix(df: pd.DataFrame, users: IdMap, items: IdMap) -> sp.csr_ma
     return m
 
 
+def decayed(weight: np.ndarray, age_seconds: np.ndarray, half_life_days: float) -> np.ndarray:
+    """Event weights halved every ``half_life_days`` of age (the one formula of every event history)."""
+    return weight * 0.5 ** (age_seconds / 86_400 / half_life_days)
+
+
 def world_interactions(
     events: pd.DataFrame, item_type: str, until: pd.Timestamp, weights: EventWeights
 ) -> pd.DataFrame:
@@ -86,8 +91,7 @@ def world_interactions(
     """
     ev = events[(events["item_type"] == item_type) & (events["ts"] < until)]
     w = ev["event_type"].map(weights.by_type).fillna(0.0).to_numpy(np.float64)
-    age = (until - ev["ts"]).dt.total_seconds().to_numpy() / 86_400
-    w = w * 0.5 ** (age / weights.half_life_days)
+    w = decayed(w, (until - ev["ts"]).dt.total_seconds().to_numpy(), weights.half_life_days)
     out = pd.DataFrame(
         {
             "user": ev["seeker_id"].to_numpy(np.int64),

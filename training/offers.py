@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from features.item_arrays import ItemArrays
+from training.interactions import decayed
 
 
 class OfferIndex:
@@ -32,8 +33,7 @@ class OfferIndex:
         self._h_item = mine["item_id"].to_numpy(np.int64)[order]
         codes, self._h_types = pd.factorize(mine["event_type"])
         self._h_code = codes[order]
-        b = ev[(ev["item_type"] == item_type) & ev["event_type"].isin(self._BLOCKING[item_type])]
-        self._blocked = {s: (_us(g["ts"]), g["item_id"].to_numpy()) for s, g in b.groupby("seeker_id")}
+        self._h_blocking = np.isin(self._h_types, self._BLOCKING[item_type])[self._h_code]
         self._cap = None
         if item_type in self._CAPACITY:
             kind, table, key, limit = self._CAPACITY[item_type]
@@ -54,23 +54,26 @@ class OfferIndex:
 
     def blocked(self, seeker: int, ts: pd.Timestamp) -> np.ndarray:
         """Items the seeker already acted on before ``ts``."""
-        if seeker not in self._blocked:
-            return np.zeros(0, np.int64)
-        bts, items = self._blocked[seeker]
-        return items[bts < ts.value // 1000]
+        lo, hi = self._rows(seeker)
+        sel = self._h_blocking[lo:hi] & (self._h_ts[lo:hi] < pd.Timestamp(ts).value)
+        return self._h_item[lo:hi][sel]
+
+    def _rows(self, seeker: int) -> tuple[int, int]:
+        """The slice of the seeker's events (this item type) in the arrays sorted by seeker."""
+        lo, hi = np.searchsorted(self._h_seeker, [seeker, seeker + 1])
+        return int(lo), int(hi)
 
     def history(self, seeker: int, ts: pd.Timestamp, weights) -> pd.DataFrame:
         """The seeker's weighted interactions with this item type before ``ts``: what
         :func:`training.interactions.world_interactions` gives for the seeker's events (same arithmetic),
         from arrays indexed once instead of a frame filtered per request."""
-        lo, hi = np.searchsorted(self._h_seeker, [seeker, seeker + 1])
+        lo, hi = self._rows(seeker)
         until = pd.Timestamp(ts).value
         ev_ts = self._h_ts[lo:hi]
         sel = ev_ts < until
         by_type = np.array([weights.by_type.get(t, np.nan) for t in self._h_types], np.float64)
         w = np.nan_to_num(by_type[self._h_code[lo:hi][sel]], nan=0.0)
-        age = (until - ev_ts[sel]) / 1e9 / 86_400
-        w = w * 0.5 ** (age / weights.half_life_days)
+        w = decayed(w, (until - ev_ts[sel]) / 1e9, weights.half_life_days)
         keep = w > 0
         stamp = pd.DatetimeIndex(ev_ts[sel][keep].astype("datetime64[ns]")).tz_localize("UTC")
         return pd.DataFrame(

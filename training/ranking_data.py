@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from training.request_path import ABSOLUTE_TIME
+from training.request_path import is_model_input, source_ranks
 
 LABEL = {"view": 1, "apply": 2, "enrol": 2, "register": 2, "hire": 3, "complete": 3, "acquire": 3}
 SERVICE = {"posting": "job_ranker_v1", "course": "course_ranker_v1", "certificate": "certificate_ranker_v1"}
@@ -82,9 +82,8 @@ def request_rows(
     )
     at = {int(x): j for j, x in enumerate(shown)}  # ``shown`` is in display order
     df["shown_position"] = np.array([at.get(int(i), NOT_SHOWN) for i in items], dtype=np.int32)
-    for src, lst in candidates.items():
-        rank = {int(it): r + 1 for r, it in enumerate(lst)}
-        df[f"cand_rank_{src}"] = [rank.get(int(i), n_candidates + 1) for i in items]
+    for src, ranks in source_ranks(candidates, items, n_candidates).items():
+        df[f"cand_rank_{src}"] = ranks
     return df
 
 
@@ -94,8 +93,7 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
     absolute moments such as ``posting_attributes__open_days``, whose relative versions are pair features)."""
     cols = []
     for c in frame.columns:
-        leaf = str(c).split("__")[-1]
-        if c in NON_FEATURES or c == "item_id" or leaf.endswith("_id") or leaf in ABSOLUTE_TIME:
+        if c in NON_FEATURES or c == "item_id" or not is_model_input(c):
             continue
         if pd.api.types.is_numeric_dtype(frame[c].dtype) and not pd.api.types.is_bool_dtype(frame[c].dtype):
             cols.append(c)

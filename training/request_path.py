@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.item_arrays import ITEM_KEY, ItemArrays, certificate_demand
+from features.item_arrays import ItemArrays, certificate_demand
 from features.item_index import item_features
 from features.pair_arrays import SeekerArrays, days, occupation_features, pair_matrix
 from features.pairs import PAIR_FEATURES, PairContext
@@ -29,12 +29,19 @@ from jobcare.errors import JobcareError
 from training.candidates.base import top_k, top_k_allowed
 from training.candidates.rules import rule_scores
 from training.candidates.union import union
-from training.offers import OfferIndex, allowed_mask, static_mask
+from training.offers import OfferIndex, allowed_mask
 
 SOURCE_ORDER = ("als", "two_tower", "popularity", "rules")
 # moments stored as days since the epoch: the relative versions are pair features (days_since_open, ...);
 # the absolute ones would let the ranker learn the calendar of its training window
 ABSOLUTE_TIME = frozenset({"registered_days", "open_days", "close_days", "recruit_start_days", "start_days"})
+
+
+def is_model_input(name: str, absolute_time: bool = False) -> bool:
+    """Whether a numeric column may feed the ranker: not an identifier (``..._id``: no order to split on)
+    and, unless ``absolute_time``, not an absolute moment (:data:`ABSOLUTE_TIME`)."""
+    leaf = str(name).split("__")[-1]
+    return not leaf.endswith("_id") and (absolute_time or leaf not in ABSOLUTE_TIME)
 
 
 class RequestPathError(JobcareError):
@@ -134,7 +141,7 @@ def stage_one(
     if "two_tower" in sources:
         out["two_tower"] = top_k_allowed(sidx.tt_emb @ user_vec, mask, k)
     if "popularity" in sources:
-        out["popularity"] = _first_allowed(sidx.pop_order, mask, k)
+        out["popularity"] = first_allowed(sidx.pop_order, mask, k)
     if "rules" in sources:
         if items.item_type == "posting":  # item-side terms are whole-catalogue arrays: no gather
             sc = rule_scores("posting", seeker, items, slice(None), now, ctx, occ_feats, demand)
@@ -146,7 +153,7 @@ def stage_one(
     return out
 
 
-def _first_allowed(order: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
+def first_allowed(order: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
     """The first ``k`` entries of ``order`` that ``mask`` allows, scanning in chunks (the popular items
     are rarely all blocked, so a request looks at a few hundred entries, not the whole catalogue)."""
     got, start, step = [], 0, max(4 * k, 1024)
@@ -191,14 +198,10 @@ def default_features(
     source's rank. ``absolute_time=True`` keeps the absolute moments (ranker rows carry them so that a
     model trained before they were dropped can still be scored on new rows)."""
 
-    def usable(name: str) -> bool:
-        leaf = name.split("__")[-1]
-        return not leaf.endswith("_id") and (absolute_time or leaf not in ABSOLUTE_TIME)
-
-    cols = [c for c in seeker_columns if usable(c)]
-    cols += [c for c in sorted(items.num) if usable(c)]
+    cols = [c for c in seeker_columns if is_model_input(c, absolute_time)]
+    cols += [c for c in sorted(items.num) if is_model_input(c, absolute_time)]
     if item_type == "posting" and occ_columns:
-        cols += [c for c in sorted(occ_columns) if usable(c)]
+        cols += [c for c in sorted(occ_columns) if is_model_input(c, absolute_time)]
     cols += list(PAIR_FEATURES[item_type])
     cols += [f"cand_rank_{s}" for s in SOURCE_ORDER if s in sources]
     return cols
@@ -407,16 +410,3 @@ class ReplayDays:
 def key_lists(items: ItemArrays, lists: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Source lists as item ids."""
     return {name: items.keys[lst] for name, lst in lists.items()}
-
-
-__all__ = [
-    "ITEM_KEY",
-    "OfferIndex",
-    "RankerPlan",
-    "StageIndex",
-    "allowed_mask",
-    "candidates_and_matrix",
-    "default_features",
-    "stage_one",
-    "static_mask",
-]

@@ -115,11 +115,12 @@ def test_serving_features_equal_the_training_path(engine, local_repo, tiny_table
 
 
 def test_the_direct_online_read_equals_get_online_features(engine):
-    from features import store as fstore
-
     fs = engine.store.get_feature_service("seeker_online_v1")
     for seeker in (0, 5, 17, 42, 987654):
-        assert engine.seeker_reader.read(seeker) == fstore.online_row(engine.store, fs, {"seeker_id": seeker})
+        cols = engine.store.get_online_features(
+            features=fs, entity_rows=[{"seeker_id": seeker}], full_feature_names=True
+        ).to_dict()
+        assert engine.seeker_reader.read(seeker) == {c: v[0] for c, v in cols.items()}
     assert engine.seeker_reader.read(5)["seeker_profile__region_id"] is not None
 
 

@@ -152,8 +152,8 @@ def test_ranker_plan_names_the_input_it_cannot_build():
         RankerPlan("posting", ["coverage", "mystery_feature"], ["seeker_profile__career_years"], arr)
 
 
-def test_first_allowed_scans_in_chunks_and_equals_a_full_filter():
-    from training.request_path import _first_allowed
+def testfirst_allowed_scans_in_chunks_and_equals_a_full_filter():
+    from training.request_path import first_allowed
 
     rng = np.random.default_rng(4)
     for _ in range(200):
@@ -161,4 +161,4 @@ def test_first_allowed_scans_in_chunks_and_equals_a_full_filter():
         order = rng.permutation(n)
         mask = rng.random(n) < rng.choice([0.001, 0.1, 0.9])
         k = int(rng.integers(1, 400))
-        assert _first_allowed(order, mask, k).tolist() == order[mask[order]][:k].tolist()
+        assert first_allowed(order, mask, k).tolist() == order[mask[order]][:k].tolist()

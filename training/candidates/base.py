@@ -31,30 +31,31 @@ def top_k(items: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np
     ok = ~np.isnan(scores)
     if not ok.all():
         items, scores = items[ok], scores[ok]
-    n = items.size
+    part = _best(scores, k)
+    return items[part], scores[part]
+
+
+def _best(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` largest of NaN-free ``scores``, best first, ties by position (also at the
+    k-th score)."""
+    n = scores.size
     if 0 < k < n:
         kth = np.partition(scores, n - k)[n - k]  # the k-th largest score
         above = np.flatnonzero(scores > kth)
         part = np.concatenate([above, np.flatnonzero(scores == kth)[: k - above.size]])
     else:
         part = np.arange(n if k > 0 else 0)
-    part = part[np.lexsort((part, -scores[part]))]
-    return items[part], scores[part]
+    return part[np.lexsort((part, -scores[part]))]
 
 
 def top_k_allowed(scores: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
     """:func:`top_k` over the positions ``mask`` allows, given finite ``scores`` for every position: the
     same result as ``top_k(flatnonzero(mask), scores[flatnonzero(mask)], k)[0]`` without gathering the
     allowed scores (at a national catalogue the gathers cost more than the selection)."""
-    n_allowed = int(np.count_nonzero(mask))
-    if n_allowed <= k:
+    if int(np.count_nonzero(mask)) <= k:
         idx = np.flatnonzero(mask)
         return top_k(idx, scores[idx], k)[0]
-    s = np.where(mask, scores, -np.inf)
-    kth = np.partition(s, s.size - k)[s.size - k]
-    above = np.flatnonzero(s > kth)
-    part = np.concatenate([above, np.flatnonzero(s == kth)[: k - above.size]])
-    return part[np.lexsort((part, -s[part]))]
+    return _best(np.where(mask, scores, -np.inf), k)  # more than k allowed: no -inf is among the best
 
 
 class CandidateGenerator:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.item_arrays import ITEM_KEY
+from features.item_arrays import ITEM_KEY, open_at
 from features.pairs import PairContext
 from jobcare.world.simulate import APPLY_EVENT
 from jobcare.world.taxonomy import RIASEC, WORK_VALUES
@@ -13,47 +13,43 @@ from jobcare.world.taxonomy import RIASEC, WORK_VALUES
 ACTION = APPLY_EVENT  # the event a recommendation aims at, per item type
 
 
+# the seeker side table: side column -> Feast column, by how it is carried over (one mapping for the
+# frame version, used in training, and the one-record version, used per request in serving)
+SEEKER_SIDE_RAW = {
+    "region_id": "seeker_profile__region_id",
+    "major_id": "seeker_profile__major_id",
+    "last_occupation_id": "seeker_profile__last_occupation_id",
+}
+SEEKER_SIDE_NUMBER = {
+    "education_level": "seeker_profile__education_level",
+    "career_years": "seeker_profile__career_years",
+}
+SEEKER_SIDE_LIST = {
+    "desired_occupation_ids": "seeker_profile__desired_occupation_ids",
+    "unit_ids": "seeker_competency__unit_ids",
+    "certificate_ids": "seeker_competency__certificate_ids",
+}
+WAGE = "seeker_profile__reservation_wage"
+
+
 def seeker_side_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Generic user table (column ``user``) from seeker features named as Feast returns them."""
-    out = pd.DataFrame(
-        {
-            "user": frame["seeker_id"].to_numpy(np.int64),
-            "region_id": frame["seeker_profile__region_id"].to_numpy(),
-            "major_id": frame["seeker_profile__major_id"].to_numpy(),
-            "last_occupation_id": frame["seeker_profile__last_occupation_id"].to_numpy(),
-            "education_level": frame["seeker_profile__education_level"].astype(float).to_numpy(),
-            "career_years": frame["seeker_profile__career_years"].astype(float).to_numpy(),
-            "log_reservation_wage": np.log(
-                frame["seeker_profile__reservation_wage"].astype(float).clip(lower=1)
-            ).to_numpy(),
-            "desired_occupation_ids": list(frame["seeker_profile__desired_occupation_ids"]),
-            "unit_ids": list(frame["seeker_competency__unit_ids"]),
-            "certificate_ids": list(frame["seeker_competency__certificate_ids"]),
-        }
-    )
-    for c in RIASEC + WORK_VALUES:
-        out[c] = frame[f"seeker_psych__{c}"].astype(float).to_numpy()
-    return out
+    out = {"user": frame["seeker_id"].to_numpy(np.int64)}
+    out.update({c: frame[f].to_numpy() for c, f in SEEKER_SIDE_RAW.items()})
+    out.update({c: frame[f].astype(float).to_numpy() for c, f in SEEKER_SIDE_NUMBER.items()})
+    out["log_reservation_wage"] = np.log(frame[WAGE].astype(float).clip(lower=1)).to_numpy()
+    out.update({c: list(frame[f]) for c, f in SEEKER_SIDE_LIST.items()})
+    out.update({c: frame[f"seeker_psych__{c}"].astype(float).to_numpy() for c in RIASEC + WORK_VALUES})
+    return pd.DataFrame(out)
 
 
 def seeker_side_record(row: dict) -> dict:
-    """:func:`seeker_side_table` of one seeker row (a dict with Feast column names), as a dict."""
-    rec = {
-        "user": int(row["seeker_id"]),
-        "region_id": row["seeker_profile__region_id"],
-        "major_id": row["seeker_profile__major_id"],
-        "last_occupation_id": row["seeker_profile__last_occupation_id"],
-        "education_level": row["seeker_profile__education_level"],
-        "career_years": row["seeker_profile__career_years"],
-        "log_reservation_wage": float(
-            np.log(np.array([row["seeker_profile__reservation_wage"]], dtype=float).clip(min=1))[0]
-        ),
-        "desired_occupation_ids": row["seeker_profile__desired_occupation_ids"],
-        "unit_ids": row["seeker_competency__unit_ids"],
-        "certificate_ids": row["seeker_competency__certificate_ids"],
-    }
-    for c in RIASEC + WORK_VALUES:
-        rec[c] = row[f"seeker_psych__{c}"]
+    """:func:`seeker_side_table` of one seeker row (a dict with Feast column names), as a dict (the
+    encoder turns both into the same arrays; the log uses numpy's array loop, as the table does)."""
+    rec = {"user": int(row["seeker_id"])}
+    rec.update({c: row[f] for c, f in (SEEKER_SIDE_RAW | SEEKER_SIDE_NUMBER | SEEKER_SIDE_LIST).items()})
+    rec["log_reservation_wage"] = float(np.log(np.array([row[WAGE]], dtype=float).clip(min=1))[0])
+    rec.update({c: row[f"seeker_psych__{c}"] for c in RIASEC + WORK_VALUES})
     return rec
 
 
@@ -107,16 +103,6 @@ def item_side_table(item_type: str, items: pd.DataFrame, ctx: PairContext) -> pd
 
 
 def open_mask(item_type: str, items: pd.DataFrame, t: pd.Timestamp) -> np.ndarray:
-    """Which rows of an item-feature frame (as of ``t``) can be acted on at ``t`` (filled postings and
-    full courses are not visible in features and are left to the caller)."""
-    now = pd.Timestamp(t).value / 86_400e9
-    if item_type == "posting":
-        return (
-            (items["posting_attributes__open_days"] <= now) & (items["posting_attributes__close_days"] > now)
-        ).to_numpy()
-    if item_type == "course":
-        return (
-            (items["course_attributes__recruit_start_days"] <= now)
-            & (items["course_attributes__start_days"] > now)
-        ).to_numpy()
-    return np.ones(len(items), dtype=bool)
+    """Which rows of an item-feature frame (as of ``t``) can be acted on at ``t``
+    (:func:`features.item_arrays.open_at` over the frame's columns)."""
+    return open_at(item_type, lambda c: items[c].to_numpy(), len(items), t)
