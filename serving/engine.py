@@ -386,9 +386,9 @@ class Engine:
             seeker_side_record({**seeker, "seeker_id": sa.seeker_id})
         )
         weights, trained_until = v.history[item_type]
-        hist = None
-        if sa.seeker_id >= 0:
-            hist = state.offers[item_type].history(sa.seeker_id, state.as_of, weights)
+        hist, offers = None, state.offers[item_type]
+        if sa.seeker_id >= 0 and offers.acted_since(sa.seeker_id, trained_until, state.as_of, weights):
+            hist = offers.history(sa.seeker_id, state.as_of, weights)  # ALS re-fits this seeker's factor
         if timings is not None:
             timings["seeker_embedding"] = (time.perf_counter() - t0) * 1e3
         return candidates_and_matrix(

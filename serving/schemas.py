@@ -7,9 +7,13 @@ answer the request and never logged.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
+
+SeekerId = Annotated[
+    int, Field(ge=0, le=2**63 - 1, description="a registered seeker's id (the online store's entity key)")
+]
 
 
 class _Strict(BaseModel):
@@ -60,8 +64,12 @@ class Profile(_Strict):
 
 
 class Filters(_Strict):
-    regions: list[int] = Field(default_factory=list, description="only items in these regions (empty: all)")
-    occupations: list[int] = Field(default_factory=list, description="only items of these occupations")
+    regions: list[int] = Field(
+        default_factory=list, max_length=100, description="only items in these regions (empty: all)"
+    )
+    occupations: list[int] = Field(
+        default_factory=list, max_length=1000, description="only items of these occupations"
+    )
 
 
 class RecommendedItem(BaseModel):

@@ -32,7 +32,7 @@ from pydantic import Field
 from jobcare.config import ProjectConfig, load_config
 from serving.engine import Engine, ServingError, UnknownSeekerError, anonymous_key
 from serving.impressions import ImpressionLog
-from serving.schemas import CompetencyGapResponse, Filters, Profile, RecommendResponse
+from serving.schemas import CompetencyGapResponse, Filters, Profile, RecommendResponse, SeekerId
 
 log = logging.getLogger("jobcare.serving")
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/"})
@@ -194,7 +194,7 @@ class JobCare:
     @bentoml.api(route="/recommend/jobs")
     def recommend_jobs(
         self,
-        seeker_id: Optional[int] = None,
+        seeker_id: Optional[SeekerId] = None,
         profile: Optional[Profile] = None,
         k: K = 10,
         filters: Optional[Filters] = None,
@@ -205,7 +205,7 @@ class JobCare:
     @bentoml.api(route="/recommend/courses")
     def recommend_courses(
         self,
-        seeker_id: Optional[int] = None,
+        seeker_id: Optional[SeekerId] = None,
         profile: Optional[Profile] = None,
         k: K = 10,
         filters: Optional[Filters] = None,
@@ -216,7 +216,7 @@ class JobCare:
     @bentoml.api(route="/recommend/certificates")
     def recommend_certificates(
         self,
-        seeker_id: Optional[int] = None,
+        seeker_id: Optional[SeekerId] = None,
         profile: Optional[Profile] = None,
         k: K = 10,
         filters: Optional[Filters] = None,
@@ -228,7 +228,7 @@ class JobCare:
     def competency_gap(
         self,
         occupation_id: Annotated[int, Field(ge=0)],
-        seeker_id: Optional[int] = None,
+        seeker_id: Optional[SeekerId] = None,
         profile: Optional[Profile] = None,
     ) -> CompetencyGapResponse:
         """Required vs held competency units for an occupation, the missing ones, and the open courses

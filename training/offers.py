@@ -63,6 +63,18 @@ class OfferIndex:
         lo, hi = np.searchsorted(self._h_seeker, [seeker, seeker + 1])
         return int(lo), int(hi)
 
+    def acted_since(self, seeker: int, since: pd.Timestamp, ts: pd.Timestamp, weights) -> bool:
+        """Whether the seeker has a weighted event in ``[since, ts)``: whether :meth:`history` holds
+        anything newer than ``since`` (the service builds the history frame only then; ALS re-fits the
+        seeker's factor from it)."""
+        lo, hi = self._rows(seeker)
+        ev_ts = self._h_ts[lo:hi]
+        sel = (ev_ts >= pd.Timestamp(since).value) & (ev_ts < pd.Timestamp(ts).value)
+        if not sel.any():
+            return False
+        w = np.array([weights.by_type.get(t, np.nan) for t in self._h_types], np.float64)
+        return bool((np.nan_to_num(w, nan=0.0)[self._h_code[lo:hi][sel]] > 0).any())
+
     def history(self, seeker: int, ts: pd.Timestamp, weights) -> pd.DataFrame:
         """The seeker's weighted interactions with this item type before ``ts``: what
         :func:`training.interactions.world_interactions` gives for the seeker's events (same arithmetic),
@@ -118,11 +130,19 @@ def allowed_mask(
         gone = np.concatenate([gone, items.positions(np.asarray(held_certificates, dtype=np.int64))])
     mask[gone[gone >= 0]] = False
     if regions:
-        lut = np.zeros(max(int(items.region.max()) + 1, max(regions) + 1), bool)
-        lut[list(regions)] = True
-        mask &= lut[items.region]
+        mask &= member(items.region, regions)
     if occupations:
-        lut = np.zeros(max(int(items.occ.max()) + 1, max(occupations) + 1), bool)
-        lut[list(occupations)] = True
-        mask &= lut[items.occ]
+        mask &= member(items.occ, occupations)
     return mask
+
+
+def member(codes: np.ndarray, wanted) -> np.ndarray:
+    """``np.isin(codes, wanted)`` for small non-negative integer codes through a lookup table; wanted ids
+    outside the codes' range (negative, or larger than any item has) match nothing."""
+    if codes.size == 0:
+        return np.zeros(0, bool)
+    w = np.asarray(list(wanted), dtype=np.int64)
+    top = int(codes.max())
+    lut = np.zeros(top + 2, bool)  # the last slot stands for the negative codes: never wanted
+    lut[w[(w >= 0) & (w <= top)]] = True
+    return lut[np.where(codes >= 0, codes, top + 1)]

@@ -68,7 +68,7 @@ def test_filters_never_offer_closed_or_already_applied_postings(local_repo, tiny
     user_emb = st.two_tower.embed_users(seeker_side_table(qfeat))
     offers = OfferIndex(tiny_tables, "posting")
     ev, p = tiny_tables["events"], tiny_tables["postings"].set_index("posting_id")
-    n_cold = n_hist = 0
+    n_cold = n_hist = n_since = 0
     for i in range(len(q)):
         s, ts = int(q.at[i, "seeker_id"]), q.at[i, "event_timestamp"]
         items = ItemArrays.compile("posting", item_features(local_repo, "posting", ts), ctx)
@@ -81,6 +81,10 @@ def test_filters_never_offer_closed_or_already_applied_postings(local_repo, tiny
         stamps = pd.to_datetime(hist["timestamp"], utc=True).dt.as_unit("ns")
         assert got_hist["timestamp"].tolist() == stamps.tolist()
         n_hist += len(hist) > 0
+        for since in (T, ts - pd.Timedelta(days=30), ts):  # what the service asks before building history
+            want = bool((pd.to_datetime(hist["timestamp"], utc=True) >= since).any())
+            assert offers.acted_since(s, since, ts, EventWeights()) == want
+            n_since += want
         seeker = SeekerArrays.from_row(qfeat.iloc[i], ctx, s)
         pos = stage_one(
             StageIndex.compile(st, items), items, ctx, seeker, mask, days(ts), user_emb[i], hist, T, 300
@@ -98,6 +102,7 @@ def test_filters_never_offer_closed_or_already_applied_postings(local_repo, tiny
         n_cold += st.als.users_.index([s])[0] < 0
         assert len(got) == mask.sum() > 0  # tiny catalogue: everything allowed is a candidate
     assert n_cold >= 1  # cold seekers were checked too
+    assert n_since >= 1  # and seekers who acted since a cut
     assert n_hist >= 5  # and seekers with a history
 
 

@@ -283,6 +283,20 @@ def test_asgi_app_errors_auth_and_metrics(asgi_client):
     assert bad.status_code == 400 and "k" in bad.text and "greater than or equal to 1" in bad.text
     bad = c.post("/recommend/jobs", json={"profile": {**PROFILE, "region_id": -1}}, headers=auth)
     assert bad.status_code == 400 and "region_id" in bad.text and "Traceback" not in bad.text
+    for body in ({"seeker_id": 2**63}, {"seeker_id": -1}):  # out of the id range: 400 before any store read
+        bad = c.post("/recommend/jobs", json=body, headers=auth)
+        assert bad.status_code == 400 and "seeker_id" in bad.text and "Traceback" not in bad.text, bad.text
+    bad = c.post("/competency-gap", json={"seeker_id": -(2**64), "occupation_id": 0}, headers=auth)
+    assert bad.status_code == 400 and "seeker_id" in bad.text
+    bad = c.post(
+        "/recommend/jobs", json={"seeker_id": 5, "filters": {"regions": list(range(101))}}, headers=auth
+    )
+    assert bad.status_code == 400 and "regions" in bad.text
+    # filter ids no item has match nothing (they used to index past a lookup table: a 500)
+    none = c.post(
+        "/recommend/jobs", json={"seeker_id": 5, "filters": {"regions": [-7, 10**15]}}, headers=auth
+    )
+    assert none.status_code == 200 and none.json()["items"] == [] and "no open item" in none.json()["reason"]
     missing = c.post("/recommend/courses", json={"seeker_id": 987654}, headers=auth)
     assert missing.status_code == 404 and "unknown to the online store" in missing.text
     gap = c.post("/competency-gap", json={"seeker_id": 5, "occupation_id": 3}, headers=auth)

@@ -131,3 +131,36 @@ def test_als_recalculates_a_user_whose_history_changed(data):
     new = pd.DataFrame({"item": [1002, 1005, 1008, 1011], "weight": [3.0] * 4})
     rec, _ = m.recommend("u1", 5, history=new, exclude=new["item"])
     assert np.all((rec - 1000) % G == 2)
+
+
+def test_two_tower_record_embedding_equals_the_torch_towers(data):
+    """The serving path's numpy forward pass gives the torch tower's embedding for one record, with
+    categorical, list (empty and unknown entries included) and numeric (missing included) fields."""
+    inter, users, items, _ = data
+    users = users.assign(
+        skills=[[f"s{i % 5}", f"s{i % 3}"] if i % 4 else [] for i in range(N_USERS)],
+        region_id=np.arange(N_USERS) % 4,
+    )
+    m = TwoTowerRecommender(dim=8, hidden=16, epochs=2, batch_size=64, samples_per_epoch=500).fit(
+        inter, users, items
+    )
+    probe = pd.concat(
+        [
+            users.head(6),
+            pd.DataFrame(  # unseen categories and list entries, a missing number, no list
+                {
+                    "user": ["new", "bare"],
+                    "segment": ["g9", "g1"],
+                    "age": [np.nan, 51.0],
+                    "skills": [["s1", "zz"], None],
+                    "region_id": [99, 2],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    want = m.embed_users(probe)
+    got = np.stack([m.embed_user_record(r) for r in probe.to_dict("records")])
+    assert got.dtype == np.float32 and got.shape == want.shape == (8, 8)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert np.abs(want[6] - want[0]).max() > 1e-3  # the probes differ: the comparison has teeth

@@ -162,3 +162,13 @@ def testfirst_allowed_scans_in_chunks_and_equals_a_full_filter():
         mask = rng.random(n) < rng.choice([0.001, 0.1, 0.9])
         k = int(rng.integers(1, 400))
         assert first_allowed(order, mask, k).tolist() == order[mask[order]][:k].tolist()
+
+
+def test_filter_membership_ignores_ids_no_item_has():
+    from training.offers import member
+
+    codes = np.array([0, 3, 3, -1, 7, 2])
+    for wanted in ([3], [0, 7], [-1], [-5, 10**15], [2, 10**15, -3], [7, 7, 3]):
+        want = np.isin(codes, [w for w in wanted if w >= 0])
+        np.testing.assert_array_equal(member(codes, wanted), want)
+    assert member(np.zeros(0, np.int64), [1]).shape == (0,)
