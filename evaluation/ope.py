@@ -58,7 +58,8 @@ def estimate(logged: dict, order_of: dict, true_of: dict) -> dict:
         logged: session -> (items as logged, rewards by logged position[, logging propensity of each
             logged item at its position; default 1/K, the world's uniformly random explore slates]).
         order_of: session -> the target policy's order of the same items.
-        true_of: session -> true expected applies per slate under the target order.
+        true_of: session -> true expected applies per slate under the target order (None without the
+            world's truth: no "true" row).
     """
     sids = [s for s in logged if s in order_of]
     K = max(len(logged[s][0]) for s in sids)
@@ -85,10 +86,12 @@ def estimate(logged: dict, order_of: dict, true_of: dict) -> dict:
     ips_t, dr_t, num, den = map(np.asarray, (ips_t, dr_t, num, den))
     snips = float(num.sum() / den.sum()) if den.sum() > 0 else float("nan")
     snips_se = float(np.sqrt(((num - snips * den) ** 2).sum()) / den.sum()) if den.sum() > 0 else float("nan")
-    true = np.asarray([true_of[s] for s in sids])
-    out = {"n_slates": len(sids)}
-    for name, terms in (("ips", ips_t), ("dr", dr_t), ("true", true)):
-        m, lo, hi = mean_ci(terms)
+    out = {"n_slates": len(sids), "true": None}  # true: only where the world's truth exists
+    terms = [("ips", ips_t), ("dr", dr_t)]
+    if true_of is not None:
+        terms.append(("true", np.asarray([true_of[s] for s in sids])))
+    for name, t in terms:
+        m, lo, hi = mean_ci(t)
         out[name] = {"estimate": m, "ci_low": lo, "ci_high": hi}
     out["snips"] = {"estimate": snips, "ci_low": snips - Z95 * snips_se, "ci_high": snips + Z95 * snips_se}
     return out
@@ -269,6 +272,11 @@ def service_off_policy(cfg, world, impressions, outcomes, a: str, b: str, item_t
     }
     for arm in ("A", "B"):
         masks = support_masks(rec, orders[arm])
+        if oracle is None:  # a service without the simulator's truth: the estimates only
+            out[arm] = estimate(logged, orders[arm], None)
+            out[arm]["support"] = support(masks)
+            out[arm]["true_supported"] = None
+            continue
         probs = {
             rid: oracle.slate_apply_probability(
                 item_type, known_seeker(rec.at[rid, "seeker"]), o, rec.at[rid, "as_of"]
@@ -280,11 +288,16 @@ def service_off_policy(cfg, world, impressions, outcomes, a: str, b: str, item_t
         # what IPS can see: the true applies of the supported positions only
         m, lo, hi = mean_ci(np.array([float((probs[rid] * masks[rid]).sum()) for rid in logged]))
         out[arm]["true_supported"] = {"estimate": m, "ci_low": lo, "ci_high": hi}
-    truth = true_values({rid: v[0] for rid, v in logged.items()}, oracle, item_type, requests)
+    out["logged"] = logged_values(logged, oracle, item_type, requests)
+    return out
+
+
+def logged_values(logged: dict, oracle, item_type: str, requests: pd.DataFrame) -> dict:
+    """The logging policy's observed applies per slate and, with an oracle, their true expectation."""
     m, lo, hi = mean_ci(np.array([v[1].sum() for v in logged.values()]))
-    tm, tlo, thi = mean_ci(np.array(list(truth.values())))
-    out["logged"] = {
-        "observed": {"estimate": m, "ci_low": lo, "ci_high": hi},
-        "true": {"estimate": tm, "ci_low": tlo, "ci_high": thi},
-    }
+    out = {"observed": {"estimate": m, "ci_low": lo, "ci_high": hi}, "true": None}
+    if oracle is not None:
+        truth = true_values({sid: v[0] for sid, v in logged.items()}, oracle, item_type, requests)
+        tm, tlo, thi = mean_ci(np.array(list(truth.values())))
+        out["true"] = {"estimate": tm, "ci_low": tlo, "ci_high": thi}
     return out

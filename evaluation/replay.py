@@ -58,8 +58,10 @@ def replay(
     """Replay the window: requests with an outcome (default), or every session of one logging ``policy``
     (e.g. "explore": the slates only, no sampled candidates, for the off-policy estimates). ``stage``:
     a stage one already fitted before this window (another replay's), not fitted again."""
-    from jobcare.world.oracle import WorldOracle
+    from evaluation.reference import has_truth, world_oracle
+    from training import tracking
 
+    tracking.start(cfg.tracking)  # models:/ URIs resolve against the configured registry
     world = Path(world)
     repo = Path(cfg.features.repo)
     t = read_tables(world, ["events", "sessions", "impressions", "postings", "courses", "competency_units"])
@@ -93,7 +95,9 @@ def replay(
     audit["occupation_group"] = np.where(first >= 0, ctx.group[np.maximum(first.to_numpy(), 0)], -1)
     audit["request_id"] = req["request_id"].to_numpy()
     audit["cold"] = data.stage.als.users_.index(req["seeker_id"].to_numpy()) < 0
-    return Replay(item_type, data, audit, oracle or WorldOracle(world), (start, end), t)
+    if oracle is None and has_truth(world):  # the oracle's columns only where the truth exists
+        oracle = world_oracle(world)
+    return Replay(item_type, data, audit, oracle, (start, end), t)
 
 
 def model_bundle(model: str, item_type: str):
@@ -119,6 +123,8 @@ def scores(model: str, rp: Replay) -> tuple[np.ndarray, str]:
     if model == "baseline:als":
         return -rows["cand_rank_als"].to_numpy(float), "ALS alone (stage one's ranking)"
     if model == "baseline:oracle":
+        if rp.oracle is None:
+            raise EvaluationError("baseline:oracle: this world (or log export) has no truth/ to rank by")
         return oracle_scores(
             rows, rp.data.requests, rp.item_type, rp.oracle
         ), "oracle (true expected utility)"

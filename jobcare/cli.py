@@ -225,6 +225,12 @@ def _features_cfg(config, repo, profile):
 
 RepoOpt = Annotated[Optional[Path], typer.Option(help="feature repository folder (default from config)")]
 ProfileOpt = Annotated[Optional[str], typer.Option(help="local | production")]
+OracleOpt = Annotated[
+    bool,
+    typer.Option(
+        help="also report the oracle (reads the simulated world's truth/; evaluation only, never a decision)"
+    ),
+]
 
 
 @features_app.command("apply")
@@ -278,12 +284,14 @@ def candidates_evaluate(
     config: ConfigOpt = None,
     repo: RepoOpt = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the table as JSON")] = None,
+    oracle: OracleOpt = False,
 ) -> None:
     """Recall@100/300 of each source and the union on a time split; printed and logged to MLflow."""
+    from evaluation.reference import world_oracle
     from training.candidates.report import evaluate_and_log
 
     cfg = _config_with_repo(config, repo)
-    res = evaluate_and_log(world, cfg, console=console)
+    res = evaluate_and_log(world, cfg, console=console, oracle=world_oracle(world) if oracle else None)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(res, indent=2, default=str))
@@ -296,12 +304,14 @@ def train_cmd(
     world: Annotated[Path, typer.Option(help="world folder")],
     config: ConfigOpt = None,
     repo: RepoOpt = None,
+    oracle: OracleOpt = False,
 ) -> None:
     """Contracts, Feast features, stage one, LambdaRank, evaluation, MLflow, registry and the gate."""
+    from evaluation.reference import world_oracle
     from training.pipeline import train
 
     cfg = _config_with_repo(config, repo)
-    res = train(world, cfg, console=console)
+    res = train(world, cfg, console=console, oracle=world_oracle(world) if oracle else None)
     console.print(f"MLflow run {res['run_id']} ({cfg.tracking.resolved().uri})")
 
 
@@ -425,12 +435,16 @@ def demo(
     from training.candidates.report import evaluate_and_log
 
     cfg.features.repo = repo
-    cand = evaluate_and_log(world, cfg, console=console)
+    from evaluation.reference import world_oracle
+
+    cand = evaluate_and_log(world, cfg, console=console, oracle=world_oracle(world))
     (work / "reports" / "candidates.json").write_text(json.dumps(cand, indent=2, default=str))
     console.rule("6/7 training: LambdaRank rankers, MLflow registry, promotion gate")
     from training.pipeline import train
 
-    trained = train(world, cfg, console=console)
+    trained = train(
+        world, cfg, console=console, oracle=world_oracle(world)
+    )  # a simulated world: oracle ratios
     (work / "reports" / "train.json").write_text(json.dumps(trained, indent=2, default=str))
     console.rule("7/7 A/B report: the postings champion (B) against ALS alone (A) on the last 60 days")
     from evaluation.ab_report import ab_report
@@ -491,7 +505,8 @@ def evaluate_cmd(
     config: ConfigOpt = None,
     repo: RepoOpt = None,
 ) -> None:
-    """Replay the held-out window through stage one and the model; metrics vs the oracle, warm vs cold."""
+    """Replay the held-out window through stage one and the model; warm vs cold (and the oracle where
+    the world has truth/)."""
     from evaluation.replay import KS, per_request, replay, scores
 
     cfg = _config_with_repo(config, repo)
@@ -499,13 +514,13 @@ def evaluate_cmd(
     rp = replay(world, cfg, it, window, max_requests)
     rows = rp.data.rows
     sm, label = scores(model, rp)
-    so, _ = scores("baseline:oracle", rp)
-    pm, po = per_request(rows, sm), per_request(rows, so)
+    pm = per_request(rows, sm)
+    po = per_request(rows, scores("baseline:oracle", rp)[0]) if rp.oracle is not None else None
     cold = rp.audit.set_index("request_id")["cold"].reindex(pm.index)
     table = Table(
         title=f"{label}: {len(pm)} {it} requests, {rp.window[0]:%Y-%m-%d} to {rp.window[1]:%Y-%m-%d}"
     )
-    for c in ("metric", "all", "warm", "cold", "oracle (all)"):
+    for c in ("metric", "all", "warm", "cold", *(("oracle (all)",) if po is not None else ())):
         table.add_column(c, justify="right")
     for k in KS:
         for m in ("ndcg", "recall", "map", "mrr", "hit"):
@@ -517,7 +532,7 @@ def evaluate_cmd(
                 f"{pm[col].mean():.4f}",
                 f"{pm.loc[~cold, col].mean():.4f}",
                 f"{pm.loc[cold, col].mean():.4f}",
-                f"{po[col].mean():.4f}",
+                *((f"{po[col].mean():.4f}",) if po is not None else ()),
             )
     console.print(table)
 

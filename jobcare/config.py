@@ -240,18 +240,29 @@ class RankerParams(StrictModel):
 
 class GateConfig(StrictModel):
     """Promote a new version only if the 95% paired-bootstrap interval of its per-seeker NDCG@10 gain over
-    the champion lies above ``min_improvement``."""
+    the champion, on the validation window's explore slates (the unbiased protocol), lies above
+    ``min_improvement``. With fewer than ``min_explore_seekers`` explore seekers the gate falls back to the
+    logged-label NDCG of the validation window and says so in its reason."""
 
     min_improvement: float = 0.0
     n_boot: int = Field(2000, gt=99)
+    min_explore_seekers: int = Field(30, gt=1)
 
 
 class TrainConfig(StrictModel):
     """``jobcare train``: the stage-two time split, ranker rows, ranker and gate."""
 
     item_types: list[Literal["posting", "course", "certificate"]] = ["posting", "course", "certificate"]
-    eval_days: int = Field(60, gt=0)
-    train_days: int = Field(120, gt=0)
+    test_days: int = Field(
+        60, gt=0, description="test window [T1, end): reported once per run, never chosen on"
+    )
+    eval_days: int = Field(
+        60, gt=0, description="validation window [T2, T1), T1 = end - test_days: every choice"
+    )
+    train_days: int = Field(120, gt=0, description="ranker rows from [T2 - train_days, T2)")
+    min_history_days: int = Field(
+        28, gt=0, description="days of events before the train window (what its stage one is fitted on)"
+    )
     max_requests: int = Field(3000, gt=0, description="replayed requests per window and item type")
     negatives_per_request: int = Field(30, ge=0)
     max_explore_requests: int = Field(

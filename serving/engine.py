@@ -45,6 +45,7 @@ from serving.state import (
     compile_items,
     compile_variant,
     offer_indexes,
+    recent_popularity,
     replicate_open_postings,
 )
 from training.bundle import load_bundle
@@ -147,6 +148,7 @@ class Engine:
             self.ctx,
             self.scalar_seeker_columns,
             self.occ_columns,
+            st.get("popularity"),
         )
 
     def _item_state(self) -> dict:
@@ -158,14 +160,24 @@ class Engine:
             )
         offers = offer_indexes(t, self.scfg.item_types)
         arrays, base, demand = compile_items(items, offers, self.as_of, self.ctx)
-        return {"items": items, "arrays": arrays, "base": base, "offers": offers, "demand": demand}
+        pop = recent_popularity(
+            t["events"], self.scfg.item_types, self.as_of, self.cfg.candidates.event_weights
+        )
+        return {
+            "items": items,
+            "popularity": pop,
+            "arrays": arrays,
+            "base": base,
+            "offers": offers,
+            "demand": demand,
+        }
 
     def refresh(self, load_models: bool = False, reuse_items: bool = False) -> None:
         """Rebuild the item state (and reload models when asked), then swap it in. ``reuse_items`` keeps
         the current item state (a model reload needs only the models compiled over it)."""
         old = self.state
         if reuse_items and old is not None:
-            st = {k: getattr(old, k) for k in ("items", "arrays", "base", "offers", "demand")}
+            st = {k: getattr(old, k) for k in ("items", "popularity", "arrays", "base", "offers", "demand")}
         else:
             st = self._item_state()
         with self._lock:
@@ -188,7 +200,12 @@ class Engine:
         estimates ask each model what it would have shown for a logged request)."""
         with self._lock:
             st = self.state
-            v = self._compile(alias, versions, bundles, {"items": st.items, "arrays": st.arrays})
+            v = self._compile(
+                alias,
+                versions,
+                bundles,
+                {"items": st.items, "arrays": st.arrays, "popularity": st.popularity},
+            )
             self.state = dataclasses.replace(st, variants={**st.variants, alias: v})
 
     def registry_versions(self) -> dict:

@@ -6,7 +6,9 @@ Compiled per item type: :class:`features.item_arrays.ItemArrays` (item features 
 clock), the static allowed mask (open, not filled, recruiting), the offer index (capacity, blocking
 events, histories) and, for certificates, the demand of the open postings. Compiled per variant and
 item type: the stage one's :class:`training.request_path.StageIndex` (ALS factor rows, two-tower item
-embeddings, popularity) and the ranker's :class:`training.request_path.RankerPlan`.
+embeddings, popularity) and the ranker's :class:`training.request_path.RankerPlan`. Popularity is
+recomputed from the events before the clock on every refresh (:func:`recent_popularity`), not frozen at
+the models' data cutoff.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import pandas as pd
 from features.item_arrays import ItemArrays, certificate_demand
 from jobcare.config import EventWeights
 from training.candidates.evaluate import StageOne
+from training.candidates.popularity import PopularityRecommender
 from training.candidates.world import item_side_table, open_mask
+from training.interactions import world_interactions
 from training.offers import OfferIndex, static_mask
 from training.request_path import RankerPlan, StageIndex
 
@@ -42,6 +46,7 @@ class Variant:
 class State:
     as_of: pd.Timestamp
     items: dict  # item type -> item features frame as of ``as_of`` (Feast column names)
+    popularity: dict  # item type -> PopularityRecommender of the events before ``as_of`` (None: none)
     arrays: dict  # item type -> ItemArrays of ``items``
     base: dict  # item type -> static allowed mask at ``as_of`` (open, not full)
     offers: dict  # item type -> OfferIndex (capacity, blocking events, histories)
@@ -60,15 +65,36 @@ def compile_items(items: dict, offers: dict, as_of: pd.Timestamp, ctx) -> tuple[
     return arrays, base, demand
 
 
+def recent_popularity(events: pd.DataFrame, item_types, as_of: pd.Timestamp, weights: EventWeights) -> dict:
+    """Per item type, popularity over the events before ``as_of`` (decayed as in training), recomputed on
+    each item refresh: a posting opened after the models' data cutoff is not "0 popular", and the degraded
+    answer's "popular right now" is about now. None for an item type without events."""
+    out = {}
+    for it in item_types:
+        inter = world_interactions(events, it, as_of, weights)
+        out[it] = PopularityRecommender().fit(inter) if len(inter) else None
+    return out
+
+
 def compile_variant(
-    alias: str, versions: dict, bundles: dict, items: dict, arrays: dict, ctx, seeker_columns, occ_columns
+    alias: str,
+    versions: dict,
+    bundles: dict,
+    items: dict,
+    arrays: dict,
+    ctx,
+    seeker_columns,
+    occ_columns,
+    popularity: dict | None = None,
 ) -> Variant:
-    """Each bundle's stage one over the current items (two-tower embeds every item once) and ranker plan."""
+    """Each bundle's stage one over the current items (two-tower embeds every item once) and ranker plan;
+    ``popularity`` (the refresh's, per item type) replaces the bundle's frozen one where given."""
     stages, plans = {}, {}
     for it, b in bundles.items():
         tt = copy.copy(b.two_tower)  # own item index per state; the bundle stays untouched
         tt.set_item_index(item_side_table(it, items[it], ctx))
-        stages[it] = StageIndex.compile(StageOne(it, b.popularity, b.als, tt), arrays[it])
+        pop = (popularity or {}).get(it) or b.popularity
+        stages[it] = StageIndex.compile(StageOne(it, pop, b.als, tt), arrays[it])
         plans[it] = RankerPlan(
             it, b.features, seeker_columns, arrays[it], occ_columns if it == "posting" else None
         )

@@ -12,6 +12,18 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("FEAST_USAGE", "False")
 
 ONET_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "onet-29.2"
+TINY_YAML = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+
+
+def tiny_train(**overrides):
+    """A TrainConfig with configs/tiny.yaml's windows (what fits a tiny world's span) and ``overrides``."""
+    import yaml
+
+    from jobcare.config import TrainConfig
+
+    section = yaml.safe_load(TINY_YAML.read_text())["train"]
+    windows = {k: section[k] for k in ("test_days", "eval_days", "train_days", "min_history_days")}
+    return TrainConfig(**{**windows, **overrides})
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,12 @@
 """``jobcare train``: contracts, features, stage one, ranker, evaluation, MLflow, registry, gate.
 
 One MLflow run logs, per item type (metric prefix ``postings_`` / ``courses_`` / ``certificates_``), the
-validation metrics, the feature importance, and a model bundle registered as ``jobcare-<type>s``; the
-run also carries the config, the world manifest hash and the git commit. The gate gives the new
-version alias ``champion`` only when it beats the current champion on the same validation requests
-(paired bootstrap over seekers); otherwise ``challenger``.
+validation and test metrics, the feature importance, and a model bundle registered as
+``jobcare-<type>s``; the run also carries the config, the windows, the world manifest hash and the git
+commit. The gate gives the new version alias ``champion`` only when it beats the current champion on the
+validation window's explore slates (paired bootstrap over seekers, identical requests); otherwise
+``challenger``. The test window is reported and never decides. Nothing here reads the world's truth: an
+oracle for reference metrics is passed in by evaluation code (``jobcare train --oracle``).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from jobcare.contracts import validate_world
 from jobcare.world.io import MANIFEST, read_manifest, read_tables
 from training import tracking
 from training.bundle import Bundle, load_bundle, log_bundle
+from training.candidates.evaluate import fit_stage_one
 from training.registry import CHALLENGER, CHAMPION, MODEL_NAMES, champion_version, paired_bootstrap, set_alias
 from training.request_path import context
 from training.stage_two import fit_and_evaluate, ndcg_by_request
+from training.windows import Windows
 
 log = logging.getLogger(__name__)
 PREFIX = {"posting": "postings_", "course": "courses_", "certificate": "certificates_"}
@@ -65,19 +69,19 @@ def _per_seeker(per_request: pd.DataFrame, requests: pd.DataFrame, col: str) -> 
     return per_request[col].groupby(seeker.reindex(per_request.index).to_numpy()).mean()
 
 
-def train(world: str | Path, cfg: ProjectConfig, console=None) -> dict:
-    """Run the pipeline; return per item type the metrics, the registered version and the gate decision."""
+def train(world: str | Path, cfg: ProjectConfig, console=None, oracle=None) -> dict:
+    """Run the pipeline; return per item type the metrics, the registered version and the gate decision.
+
+    ``oracle``: an object reading the world's truth (``evaluation.reference.world_oracle``), for reference
+    metrics only; without it the run needs nothing but the logs (no ``truth/``)."""
     world = Path(world)
+    tc = cfg.train
+    windows = Windows.of(read_manifest(world)["span"], tc)  # before any work: the windows fit the span
     validate_world(world)  # bad data stops here: nothing is logged, no alias moves
     repo = ensure_repo(world, cfg)
     t = read_tables(world, ["events", "sessions", "impressions", "postings", "courses", "competency_units"])
-    from jobcare.world.oracle import WorldOracle
-
-    oracle = WorldOracle(world)
     store = fstore.open_store(repo)
     ctx = context(repo, len(t["competency_units"]))
-    end = pd.Timestamp(read_manifest(world)["span"]["end"])
-    tc = cfg.train
     exp = tracking.start(cfg.tracking)
     client = MlflowClient()
     manifest_hash = hashlib.sha256((world / MANIFEST).read_bytes()).hexdigest()
@@ -92,8 +96,10 @@ def train(world: str | Path, cfg: ProjectConfig, console=None) -> dict:
             }
         )
         mlflow.log_dict(json.loads(cfg.model_dump_json()), "config.json")
+        mlflow.log_dict(windows.as_dict(), "windows.json")
         mlflow.log_params(
             {
+                "test_days": tc.test_days,
                 "eval_days": tc.eval_days,
                 "train_days": tc.train_days,
                 "max_requests": tc.max_requests,
@@ -112,41 +118,42 @@ def train(world: str | Path, cfg: ProjectConfig, console=None) -> dict:
                 store,
                 repo,
                 ctx,
-                oracle,
                 cfg.candidates,
                 tc.ranker_for(it).model_dump(),
-                end,
-                tc.eval_days,
-                tc.train_days,
+                windows,
                 tc.max_requests,
                 tc.negatives_per_request,
                 tc.seed,
                 show_progress=console is not None,
                 shuffle_labels=tc.shuffle_labels,
                 max_explore_requests=tc.max_explore_requests,
+                oracle=oracle,
             )
             m = res["metrics"]
             mlflow.log_metrics({f"{PREFIX[it]}{k}": float(v) for k, v in m.items() if np.isfinite(v)})
-            imp = res["ranker"].feature_importance()
+            imp = res["final_ranker"].feature_importance()
             mlflow.log_dict(imp.round(3).to_dict(), f"{it}/feature_importance.json")
             fig = _importance_plot(imp, it)
             mlflow.log_figure(fig, f"{it}/feature_importance.png")
             _close(fig)
-            stage = res["valid"].stage
+            # a fresh model: stage one refitted on every event before the data cutoff (the end of the logs)
+            stage = fit_stage_one(it, t["events"], windows.end, store, repo, ctx, cfg.candidates, windows.end)
             bundle = Bundle(
                 it,
                 stage.popularity,
                 stage.als,
                 stage.two_tower,
-                res["ranker"],
+                res["final_ranker"],
                 res["features"],
                 dict(cfg.candidates.quotas),
                 cfg.candidates.n_candidates,
                 {
                     "world_manifest_sha256": manifest_hash,
                     "run_id": run.info.run_id,
-                    # stage one saw the events before this moment (ALS recomputes later seekers)
-                    "trained_until": str(end - pd.Timedelta(days=tc.eval_days)),
+                    # the data cutoff: stage one saw the events before it (ALS recomputes later seekers)
+                    "trained_until": str(windows.end),
+                    "windows": windows.as_dict(),
+                    "ranker_rows": "train + validation windows",
                     "event_weights": cfg.candidates.event_weights.model_dump(),
                 },
             )
@@ -158,57 +165,87 @@ def train(world: str | Path, cfg: ProjectConfig, console=None) -> dict:
             )
             out[it] = {"metrics": m, "model": MODEL_NAMES[it], "version": version, "gate": decision}
             if console is not None:
-                explore = (
-                    f"; explore slates ({m['val_requests_explore']} req.): "
-                    f"{m['val_explore_ratio_to_oracle']:.2f}x oracle "
-                    f"[{m['val_explore_ratio_to_oracle_ci_low']:.2f}, "
-                    f"{m['val_explore_ratio_to_oracle_ci_high']:.2f}], "
-                    f"{m['val_explore_ratio_to_als_only']:.2f}x ALS "
-                    f"[{m['val_explore_ratio_to_als_only_ci_low']:.2f}, "
-                    f"{m['val_explore_ratio_to_als_only_ci_high']:.2f}]"
-                    if "val_explore_ratio_to_oracle" in m
-                    else ""
-                )
                 console.print(
-                    f"{it}: NDCG@10 {m['val_ndcg_at_10']:.3f} (oracle {m['val_oracle_ndcg_at_10']:.3f}, "
-                    f"ALS only {m['val_als_only_ndcg_at_10']:.3f}){explore}; {MODEL_NAMES[it]} v{version} -> "
+                    f"{it}: {summary_line(m, res['best_baseline'])}; {MODEL_NAMES[it]} v{version} -> "
                     f"{decision['alias']} ({decision['reason']})"
                 )
         out["run_id"] = run.info.run_id
     return out
 
 
+def summary_line(m: dict, best: str | None) -> str:
+    """One console line: the explore-slate NDCG of validation and test with the ratios (oracle ratios only
+    when an oracle was given), then the logged-label NDCG."""
+    parts = []
+    for p in ("val", "test"):
+        n = m.get(f"{p}_explore_requests", 0)
+        if f"{p}_explore_ndcg_at_10" not in m:
+            parts.append(f"{p}: no explore slates")
+            continue
+        txt = f"{p} explore ({n} req.) NDCG@10 {m[f'{p}_explore_ndcg_at_10']:.3f}"
+        for name, label in (("oracle", "oracle"), ("best_baseline", best or "baseline")):
+            r = m.get(f"{p}_explore_ratio_to_{name}")
+            if r is not None:
+                lo, hi = m[f"{p}_explore_ratio_to_{name}_ci_low"], m[f"{p}_explore_ratio_to_{name}_ci_high"]
+                txt += f", {r:.2f}x {label} [{lo:.2f}, {hi:.2f}]"
+        parts.append(txt)
+    parts.append(f"logged-label val NDCG@10 {m['val_ndcg_at_10']:.3f}")
+    return "; ".join(parts)
+
+
 def gate(client: MlflowClient, name: str, version: str, res: dict, cfg) -> dict:
-    """Give ``version`` the champion alias if it beats the current champion, else challenger."""
-    valid = res["valid"]
-    new = _per_seeker(res["per_request"], valid.requests, "ndcg")
+    """Give ``version`` the champion alias if it beats the current champion, else challenger.
+
+    The evidence: both models order the same validation explore slates (the unbiased protocol); the paired
+    bootstrap over seekers of the per-seeker NDCG@10 difference must have its lower bound above
+    ``cfg.min_improvement``. With fewer than ``cfg.min_explore_seekers`` explore seekers the logged-label
+    rows of the validation window decide instead, and the reason says so."""
     champ = champion_version(client, name)
     if champ is None:
         set_alias(client, name, CHAMPION, version, "first version: no champion to beat")
         return {"alias": CHAMPION, "reason": "first version"}
     old_bundle = load_bundle(f"models:/{name}@{CHAMPION}")
-    missing = [c for c in old_bundle.features if c not in valid.rows.columns]
+    explore, valid = res["valid_explore"], res["valid"]
+    per = res["per_request_explore"]
+    use_explore = explore is not None and len(per) and per["seeker_id"].nunique() >= cfg.min_explore_seekers
+    data = explore if use_explore else valid
+    missing = [c for c in old_bundle.features if c not in data.rows.columns]
     if missing:
         set_alias(
             client, name, CHALLENGER, version, f"champion needs features {missing[:5]} the new rows lack"
         )
         return {"alias": CHALLENGER, "reason": "champion not comparable (features)"}
-    old_scores = old_bundle.ranker.predict(valid.rows)
-    per_req = pd.DataFrame({"ndcg": ndcg_by_request(valid.rows, old_scores)})
-    old = _per_seeker(per_req, valid.requests, "ndcg")
+    if use_explore:
+        rows = data.rows[data.rows["shown"] == 1]
+        old_nd = ndcg_by_request(rows, old_bundle.ranker.predict(rows)).reindex(per.index)
+        new = per.groupby("seeker_id")["model"].mean()
+        old = old_nd.groupby(per["seeker_id"].to_numpy()).mean()
+        protocol = "validation explore slates"
+    else:
+        new = _per_seeker(res["per_request"], valid.requests, "ndcg")
+        per_req = pd.DataFrame({"ndcg": ndcg_by_request(valid.rows, old_bundle.ranker.predict(valid.rows))})
+        old = _per_seeker(per_req, valid.requests, "ndcg")
+        n = 0 if explore is None else per["seeker_id"].nunique()
+        protocol = f"logged labels (only {n} explore seekers < min_explore_seekers {cfg.min_explore_seekers})"
+    return decide(client, name, version, new, old, champ.version, protocol, cfg)
+
+
+def decide(client, name: str, version: str, new: pd.Series, old: pd.Series, champ: str, protocol: str, cfg):
+    """The gate's rule on per-seeker NDCG@10 of the new model and the champion (same seekers)."""
     boot = paired_bootstrap(new, old, cfg.n_boot, seed=0)
     better = boot["ci_low"] > cfg.min_improvement
     reason = (
-        f"paired bootstrap over {boot['n_seekers']} seekers: NDCG@10 diff {boot['mean_diff']:+.4f} "
-        f"[{boot['ci_low']:+.4f}, {boot['ci_high']:+.4f}] vs v{champ.version}; rule: lower bound > "
-        f"{cfg.min_improvement}"
+        f"{protocol}, paired bootstrap over {boot['n_seekers']} seekers: NDCG@10 diff "
+        f"{boot['mean_diff']:+.4f} [{boot['ci_low']:+.4f}, {boot['ci_high']:+.4f}] vs v{champ}; "
+        f"rule: lower bound > {cfg.min_improvement}"
     )
     set_alias(client, name, CHAMPION if better else CHALLENGER, version, reason)
     return {
         "alias": CHAMPION if better else CHALLENGER,
         "reason": reason,
+        "protocol": protocol,
         **boot,
-        "champion_version": float(champ.version),
+        "champion_version": float(champ),
     }
 
 

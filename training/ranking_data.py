@@ -41,11 +41,14 @@ NON_FEATURES = {
 }
 
 
-def session_labels(t: dict, item_type: str, session_ids) -> pd.DataFrame:
+def session_labels(t: dict, item_type: str, session_ids, until: pd.Timestamp | None = None) -> pd.DataFrame:
     """(session_id, item_id, label): the best outcome of each item in each session (hire counts for
-    the session whose apply led to it)."""
+    the session whose apply led to it). ``until``: only events before it (a window's labels come from
+    events inside the window: a hire after the window's end does not label its sessions)."""
     ev = t["events"]
     ev = ev[(ev["item_type"] == item_type) & ev["session_id"].isin(session_ids)]
+    if until is not None:
+        ev = ev[ev["ts"] < until]
     lab = ev.assign(label=ev["event_type"].map(LABEL)).dropna(subset=["label"])
     return lab.groupby(["session_id", "item_id"])["label"].max().astype(int).reset_index()
 

@@ -1,10 +1,10 @@
-"""Stage two on a time split: build ranker rows from replayed requests, fit LambdaRank, evaluate.
+"""Stage two on three time windows (:mod:`training.windows`): build ranker rows from replayed requests,
+fit LambdaRank on the train window, evaluate on validation, report on test.
 
-Split (days before the end of the span): ranker training requests in [T - train_days, T), validation
-requests in [T, end) with T = end - eval_days. Stage one is fitted on the events before each window's
-start, so every candidate list is what the system could have produced at that time.
-Validation NDCG@10 per request, graded labels; the same candidate rows are also ordered by the
-world's true expected utility (oracle) and by ALS alone, for comparison.
+Stage one is fitted on the events before each window's start, so every candidate list is what the
+system could have produced at that time; a window's labels come from events inside it. NDCG@10 per
+request, graded labels; the same rows are also ordered by each stage-one source alone and, when an
+oracle is given (evaluation only), by the world's true expected utility.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def build_rows(
         stage = fit_stage_one(item_type, t["events"], start, store, repo, ctx, cfg, end)
     sess = t["sessions"]
     sess = sess[(sess["item_type"] == item_type) & (sess["ts"] >= start) & (sess["ts"] < end)]
-    labels = session_labels(t, item_type, sess["session_id"])
+    labels = session_labels(t, item_type, sess["session_id"], until=end)
     if policy is not None:
         sess = sess[sess["policy"] == policy]
     if positive_only:
@@ -212,34 +212,104 @@ def oracle_scores(rows: pd.DataFrame, requests: pd.DataFrame, item_type: str, or
     return out
 
 
+BASELINES = ("als", "two_tower", "rules", "popularity")  # each stage-one source alone, by its own rank
+
+
+def explore_rows(item_type, t, store, repo, ctx, cfg, start, end, max_requests, seed, show_progress, stage):
+    """The window's explore slates with an outcome, replayed with ``stage`` (None when there are none)."""
+    try:
+        return build_rows(
+            item_type,
+            t,
+            store,
+            repo,
+            ctx,
+            cfg,
+            start,
+            end,
+            max_requests,
+            0,
+            seed,
+            show_progress,
+            policy="explore",
+            positive_only=True,
+            stage=stage,
+        )
+    except NoRequestsError:
+        return None
+
+
+def explore_ndcg(data: RankerData | None, ranker, feats, item_type: str, oracle=None) -> pd.DataFrame:
+    """Per explore request (rows: request_id): NDCG@10 of ordering the ten shown items by the ranker
+    (``model``), by each stage-one source alone and, with an ``oracle``, by the true expected utility."""
+    if data is None:
+        return pd.DataFrame()
+    ex = data.rows[data.rows["shown"] == 1]
+    has_pos = ex.groupby("request_id")["label"].max() > 0
+    scores = {"model": ranker.predict(ex[feats])}
+    scores.update({b: -ex[f"cand_rank_{b}"].to_numpy(float) for b in BASELINES if f"cand_rank_{b}" in ex})
+    if oracle is not None:
+        scores["oracle"] = oracle_scores(ex, data.requests, item_type, oracle)
+    out = pd.DataFrame({k: ndcg_by_request(ex, sc) for k, sc in scores.items()})
+    out = out[has_pos.reindex(out.index).to_numpy()]
+    seeker = data.requests.set_index("request_id")["seeker_id"]
+    return out.assign(seeker_id=seeker.reindex(out.index).to_numpy())
+
+
+def explore_metrics(prefix: str, per: pd.DataFrame, best_baseline: str | None, seed: int) -> dict:
+    """``{prefix}_explore_*`` metrics of a window: NDCG@10 of the model, each baseline and the oracle, and
+    the model's ratio to the oracle and to ``best_baseline`` (chosen on validation) with 95% intervals."""
+    m = {f"{prefix}_explore_requests": int(len(per))}
+    if len(per) < 2:
+        return m
+    m[f"{prefix}_explore_ndcg_at_10"] = float(per["model"].mean())
+    for b in [*BASELINES, "oracle"]:
+        if b in per:
+            m[f"{prefix}_explore_{b}_ndcg_at_10"] = float(per[b].mean())
+    dens = {"oracle": "oracle", "best_baseline": best_baseline}
+    for name, col in dens.items():
+        if col in per and per[col].mean() > 0:
+            r, lo, hi = ratio_ci(per["model"], per[col], seed=seed)
+            m.update(
+                {
+                    f"{prefix}_explore_ratio_to_{name}": r,
+                    f"{prefix}_explore_ratio_to_{name}_ci_low": lo,
+                    f"{prefix}_explore_ratio_to_{name}_ci_high": hi,
+                }
+            )
+    if best_baseline in per:
+        m[f"{prefix}_explore_best_baseline_ndcg_at_10"] = float(per[best_baseline].mean())
+    return m
+
+
 def fit_and_evaluate(
     item_type: str,
     t: dict,
     store,
     repo: Path,
     ctx,
-    oracle,
     cfg: CandidatesConfig,
     ranker_params: dict,
-    end: pd.Timestamp,
-    eval_days: int,
-    train_days: int,
+    windows,
     max_requests: int,
     negatives: int,
     seed: int,
     show_progress: bool = False,
     shuffle_labels: bool = False,
     max_explore_requests: int = 1000,
+    oracle=None,
 ) -> dict:
-    """Train the ranker on [T - train_days, T), evaluate on [T, end); return the model, data and metrics.
+    """Train the ranker on the train window, evaluate on validation, report on test
+    (:class:`training.windows.Windows`); return the model, data and metrics.
 
-    Two validation protocols: "logged" (a sample of the window's requests with an outcome, the shown
-    items plus sampled candidates, labelled by what happened under the logging policy) and "explore"
-    (``_explore`` metrics: every request of the window's uniformly random explore slates with an outcome,
-    up to ``max_explore_requests``, each model ordering the ten shown items; free of the logging
-    policy's position bias, so the comparison with the oracle is fair). The explore ratios to the
-    oracle and to ALS alone come with 95% bootstrap intervals over requests."""
-    T = end - pd.Timedelta(days=eval_days)
+    Two protocols: "logged" (``val_ndcg_at_10``: a sample of the window's requests with an outcome, the
+    shown items plus sampled candidates, labelled by what happened under the logging policy; it rewards
+    imitating that policy) and "explore" (``{val,test}_explore_*``: every request of the window's uniformly
+    random explore slates with an outcome, up to ``max_explore_requests``, each model ordering the ten
+    shown items; free of the logging policy's position bias). The best single stage-one source is chosen
+    on validation's explore slates and reported on test's. ``oracle`` (evaluation only: an object that
+    reads the world's truth) adds the oracle's NDCG and the ratios to it; the model path never needs it."""
+    w = windows
     train = build_rows(
         item_type,
         t,
@@ -247,15 +317,26 @@ def fit_and_evaluate(
         repo,
         ctx,
         cfg,
-        T - pd.Timedelta(days=train_days),
-        T,
+        w.train_start,
+        w.valid_start,
         max_requests,
         negatives,
         seed,
         show_progress,
     )
     valid = build_rows(
-        item_type, t, store, repo, ctx, cfg, T, end, max_requests, negatives, seed + 1, show_progress
+        item_type,
+        t,
+        store,
+        repo,
+        ctx,
+        cfg,
+        w.valid_start,
+        w.test_start,
+        max_requests,
+        negatives,
+        seed + 1,
+        show_progress,
     )
     feats = feature_columns(train.rows)
     labels = train.rows["label"].to_numpy()
@@ -270,73 +351,61 @@ def fit_and_evaluate(
     )
     v = valid.rows
     nd = ndcg_by_request(v, ranker.predict(v[feats]))
-    nd_oracle = ndcg_by_request(v, oracle_scores(v, valid.requests, item_type, oracle))
     nd_als = ndcg_by_request(v, -v["cand_rank_als"].to_numpy(float))
+    nd_oracle = ndcg_by_request(v, oracle_scores(v, valid.requests, item_type, oracle)) if oracle else None
     req = valid.requests.set_index("request_id")
     cold = ~pd.Series(valid.stage.als.users_.index(req["seeker_id"].to_numpy()) >= 0, index=req.index)
     cold = cold.reindex(nd.index)
-    # unbiased protocol: the window's uniformly random (explore) slates, ranking only the items they showed
-    try:
-        explore = build_rows(
-            item_type,
-            t,
-            store,
-            repo,
-            ctx,
-            cfg,
-            T,
-            end,
-            max_explore_requests,
-            0,
-            seed + 2,
-            show_progress,
-            policy="explore",
-            positive_only=True,
-            stage=valid.stage,
-        )
-    except NoRequestsError:  # no explore slate with an outcome in the window: no explore metrics
-        explore = None
-    ex_nd, has_pos = {}, pd.Series(dtype=bool)
-    if explore is not None:
-        ex = explore.rows[explore.rows["shown"] == 1]
-        ex_scores = {
-            "": ranker.predict(ex[feats]),
-            "oracle_": oracle_scores(ex, explore.requests, item_type, oracle),
-            "als_only_": -ex["cand_rank_als"].to_numpy(float),
-        }
-        ex_nd = {k: ndcg_by_request(ex, sc) for k, sc in ex_scores.items()}
-        has_pos = ex.groupby("request_id")["label"].max() > 0
-    ratios = {}
-    if has_pos.sum() > 1:
-        for name, den in (("oracle", "oracle_"), ("als_only", "als_only_")):
-            r, lo, hi = ratio_ci(ex_nd[""][has_pos], ex_nd[den][has_pos], seed=seed)
-            ratios.update(
-                {
-                    f"val_explore_ratio_to_{name}": r,
-                    f"val_explore_ratio_to_{name}_ci_low": lo,
-                    f"val_explore_ratio_to_{name}_ci_high": hi,
-                }
-            )
+    args = (item_type, t, store, repo, ctx, cfg)
+    val_ex = explore_rows(
+        *args, w.valid_start, w.test_start, max_explore_requests, seed + 2, show_progress, valid.stage
+    )
+    val_per = explore_ndcg(val_ex, ranker, feats, item_type, oracle)
+    best = max((b for b in BASELINES if b in val_per), key=lambda b: val_per[b].mean(), default=None)
+    # the shipped recipe: the same settings refitted on train + validation rows (what a model trained at
+    # T1 would be); the test window, with its own stage one (fitted on the events before T1), reports it
+    # once and is never chosen on
+    both = pd.concat(
+        [train.rows, valid.rows.assign(request_id=valid.rows["request_id"] + len(train.requests))],
+        ignore_index=True,
+    )
+    final_labels = both["label"].to_numpy()
+    if shuffle_labels:
+        final_labels = np.random.default_rng(seed).permutation(final_labels)
+    final = LambdaRankRanker(**ranker_params, random_state=seed).fit(
+        both[feats], final_labels, group_sizes(both), position=both["shown_position"].to_numpy()
+    )
+    test_ex = explore_rows(*args, w.test_start, w.end, max_explore_requests, seed + 3, show_progress, None)
+    test_per = explore_ndcg(test_ex, final, feats, item_type, oracle)
     metrics = {
-        **{f"val_{k}ndcg_at_10_explore": float(x[has_pos].mean()) for k, x in ex_nd.items() if has_pos.any()},
-        **ratios,
-        "val_requests_explore": int(has_pos.sum()),
+        **explore_metrics("val", val_per, best, seed),
+        **explore_metrics("test", test_per, best, seed),
         "val_recall_at_100": float(v[v["label"] > 0].groupby("request_id")["in_union_100"].mean().mean()),
         "val_ndcg_at_10": float(nd.mean()),
-        "val_oracle_ndcg_at_10": float(nd_oracle.mean()),
         "val_als_only_ndcg_at_10": float(nd_als.mean()),
         "val_ndcg_at_10_cold": float(nd[cold].mean()) if cold.any() else float("nan"),
-        "val_oracle_ndcg_at_10_cold": float(nd_oracle[cold].mean()) if cold.any() else float("nan"),
         "val_requests": int(len(nd)),
         "val_requests_cold": int(cold.sum()),
         "train_rows": int(len(train.rows)),
         "train_requests": int(train.rows["request_id"].nunique()),
+        "final_rows": int(len(both)),
     }
+    if nd_oracle is not None:
+        metrics["val_oracle_ndcg_at_10"] = float(nd_oracle.mean())
+        metrics["val_oracle_ndcg_at_10_cold"] = float(nd_oracle[cold].mean()) if cold.any() else float("nan")
+    per_request = pd.DataFrame({"ndcg": nd, "als_only": nd_als, "cold": cold})
+    if nd_oracle is not None:
+        per_request["oracle"] = nd_oracle
     return {
-        "ranker": ranker,
+        "ranker": ranker,  # trained on the train window: the validation metrics and the gate's evidence
+        "final_ranker": final,  # the same settings on train + validation: what is registered
         "features": feats,
         "metrics": metrics,
+        "best_baseline": best,
         "valid": valid,
+        "valid_explore": val_ex,
         "train": train,
-        "per_request": pd.DataFrame({"ndcg": nd, "oracle": nd_oracle, "als_only": nd_als, "cold": cold}),
+        "per_request": per_request,
+        "per_request_explore": val_per,
+        "test_explore": test_per,
     }

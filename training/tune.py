@@ -1,14 +1,17 @@
-"""``jobcare tune``: an Optuna study over the ranker's and ALS's hyperparameters.
+"""``jobcare tune``: an Optuna study over the ranker's and ALS's hyperparameters, decided on validation.
 
-Ranker rows (train and validation windows of ``train.*``) are built once. Each trial fits ALS with its
-parameters on the events before each window's start and recomputes the rows' ``cand_rank_als`` feature
-(every request's ALS top ``n_candidates`` over the same allowed items; the rows themselves, i.e. the
-sampled candidates, stay those of the configured ALS), then fits a ranker on them, reports the
-validation NDCG@10 to Optuna every 10 boosting rounds (the median pruner stops hopeless trials), and
-is a nested MLflow run under one ``tune`` run. The study lives in resumable storage (SQLite by
-default, or any SQLAlchemy URL such as PostgreSQL): running again with the same study name adds
-trials. The best parameters are written as a complete config file that ``jobcare train --config``
-accepts.
+Ranker rows of the train and validation windows (:mod:`training.windows`; the test window is never read)
+and the validation window's explore slates are built once. Each trial fits ALS with its parameters on
+the events before each window's start and recomputes the rows' ``cand_rank_als`` feature (every
+request's ALS top ``n_candidates`` over the same allowed items; the rows themselves, i.e. the sampled
+candidates, stay those of the configured ALS), then fits a ranker on them. The objective is the
+validation explore-slate NDCG@10 (the unbiased protocol), or the logged-label NDCG@10 when the window
+has fewer than ``train.gate.min_explore_seekers`` explore requests (the summary names the objective).
+LightGBM's logged-label validation NDCG is reported to Optuna every 10 boosting rounds for pruning only
+(the median pruner compares trials at the same round on that one signal). Each trial is a nested MLflow
+run under one ``tune`` run. The study lives in resumable storage (SQLite by default, or any SQLAlchemy URL
+such as PostgreSQL): running again with the same study name adds trials. The best parameters are
+written as a complete config file that ``jobcare train --config`` accepts.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from pathlib import Path
 
 import mlflow
 import optuna
-import pandas as pd
 import yaml
 
 from features import store as fstore
@@ -32,7 +34,8 @@ from training.pipeline import ensure_repo
 from training.ranker import LambdaRankRanker
 from training.ranking_data import feature_columns
 from training.request_path import context
-from training.stage_two import als_ranks, build_rows, group_sizes, ndcg_by_request
+from training.stage_two import als_ranks, build_rows, explore_rows, group_sizes, ndcg_by_request
+from training.windows import Windows
 
 
 def als_search_space(trial: optuna.Trial) -> dict:
@@ -87,38 +90,31 @@ def tune(
     store = fstore.open_store(repo)
     ctx = context(repo, len(t["competency_units"]))
     tc = cfg.train
-    end = pd.Timestamp(read_manifest(world)["span"]["end"])
-    T = end - pd.Timedelta(days=tc.eval_days)
+    w = Windows.of(read_manifest(world)["span"], tc)  # validation only: the test window is never read here
+    args = (item_type, t, store, repo, ctx, cfg.candidates)
     train = build_rows(
-        item_type,
-        t,
-        store,
-        repo,
-        ctx,
-        cfg.candidates,
-        T - pd.Timedelta(days=tc.train_days),
-        T,
-        tc.max_requests,
-        tc.negatives_per_request,
-        tc.seed,
+        *args, w.train_start, w.valid_start, tc.max_requests, tc.negatives_per_request, tc.seed
     )
     valid = build_rows(
-        item_type,
-        t,
-        store,
-        repo,
-        ctx,
-        cfg.candidates,
-        T,
-        end,
-        tc.max_requests,
-        tc.negatives_per_request,
-        tc.seed + 1,
+        *args, w.valid_start, w.test_start, tc.max_requests, tc.negatives_per_request, tc.seed + 1
+    )
+    explore = explore_rows(
+        *args, w.valid_start, w.test_start, tc.max_explore_requests, tc.seed + 2, False, valid.stage
     )
     feats = feature_columns(train.rows)
     Xt, yt, gt = train.rows[feats].copy(), train.rows["label"].to_numpy(), group_sizes(train.rows)
     Xv, yv, gv = valid.rows[feats].copy(), valid.rows["label"].to_numpy(), group_sizes(valid.rows)
-    windows = [(train, Xt, T - pd.Timedelta(days=tc.train_days)), (valid, Xv, T)]
+    windows = [(train, Xt, w.train_start), (valid, Xv, w.valid_start)]
+    n_explore = 0
+    if explore is not None:
+        Xe = explore.rows[feats].copy()
+        windows.append((explore, Xe, w.valid_start))
+        shown = explore.rows["shown"].to_numpy() == 1
+        n_explore = int((explore.rows[shown].groupby("request_id")["label"].max() > 0).sum())
+    # the objective: validation explore-slate NDCG@10 (the unbiased protocol) when there are enough of
+    # them, else the logged-label NDCG of the validation window (the study's summary says which)
+    on_explore = n_explore >= tc.gate.min_explore_seekers
+    objective_name = "val_explore_ndcg_at_10" if on_explore else "val_ndcg_at_10"
     n_cand = cfg.candidates.n_candidates
     base = tc.ranker_for(item_type)
     fixed = {k: getattr(base, k) for k in ("unbiased", "position_bias_regularization")}  # not searched
@@ -164,8 +160,15 @@ def tune(
                 except optuna.TrialPruned:
                     mlflow.set_tag("state", "pruned")
                     raise
-                value = float(ndcg_by_request(valid.rows, ranker.predict(Xv)).mean())
-                mlflow.log_metric("val_ndcg_at_10", value)
+                logged = float(ndcg_by_request(valid.rows, ranker.predict(Xv)).mean())
+                mlflow.log_metric("val_ndcg_at_10", logged)
+                value = logged
+                if on_explore:
+                    ex = explore.rows[shown]
+                    nd = ndcg_by_request(ex, ranker.predict(Xe[shown]))
+                    has_pos = ex.groupby("request_id")["label"].max() > 0
+                    value = float(nd[has_pos.reindex(nd.index).to_numpy()].mean())
+                    mlflow.log_metric("val_explore_ndcg_at_10", value)
                 mlflow.set_tag("state", "complete")
             return value
 
@@ -182,16 +185,18 @@ def tune(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(
             f"# written by `jobcare tune` (study {study_name}, best trial {best.number}, "
-            f"validation NDCG@10 {best.value:.4f})\n"
+            f"{objective_name} {best.value:.4f})\n"
             + yaml.safe_dump(json.loads(tuned.model_dump_json()), sort_keys=False)
         )
         mlflow.log_params({f"best_{k}": v for k, v in best.params.items()})
-        mlflow.log_metric("best_val_ndcg_at_10", best.value)
+        mlflow.log_metric(f"best_{objective_name}", best.value)
         mlflow.log_artifact(str(out))
         states = [tr.state.name for tr in study.trials]
         return {
             "run_id": parent.info.run_id,
             "best_value": best.value,
+            "objective": objective_name,
+            "explore_requests": n_explore,
             "best_params": best.params,
             "n_trials": len(study.trials),
             "n_pruned": states.count("PRUNED"),

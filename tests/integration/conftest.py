@@ -72,7 +72,8 @@ def served(tiny_world, local_repo, tmp_path_factory):
 
     import yaml
 
-    from jobcare.config import CandidatesConfig, ProjectConfig, TrackingConfig, TrainConfig, TwoTowerParams
+    from jobcare.config import CandidatesConfig, ProjectConfig, TrackingConfig, TwoTowerParams
+    from tests.conftest import tiny_train
     from training.pipeline import train
 
     tmp = tmp_path_factory.mktemp("served")
@@ -81,7 +82,7 @@ def served(tiny_world, local_repo, tmp_path_factory):
     cfg.candidates = CandidatesConfig(
         two_tower=TwoTowerParams(epochs=2, samples_per_epoch=4000, hidden=32, dim=16)
     )
-    cfg.train = TrainConfig(eval_days=30, train_days=45, max_requests=100, negatives_per_request=10)
+    cfg.train = tiny_train(max_requests=100, negatives_per_request=10)
     cfg.train.ranker.n_estimators = 30
     cfg.tracking = TrackingConfig(uri=f"sqlite:///{tmp}/mlflow.db", artifacts=tmp / "artifacts")
     cfg.serving.world = tiny_world

@@ -9,11 +9,15 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from jobcare.config import CandidatesConfig, ProjectConfig, TrackingConfig, TrainConfig, TwoTowerParams
+from evaluation.reference import world_oracle
+from jobcare.config import CandidatesConfig, ProjectConfig, TrackingConfig, TwoTowerParams
 from jobcare.errors import ContractError
+from jobcare.world.io import read_manifest, read_tables
+from tests.conftest import tiny_train
 from training.bundle import load_bundle
 from training.pipeline import train
 from training.registry import RegistryError, promote, rollback
+from training.windows import WindowError, Windows
 
 pytestmark = pytest.mark.integration
 
@@ -24,14 +28,7 @@ def _cfg(tmp_path, local_repo, **train_kw) -> ProjectConfig:
     cfg.candidates = CandidatesConfig(
         two_tower=TwoTowerParams(epochs=2, samples_per_epoch=4000, hidden=32, dim=16)
     )
-    cfg.train = TrainConfig(
-        item_types=["posting"],
-        eval_days=30,
-        train_days=45,
-        max_requests=150,
-        negatives_per_request=10,
-        **train_kw,
-    )
+    cfg.train = tiny_train(item_types=["posting"], max_requests=150, negatives_per_request=10, **train_kw)
     cfg.train.ranker.n_estimators = 40
     cfg.tracking = TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", artifacts=tmp_path / "artifacts")
     return cfg
@@ -41,31 +38,44 @@ def _cfg(tmp_path, local_repo, **train_kw) -> ProjectConfig:
 def trained(tiny_world, local_repo, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
     cfg = _cfg(tmp, local_repo)
-    first = train(tiny_world, cfg)
+    first = train(tiny_world, cfg, oracle=world_oracle(tiny_world))
     return cfg, first
 
 
-def test_first_run_registers_a_champion_whose_bundle_loads_and_ranks(trained):
+def test_first_run_registers_a_champion_whose_bundle_loads_and_ranks(trained, tiny_world):
     cfg, first = trained
     mlflow.set_tracking_uri(cfg.tracking.uri)
     client = MlflowClient()
     v = client.get_model_version_by_alias("jobcare-postings", "champion")
     assert str(v.version) == first["posting"]["version"] == "1"
     m = first["posting"]["metrics"]
-    assert 0 < m["val_ndcg_at_10"] <= 1 and 0 < m["val_oracle_ndcg_at_10"] <= 1
-    # the explore protocol: its own replay of the window's explore slates, ratios with intervals
-    assert m["val_requests_explore"] > 10
-    r = m["val_explore_ratio_to_oracle"]
-    assert r == pytest.approx(m["val_ndcg_at_10_explore"] / m["val_oracle_ndcg_at_10_explore"])
-    assert m["val_explore_ratio_to_oracle_ci_low"] < r < m["val_explore_ratio_to_oracle_ci_high"]
+    # the explore protocol of validation and test: exactly the windows' explore slates with an outcome
+    # inside the window (a window's labels come from its own events)
+    span = read_manifest(tiny_world)["span"]
+    w = Windows.of(span, cfg.train)
+    assert w.valid_start == pd.Timestamp(span["end"]) - pd.Timedelta(days=45)
+    for p, (a, b) in {"val": (w.valid_start, w.test_start), "test": (w.test_start, w.end)}.items():
+        assert m[f"{p}_explore_requests"] == _explore_with_outcome(tiny_world, a, b) > 10
+        r = m[f"{p}_explore_ratio_to_oracle"]
+        assert r == pytest.approx(m[f"{p}_explore_ndcg_at_10"] / m[f"{p}_explore_oracle_ndcg_at_10"])
+        assert m[f"{p}_explore_ratio_to_oracle_ci_low"] < r < m[f"{p}_explore_ratio_to_oracle_ci_high"]
+        # the best baseline is the one source that is best on validation, reported on both windows
+        best = max(
+            ("als", "two_tower", "rules", "popularity"), key=lambda b: m[f"val_explore_{b}_ndcg_at_10"]
+        )
+        assert m[f"{p}_explore_best_baseline_ndcg_at_10"] == m[f"{p}_explore_{best}_ndcg_at_10"]
+    assert m["val_explore_oracle_ndcg_at_10"] > m["val_explore_popularity_ndcg_at_10"]
     run = client.get_run(first["run_id"])
     for key in (
         "postings_val_ndcg_at_10",
         "postings_val_oracle_ndcg_at_10",
-        "postings_val_als_only_ndcg_at_10",
-        "postings_val_ndcg_at_10_cold",
+        "postings_val_explore_ndcg_at_10",
+        "postings_test_explore_ndcg_at_10",
+        "postings_test_explore_ratio_to_best_baseline",
+        "postings_test_explore_ratio_to_oracle_ci_low",
     ):
         assert key in run.data.metrics
+    assert "truth" not in run.data.params
     assert run.data.tags["world_manifest_sha256"] and run.data.tags["git_commit"]
     bundle = load_bundle("models:/jobcare-postings@champion")
     assert not [f for f in bundle.features if "gender" in f or f.endswith("__age")]
@@ -73,6 +83,15 @@ def test_first_run_registers_a_champion_whose_bundle_loads_and_ranks(trained):
     assert len(bundle.score(rows)) == 2
     items, _ = bundle.als.recommend(int(bundle.als.users_.keys[0]), 5)
     assert len(items) == 5
+
+
+def _explore_with_outcome(world, start, end) -> int:
+    """Explore posting sessions in [start, end) with an outcome (view or better) before ``end``."""
+    t = read_tables(world, ["sessions", "events"])
+    s, ev = t["sessions"], t["events"]
+    s = s[(s.item_type == "posting") & (s.policy == "explore") & (s.ts >= start) & (s.ts < end)]
+    ev = ev[ev.session_id.isin(s.session_id) & (ev.ts < end) & (ev.item_type == "posting")]
+    return int(ev[ev.event_type.isin(["view", "apply", "hire"])].session_id.nunique())
 
 
 def test_same_world_config_and_seed_give_the_same_metrics_in_another_process(trained, tiny_world, tmp_path):
@@ -89,8 +108,10 @@ def test_same_world_config_and_seed_give_the_same_metrics_in_another_process(tra
     path.write_text(other.model_dump_json())
     code = (
         "import json, sys; from jobcare.config import ProjectConfig; from training.pipeline import train; "
+        "from evaluation.reference import world_oracle; "
         f"cfg = ProjectConfig.model_validate_json(open({str(path)!r}).read()); "
-        f"print(json.dumps(train({str(tiny_world)!r}, cfg)['posting']['metrics']))"
+        f"W = {str(tiny_world)!r}; "
+        "print(json.dumps(train(W, cfg, oracle=world_oracle(W))['posting']['metrics']))"
     )
     env = dict(os.environ, PYTHONHASHSEED="12345", OPENBLAS_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -104,6 +125,8 @@ def test_worse_challenger_is_not_promoted_and_rollback_restores(tiny_world, trai
     worse.train.shuffle_labels = True
     res = train(tiny_world, worse)
     assert res["posting"]["gate"]["alias"] == "challenger", res["posting"]["gate"]
+    assert res["posting"]["gate"]["protocol"] == "validation explore slates"  # the unbiased evidence
+    assert not [k for k in res["posting"]["metrics"] if "oracle" in k]  # no oracle asked for: none shown
     client = MlflowClient()
     assert str(client.get_model_version_by_alias("jobcare-postings", "champion").version) == "1"
     assert (
@@ -162,3 +185,71 @@ def test_corrupted_world_is_refused_before_anything_is_logged(tiny_world, local_
     mlflow.set_tracking_uri(cfg.tracking.uri)
     assert MlflowClient().search_registered_models() == []
     assert not (tmp_path / "mlflow.db").exists() or mlflow.search_runs(search_all_experiments=True).empty
+
+
+def test_windows_that_do_not_fit_the_span_are_a_named_error_before_any_work(tiny_world, local_repo, tmp_path):
+    cfg = _cfg(tmp_path, local_repo)
+    cfg.train.test_days = 60  # 60 + 25 + 40 + 28 = 153 days > the tiny world's 120
+    with pytest.raises(WindowError, match=r"= 153 days, but the world spans 120 days") as e:
+        train(tiny_world, cfg)
+    assert "train.test_days 60" in str(e.value)
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was logged
+
+
+def test_the_readme_train_command_with_the_tiny_config_on_a_world_without_truth(tmp_path):
+    """`jobcare train --world W --config configs/tiny.yaml` as the README gives it, on a freshly generated
+    tiny world whose truth/ was deleted: it trains, registers and gates every item type; the bundle
+    serves a request; asking for the oracle is a named error."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from jobcare.config import ProjectConfig, load_config
+    from tests.conftest import TINY_YAML
+
+    env = {**os.environ, "JOBCARE_MLFLOW_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    world = tmp_path / "world"
+    cli = [sys.executable, "-m", "jobcare.cli"]
+    run = lambda *a: subprocess.run([*cli, *a], cwd=tmp_path, env=env, capture_output=True, text=True)  # noqa: E731
+    gen = run("world", "generate", "--config", str(TINY_YAML), "--out", str(world))
+    assert gen.returncode == 0, gen.stderr[-2000:]
+    shutil.rmtree(world / "truth")
+    out = run("train", "--world", str(world), "--config", str(TINY_YAML), "--repo", str(tmp_path / "repo"))
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    for it in ("posting", "course", "certificate"):
+        assert f"{it}: val explore" in out.stdout and "-> champion (first version)" in out.stdout
+    assert "oracle" not in out.stdout
+    bad = run("train", "--world", str(world), "--config", str(TINY_YAML), "--oracle")
+    assert bad.returncode != 0 and "no truth/utility.json" in (bad.stdout + bad.stderr)
+    assert "Traceback" not in bad.stdout + bad.stderr
+    # the registered champion serves a request on the truth-less world
+    from serving.engine import Engine
+
+    cfg = load_config(TINY_YAML, ProjectConfig)
+    cfg.tracking.uri = env["JOBCARE_MLFLOW_URI"]
+    cfg.features.repo = tmp_path / "repo"
+    cfg.serving.world = world
+    cfg.serving.impression_log.dir = tmp_path / "impressions"
+    cfg.serving.item_refresh_seconds = 0
+    cfg.serving.reload_poll_seconds = 0
+    engine = Engine(cfg)
+    res = engine.recommend("posting", seeker_id=3, k=5)
+    assert len(res["items"]) == 5 and res["model_version"] == "1" and not res["degraded"]
+    # the A/B report and the replay evaluation on the same truth-less world
+    html = tmp_path / "ab.html"
+    ab = run(
+        "ab-report", "--a", "baseline:als", "--b", "models:/jobcare-postings@champion", "--world", str(world),
+        "--config", str(TINY_YAML), "--repo", str(tmp_path / "repo"), "--window", "20", "--out", str(html),
+    )  # fmt: skip
+    assert ab.returncode == 0, (ab.stdout + ab.stderr)[-3000:]
+    page = html.read_text()
+    assert "No oracle: this world (or log export) has no truth/." in page and "n/a (no truth)" in page
+    report = json.loads(html.with_suffix(".json").read_text())
+    assert set(report["curves"]) == {"A", "B"} and report["ope"]["A"]["true"] is None
+    assert report["ope"]["A"]["ips"]["estimate"] >= 0
+    ev = run(
+        "evaluate", "--model", "models:/jobcare-postings@champion", "--world", str(world),
+        "--config", str(TINY_YAML), "--repo", str(tmp_path / "repo"), "--window", "20",
+    )  # fmt: skip
+    assert ev.returncode == 0 and "ndcg@10" in ev.stdout and "oracle" not in ev.stdout, ev.stderr[-2000:]

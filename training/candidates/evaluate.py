@@ -110,7 +110,7 @@ def union_at(lists: dict[str, np.ndarray], quotas: dict[str, int], k: int, n: in
 def evaluate_item_type(
     item_type: str,
     t: dict,
-    oracle,
+    oracle,  # None: no oracle row (a world or log export without truth)
     store,
     repo: Path,
     ctx: PairContext,
@@ -138,7 +138,8 @@ def evaluate_item_type(
             continue
         lists = req.key_lists()
         unions = {k: union_at(lists, cfg.quotas, k, K) for k in KS}
-        lists["oracle"] = oracle.rank(item_type, s, ts, k=K, items=allowed)[0]
+        if oracle is not None:
+            lists["oracle"] = oracle.rank(item_type, s, ts, k=K, items=allowed)[0]
         warm = stage.als.users_.index([s])[0] >= 0
         new_rel = {r for r in rel if stage.als.items_.index([r])[0] < 0}
         for src, lst in [*lists.items(), ("union", None)]:
@@ -168,16 +169,14 @@ def evaluate_item_type(
 
 
 def evaluate_candidates(
-    world: str | Path, repo: str | Path, cfg: CandidatesConfig, show_progress: bool = True
+    world: str | Path, repo: str | Path, cfg: CandidatesConfig, show_progress: bool = True, oracle=None
 ) -> dict:
-    """Run the stage-one evaluation for every configured item type; return rows and fit times."""
-    from jobcare.world.oracle import WorldOracle
-
+    """Run the stage-one evaluation for every configured item type; return rows and fit times. ``oracle``
+    (evaluation code passes it in for a simulated world) adds the oracle's row."""
     span = read_manifest(world)["span"]
     end = pd.Timestamp(span["end"])
     T = end - pd.Timedelta(days=cfg.eval_days)
     t = read_tables(world, ["events", "sessions", "postings", "courses", "competency_units"])
-    oracle = WorldOracle(world)
     store = fstore.open_store(repo)
     ctx = context(Path(repo), len(t["competency_units"]))
     rows, fit_seconds = [], {}

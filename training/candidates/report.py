@@ -32,11 +32,14 @@ def table(rows: list[dict], title: str) -> Table:
     return t
 
 
-def evaluate_and_log(world: str | Path, cfg: ProjectConfig, console=None) -> dict:
-    """Evaluate stage one on ``world`` with the feature repo of ``cfg.features``; log one MLflow run."""
+def evaluate_and_log(world: str | Path, cfg: ProjectConfig, console=None, oracle=None) -> dict:
+    """Evaluate stage one on ``world`` with the feature repo of ``cfg.features``; log one MLflow run
+    (``oracle``: the oracle's row too, for a simulated world)."""
     import mlflow
 
-    res = evaluate_candidates(world, cfg.features.repo, cfg.candidates, show_progress=console is not None)
+    res = evaluate_candidates(
+        world, cfg.features.repo, cfg.candidates, show_progress=console is not None, oracle=oracle
+    )
     if console is not None:
         console.print(table(res["rows"], f"stage one on {world}: requests after {res['split']}"))
     exp = tracking.start(cfg.tracking)
