@@ -31,6 +31,7 @@ next to each other, all logged as artifacts of an MLflow run named ``ab-report``
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -42,10 +43,19 @@ from evaluation import metrics as M
 from evaluation import ope, stats
 from evaluation.replay import KS, per_request, replay, scores
 from jobcare.config import ProjectConfig
+from jobcare.world.taxonomy import EDUCATION as TAXONOMY_EDUCATION
 
 HEADLINE = "ndcg@10"
 METRICS = ["ndcg@10", "recall@10", "precision@10", "map@10", "mrr@10", "hit@10", "apply_hit@10"]
 MIN_GROUP = 20
+EDUCATION = {i: e.replace("_", " ") for i, e in enumerate(TAXONOMY_EDUCATION)}
+MIN_EXPLORE_SEEKERS = 30  # below this, the decision falls back to the logged comparison and says so
+LOGGED_CAVEAT = (
+    "Logged labels exist only where the logging policy put items, and seekers look at the top of a "
+    "slate: a model that imitates the logging policy's order collects those labels, so this comparison "
+    "favours imitation (a model can look better than the oracle on it). The decision above is made on "
+    "the explore slates, whose order was uniformly random."
+)
 
 
 def decide(boot: dict, p: float) -> str:
@@ -76,15 +86,26 @@ def compare(pa: pd.DataFrame, pb: pd.DataFrame, seeker: pd.Series, n_boot: int, 
     return out
 
 
-def segments(pa, pb, seeker, audit: pd.DataFrame, n_boot: int) -> dict:
+def _named(ids: pd.Series, names: dict | None) -> pd.Series:
+    """Ids as "name (id)" where the world names them (regions, occupation groups), else the id."""
+    ids = ids.astype(int)
+    if not names:
+        return ids.astype(str)
+    return ids.map(lambda i: f"{names[i]} ({i})" if i in names else ("none" if i < 0 else str(i)))
+
+
+def segments(pa, pb, seeker, audit: pd.DataFrame, n_boot: int, names: dict | None = None) -> dict:
+    """Per segment, the paired NDCG@10 difference; ``names``: {"region": {id: name}, "occupation_group":
+    {id: name}} so that the report names regions and occupation groups, not ids."""
+    names = names or {}
     per_seek = audit.drop_duplicates("seeker_id").set_index("seeker_id")
     dims = {
         "seeker history": per_seek["cold"].map({True: "cold", False: "warm"}),
-        "region": per_seek["region_id"].astype(int).astype(str),
-        "education level": per_seek["education_level"].astype(int).astype(str),
+        "region": _named(per_seek["region_id"], names.get("region")),
+        "education level": per_seek["education_level"].astype(int).map(lambda e: EDUCATION.get(e, str(e))),
         "age band": per_seek["age"].map(_age_band),
         "gender": per_seek["gender"].astype(str),
-        "occupation major group": per_seek["occupation_group"].astype(int).astype(str),
+        "occupation major group": _named(per_seek["occupation_group"], names.get("occupation_group")),
     }
     a, b = _per_seeker(pa, seeker, HEADLINE), _per_seeker(pb, seeker, HEADLINE)
     out = {}
@@ -106,6 +127,17 @@ def segments(pa, pb, seeker, audit: pd.DataFrame, n_boot: int) -> dict:
             rows.append(row)
         out[dim] = rows
     return out
+
+
+def segment_names(world) -> dict:
+    """The world's names of regions and occupation groups (the tables every world carries)."""
+    from jobcare.world.io import read_tables
+
+    t = read_tables(world, ["regions", "occupation_groups"])
+    return {
+        "region": t["regions"].set_index("region_id")["name"].to_dict(),
+        "occupation_group": t["occupation_groups"].set_index("group_id")["name"].to_dict(),
+    }
 
 
 def fairness(pr: pd.DataFrame, audit: pd.DataFrame) -> dict:
@@ -148,10 +180,29 @@ def beyond_accuracy(
     }
 
 
-def off_policy(world, cfg, item_type: str, window_days: int, max_requests: int, a: str, b: str, rp) -> dict:
-    """IPS / SNIPS / DR of each model's applies per explore slate, the true values and the logged ones
-    (the explore sessions replayed with the stage one of the main replay ``rp``)."""
-    ex = replay(world, cfg, item_type, window_days, max_requests, "explore", rp.oracle, rp.data.stage)
+def unbiased(ex, a: str, b: str, n_boot: int) -> dict:
+    """The paired comparison on the window's explore slates: each model orders the ten items a uniformly
+    random slate showed, so neither is favoured by the logging policy's order; requests with an outcome,
+    per seeker, paired (the same statistics as the logged comparison)."""
+    rows = ex.data.rows
+    has_pos = rows.groupby("request_id")["label"].max() > 0
+    keep = rows["request_id"].map(has_pos).to_numpy()
+    rows = rows[keep]
+    if rows.empty:
+        return {"n_requests": 0, "n_seekers": 0, "comparison": None}
+    sub = dataclasses.replace(ex, data=dataclasses.replace(ex.data, rows=rows))
+    pa, pb = per_request(rows, scores(a, sub)[0]), per_request(rows, scores(b, sub)[0])
+    seeker = ex.audit.set_index("request_id")["seeker_id"].reindex(pa.index)
+    return {
+        "n_requests": int(len(pa)),
+        "n_seekers": int(seeker.nunique()),
+        "comparison": compare(pa, pb, seeker, n_boot) if seeker.nunique() >= 2 else None,
+    }
+
+
+def off_policy(item_type: str, a: str, b: str, ex) -> dict:
+    """IPS / SNIPS / DR of each model's applies per explore slate, the true values (where the world has
+    truth) and the logged ones, on the explore replay ``ex``."""
     req = ex.data.requests
     logged = ope.slates(ex.tables, item_type, req["session_id"])
     session_of = req.set_index("request_id")["session_id"]
@@ -237,28 +288,42 @@ def plots(res: dict) -> dict:
 TEMPLATE = Path(__file__).parent / "templates" / "ab_report.html.j2"
 
 
+def _table(comp: dict) -> list[str]:
+    lines = ["| metric | A | B | B - A | 95% CI | p |", "|---|---|---|---|---|---|"]
+    for m, c in comp.items():
+        lines.append(
+            f"| {m} | {c['mean_a']:.4f} | {c['mean_b']:.4f} | {c['mean_diff']:+.4f} | "
+            f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | {c['p_value']:.4f} |"
+        )
+    return lines
+
+
 def markdown(r: dict) -> str:
-    h = r["comparison"][HEADLINE]
+    ub = r["unbiased"]
+    h = (ub["comparison"] if r["decision_basis"] == "explore slates" else r["comparison"])[HEADLINE]
     lines = [
         f"# A/B report: {r['item_type']}s",
         "",
         f"- A: `{r['a']['label']}`",
         f"- B: `{r['b']['label']}`",
         f"- window {r['window'][0]} to {r['window'][1]}",
-        f"- {r['n_requests']} requests, {r['n_seekers']} seekers",
+        f"- explore slates: {ub['n_requests']} requests with an outcome, {ub['n_seekers']} seekers; logged: "
+        f"{r['n_requests']} requests, {r['n_seekers']} seekers",
         "",
-        f"**{r['decision']}**: NDCG@10 B - A = {h['mean_diff']:+.4f} "
+        f"**{r['decision']}** (on {r['decision_basis']}): NDCG@10 B - A = {h['mean_diff']:+.4f} "
         f"[{h['ci_low']:+.4f}, {h['ci_high']:+.4f}], "
         f"lift {100 * h['lift']:+.1f}%, p = {h['p_value']:.4f}. Rule: {r['rule']}",
         "",
-        "| metric | A | B | B - A | 95% CI | p |",
-        "|---|---|---|---|---|---|",
+        "## Explore slates (unbiased)",
+        "",
+        *(_table(ub["comparison"]) if ub["comparison"] else ["too few explore slates with an outcome"]),
+        "",
+        "## Logged labels",
+        "",
+        r["logged_caveat"],
+        "",
+        *_table(r["comparison"]),
     ]
-    for m, c in r["comparison"].items():
-        lines.append(
-            f"| {m} | {c['mean_a']:.4f} | {c['mean_b']:.4f} | {c['mean_diff']:+.4f} | "
-            f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | {c['p_value']:.4f} |"
-        )
     for arm in ("A", "B"):
         for dim, f in r["fairness"][arm].items():
             lines.append(
@@ -308,6 +373,10 @@ def ab_report(
     from training import tracking
 
     rp = replay(world, cfg, item_type, window_days, max_requests)
+    # the window's explore slates, replayed with the same stage one (the unbiased comparison and the
+    # off-policy estimates)
+    ex = replay(world, cfg, item_type, window_days, max_requests, "explore", rp.oracle, rp.data.stage)
+    ub = unbiased(ex, a, b, n_boot)
     rows = rp.data.rows
     sa, label_a = scores(a, rp)
     sb, label_b = scores(b, rp)
@@ -321,6 +390,14 @@ def ab_report(
     ev = ev[(ev["item_type"] == item_type) & (ev["ts"] < rp.window[0])]
     popularity = ev.groupby("item_id")["seeker_id"].nunique().to_dict()
     n_users = max(int(ev["seeker_id"].nunique()), 1)
+    if ub["comparison"] is not None and ub["n_seekers"] >= MIN_EXPLORE_SEEKERS:
+        head, basis = ub["comparison"][HEADLINE], "explore slates"
+    else:
+        head = comp[HEADLINE]
+        basis = (
+            f"logged labels (only {ub['n_seekers']} explore seekers < {MIN_EXPLORE_SEEKERS}: the unbiased "
+            "comparison has too few)"
+        )
     res = {
         "item_type": item_type,
         "a": {"model": a, "label": label_a},
@@ -329,15 +406,20 @@ def ab_report(
         "n_requests": int(len(pa)),
         "n_seekers": int(seeker.nunique()),
         "comparison": comp,
-        "decision": decide(comp[HEADLINE], comp[HEADLINE]["p_value"]),
-        "rule": "B better if the 95% paired-bootstrap CI of the per-seeker NDCG@10 difference lies above 0 "
-        "and the paired permutation p < 0.05; B worse if it lies below 0 and p < 0.05; otherwise no "
-        "significant difference.",
+        "unbiased": ub,
+        "decision_basis": basis,
+        "headline": head,
+        "decision": decide(head, head["p_value"]),
+        "rule": "on the window's explore slates (logged labels only when there are fewer than "
+        f"{MIN_EXPLORE_SEEKERS} explore seekers): B better if the 95% paired-bootstrap CI of the "
+        "per-seeker NDCG@10 difference lies above 0 and the paired permutation p < 0.05; B worse if it "
+        "lies below 0 and p < 0.05; otherwise no significant difference.",
+        "logged_caveat": LOGGED_CAVEAT,
         "curves": {
             name: {f"ndcg@{k}": float(_per_seeker(p, seeker, f"ndcg@{k}").mean()) for k in KS}
             for name, p in arms
         },
-        "segments": segments(pa, pb, seeker, rp.audit, n_boot),
+        "segments": segments(pa, pb, seeker, rp.audit, n_boot, segment_names(world)),
         "fairness": {"A": fairness(pa, rp.audit), "B": fairness(pb, rp.audit)},
         "beyond_accuracy": {
             "A": beyond_accuracy(pa, rows, item_type, popularity, n_users),
@@ -346,7 +428,7 @@ def ab_report(
         "min_group": MIN_GROUP,
         "method": __doc__.split("Statistics (written into the report too):")[1].split("Outputs:")[0].strip(),
     }
-    res["ope"] = off_policy(world, cfg, item_type, window_days, max_requests, a, b, rp)
+    res["ope"] = off_policy(item_type, a, b, ex)
     if service_log and service_log[0] is not None:
         res["service_ope"] = ope.service_off_policy(cfg, world, *service_log, a, b, item_type, rp.oracle)
     out = Path(out)
@@ -354,7 +436,7 @@ def ab_report(
     html = (
         jinja2.Environment(autoescape=True)
         .from_string(TEMPLATE.read_text(encoding="utf-8"))
-        .render(r=res, h=comp[HEADLINE], p=plots(res))
+        .render(r=res, h=head, p=plots(res))
     )
     out.write_text(html, encoding="utf-8")
     out.with_suffix(".md").write_text(markdown(res), encoding="utf-8")

@@ -7,8 +7,9 @@ outcome) is replayed at its start with point-in-time Feast features
 (:func:`training.stage_two.build_rows`), and each model orders the same candidate rows, so two models
 are compared on identical requests. A model is any MLflow model URI of a bundle
 (``models:/jobcare-postings@champion``, ``models:/jobcare-postings/3``, ``runs:/<id>/posting_bundle``),
-or a built-in baseline: ``baseline:als`` (ALS alone, stage one's ranking) or ``baseline:oracle`` (the
-world's true expected utility).
+or a built-in baseline: one stage-one source alone by its own rank (``baseline:als``,
+``baseline:two_tower``, ``baseline:rules``, ``baseline:popularity``) or ``baseline:oracle`` (the
+world's true expected utility; only where the world has truth/).
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ from training.request_path import context
 from training.stage_two import NoRequestsError, RankerData, build_rows, oracle_scores
 
 KS = (1, 3, 5, 10, 20)
-BASELINES = ("baseline:als", "baseline:oracle")
+SOURCE_BASELINES = {
+    "baseline:als": "ALS",
+    "baseline:two_tower": "two-tower",
+    "baseline:rules": "rules",
+    "baseline:popularity": "popularity",
+}
+BASELINES = (*SOURCE_BASELINES, "baseline:oracle")
 
 
 class EvaluationError(JobcareError):
@@ -120,8 +127,10 @@ def model_bundle(model: str, item_type: str):
 def scores(model: str, rp: Replay) -> tuple[np.ndarray, str]:
     """Scores of the replay's rows under ``model``; and a label naming what was scored."""
     rows = rp.data.rows
-    if model == "baseline:als":
-        return -rows["cand_rank_als"].to_numpy(float), "ALS alone (stage one's ranking)"
+    src = model.removeprefix("baseline:")
+    if model in SOURCE_BASELINES:
+        label = f"{SOURCE_BASELINES[model]} alone (its stage-one rank)"
+        return -rows[f"cand_rank_{src}"].to_numpy(float), label
     if model == "baseline:oracle":
         if rp.oracle is None:
             raise EvaluationError("baseline:oracle: this world (or log export) has no truth/ to rank by")

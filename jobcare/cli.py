@@ -446,16 +446,22 @@ def demo(
         world, cfg, console=console, oracle=world_oracle(world)
     )  # a simulated world: oracle ratios
     (work / "reports" / "train.json").write_text(json.dumps(trained, indent=2, default=str))
-    console.rule("7/7 A/B report: the postings champion (B) against ALS alone (A) on the last 60 days")
+    best = trained["posting"]["best_baseline"] or "als"
+    console.rule(
+        f"7/7 A/B report: the postings champion (B) against {best} alone (A, the single source best on "
+        f"validation) on the last {cfg.train.test_days} days (the test window)"
+    )
     from evaluation.ab_report import ab_report
 
     ab_out = work / "reports" / "ab-report.html"
     champion = "models:/jobcare-postings@champion"
-    ab = ab_report(world, cfg, "baseline:als", champion, "posting", 60, ab_out, max_requests=400)
-    h = ab["comparison"]["ndcg@10"]
+    ab = ab_report(
+        world, cfg, f"baseline:{best}", champion, "posting", cfg.train.test_days, ab_out, max_requests=400
+    )
+    h = ab["headline"]
     console.print(
-        f"{ab['decision']}: NDCG@10 B - A {h['mean_diff']:+.4f} [{h['ci_low']:+.4f}, {h['ci_high']:+.4f}], "
-        f"p = {h['p_value']:.4f}"
+        f"{ab['decision']} (on {ab['decision_basis']}): NDCG@10 B - A {h['mean_diff']:+.4f} "
+        f"[{h['ci_low']:+.4f}, {h['ci_high']:+.4f}], p = {h['p_value']:.4f}"
     )
     champions = ", ".join(
         f"{v['model']}@{v['gate']['alias']} = v{v['version']}" for k, v in trained.items() if k != "run_id"
@@ -567,10 +573,11 @@ def ab_report_cmd(
     uri = a if not a.startswith("baseline:") else b
     it = _item_type_of(uri, item_type)
     res = ab_report(world, cfg, a, b, it, window, out, max_requests, service_log=(impressions, outcomes))
-    h = res["comparison"]["ndcg@10"]
+    h = res["headline"]
+    n = res["unbiased"]["n_seekers"] if res["decision_basis"] == "explore slates" else res["n_seekers"]
     console.print(
-        f"{res['decision']}: NDCG@10 B - A {h['mean_diff']:+.4f} [{h['ci_low']:+.4f}, {h['ci_high']:+.4f}], "
-        f"p = {h['p_value']:.4f} ({res['n_seekers']} seekers)\n"
+        f"{res['decision']} (on {res['decision_basis']}): NDCG@10 B - A {h['mean_diff']:+.4f} "
+        f"[{h['ci_low']:+.4f}, {h['ci_high']:+.4f}], p = {h['p_value']:.4f} ({n} seekers)\n"
         f"report: {out} (+ .md, .json; MLflow run {res['run_id']})"
     )
 

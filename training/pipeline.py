@@ -163,7 +163,13 @@ def train(world: str | Path, cfg: ProjectConfig, console=None, oracle=None) -> d
             mlflow.log_metrics(
                 {f"{PREFIX[it]}gate_{k}": v for k, v in decision.items() if isinstance(v, float)}
             )
-            out[it] = {"metrics": m, "model": MODEL_NAMES[it], "version": version, "gate": decision}
+            out[it] = {
+                "metrics": m,
+                "model": MODEL_NAMES[it],
+                "version": version,
+                "gate": decision,
+                "best_baseline": res["best_baseline"],  # the single stage-one source best on validation
+            }
             if console is not None:
                 console.print(
                     f"{it}: {summary_line(m, res['best_baseline'])}; {MODEL_NAMES[it]} v{version} -> "

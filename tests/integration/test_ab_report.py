@@ -113,6 +113,7 @@ def test_report_renders_every_section_and_plot_with_the_json_numbers(report):
     p.feed(out.read_text())
     assert {
         "decision",
+        "unbiased",
         "metrics",
         "segments",
         "fairness",
@@ -125,11 +126,20 @@ def test_report_renders_every_section_and_plot_with_the_json_numbers(report):
     assert all(i["src"].startswith("data:image/png;base64,") and len(i["src"]) > 2000 for i in p.imgs)
     saved = json.loads(out.with_suffix(".json").read_text())
     text = " ".join(p.text)
-    h = saved["comparison"]["ndcg@10"]
-    assert f"{h['mean_diff']:+.4f} [{h['ci_low']:+.4f}, {h['ci_high']:+.4f}]" in re.sub(r"\s+", " ", text)
+    flat = re.sub(r"\s+", " ", text)
+    h = saved["headline"]
+    assert f"(on explore slates): NDCG@10 B - A = {h['mean_diff']:+.4f} [{h['ci_low']:+.4f}" in flat
     assert saved["decision"] in text and res["decision"] == saved["decision"]
-    for m, c in saved["comparison"].items():
-        assert f"{c['mean_a']:.4f}" in text and f"{c['mean_b']:.4f}" in text, m
+    for comp in (saved["unbiased"]["comparison"], saved["comparison"]):
+        for m, c in comp.items():
+            assert f"{c['mean_a']:.4f}" in text and f"{c['mean_b']:.4f}" in text, m
+    # the unbiased comparison leads, the logged one follows with the reason it favours imitation
+    assert flat.index("Explore slates: the unbiased comparison") < flat.index("Logged labels (per seeker")
+    assert "favours imitation" in flat
+    # segments name regions and occupation groups, not bare ids
+    regions = {r["group"] for r in saved["segments"]["region"]}
+    assert regions and all(re.fullmatch(r"\D+ \(\d+\)", g) for g in regions), regions
+    assert any(g["group"] in flat for g in saved["segments"]["occupation major group"])
     for arm in ("A", "B"):
         for k in ("ips", "snips", "dr", "true"):
             assert f"{saved['ope'][arm][k]['estimate']:.4f}" in text
@@ -172,8 +182,10 @@ def test_report_statistics_are_consistent(report):
     for c in res["comparison"].values():
         assert c["ci_low"] <= c["mean_diff"] <= c["ci_high"] and 0 < c["p_value"] <= 1
         assert c["mean_b"] - c["mean_a"] == pytest.approx(c["mean_diff"])
-    # the decision is the written rule applied to the headline numbers
-    h = res["comparison"]["ndcg@10"]
+    # the decision is the written rule applied to the headline numbers: the explore-slate comparison
+    assert res["decision_basis"] == "explore slates" and res["unbiased"]["n_seekers"] >= 30
+    h = res["unbiased"]["comparison"]["ndcg@10"]
+    assert res["headline"] == h
     if h["ci_low"] > 0 and h["p_value"] < 0.05:
         expected = "B better"
     elif h["ci_high"] < 0 and h["p_value"] < 0.05:
@@ -293,3 +305,29 @@ def test_service_log_inputs_get_named_errors(served, tiny_world, service_log, tm
         respond(oracle, rec.assign(as_of=pd.NaT))
     again = respond(oracle, read_records(impressions), seed=0)
     assert again.equals(df.reset_index(drop=True))  # same log, same seed: the same answers
+
+
+def test_unbiased_comparison_counts_the_explore_slates_and_is_antisymmetric(served, tiny_world):
+    """The explore comparison covers exactly the window's explore slates with an outcome; swapping A and B
+    negates every difference; a model against itself differs by nothing. A comparison built on other
+    rows for one arm, or on logged slates, would break one of these."""
+    from evaluation.ab_report import unbiased
+    from evaluation.replay import replay
+    from jobcare.world.io import read_tables
+
+    cfg = served[0]
+    ex = replay(tiny_world, cfg, "posting", 30, 10_000, "explore")
+    champ = "models:/jobcare-postings@champion"
+    ab, ba = unbiased(ex, "baseline:als", champ, 300), unbiased(ex, champ, "baseline:als", 300)
+    t = read_tables(tiny_world, ["sessions", "events"])
+    s, ev = t["sessions"], t["events"]
+    lo, hi = ex.window
+    s = s[(s.item_type == "posting") & (s.policy == "explore") & (s.ts >= lo) & (s.ts < hi)]
+    ev = ev[ev.session_id.isin(s.session_id) & (ev.ts < hi) & ev.event_type.isin(["view", "apply", "hire"])]
+    assert ab["n_requests"] == ev.session_id.nunique() > 20
+    assert ab["n_seekers"] == s[s.session_id.isin(ev.session_id)].seeker_id.nunique()
+    for m, c in ab["comparison"].items():
+        assert ba["comparison"][m]["mean_diff"] == pytest.approx(-c["mean_diff"]), m
+        assert ba["comparison"][m]["mean_a"] == pytest.approx(c["mean_b"]), m
+    same = unbiased(ex, champ, champ, 300)["comparison"]["ndcg@10"]
+    assert same["mean_diff"] == 0 and same["ci_low"] == same["ci_high"] == 0

@@ -190,10 +190,11 @@ def test_candidates_evaluate_cli_prints_and_logs_to_mlflow(tiny_world, local_rep
             str(tmp_path / "c.yaml"),
             "--json",
             str(tmp_path / "t.json"),
+            "--oracle",
         ],
     )
     assert r.exit_code == 0, r.output
-    assert "recall@300" in r.output and "union" in r.output
+    assert "recall@300" in r.output and "union" in r.output and "oracle" in r.output
     mlflow.set_tracking_uri(cfg["tracking"]["uri"])
     runs = mlflow.search_runs(experiment_names=["jobcare"])
     assert len(runs) == 1
@@ -202,4 +203,16 @@ def test_candidates_evaluate_cli_prints_and_logs_to_mlflow(tiny_world, local_rep
     assert (
         m["metrics.cand_posting_oracle_all_recall_at_300"]
         >= m["metrics.cand_posting_als_all_recall_at_100"] - 1e-9
+    )
+    # without --oracle (what a service's logs allow): the same sources, no oracle row
+    r = CliRunner().invoke(
+        app, ["candidates", "evaluate", "--world", str(tiny_world), "-c", str(tmp_path / "c.yaml")]
+    )
+    assert r.exit_code == 0, r.output
+    runs = mlflow.search_runs(experiment_names=["jobcare"], order_by=["start_time DESC"])
+    m2 = runs.iloc[0]
+    assert not [c for c in runs.columns if "oracle" in c and pd.notna(m2[c])]
+    assert (
+        m2["metrics.cand_posting_union_all_recall_at_300"]
+        == m["metrics.cand_posting_union_all_recall_at_300"]
     )

@@ -29,3 +29,13 @@ def test_tune_resumes_logs_nested_runs_and_writes_a_config(tiny_world, local_rep
     runs = mlflow.search_runs(experiment_names=["jobcare"])
     nested = runs[runs["tags.mlflow.parentRunId"] == second["run_id"]]
     assert len(nested) == 2 and set(nested["tags.state"]) <= {"complete", "pruned"}
+    # decided on the validation window's explore slates (the tiny world has enough of them)
+    assert second["objective"] == "val_explore_ndcg_at_10" and second["explore_requests"] >= 30
+    done = nested[nested["tags.state"] == "complete"]
+    assert set(done["metrics.val_explore_ndcg_at_10"].round(12)) <= {round(v, 12) for v in second["values"]}
+    assert (
+        (tmp_path / "tuned.yaml")
+        .read_text()
+        .splitlines()[0]
+        .endswith(f"val_explore_ndcg_at_10 {second['best_value']:.4f})")
+    )
