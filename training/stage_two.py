@@ -212,7 +212,35 @@ def oracle_scores(rows: pd.DataFrame, requests: pd.DataFrame, item_type: str, or
     return out
 
 
-BASELINES = ("als", "two_tower", "rules", "popularity")  # each stage-one source alone, by its own rank
+SOURCE_BASELINES = ("als", "two_tower", "rules", "popularity")  # each stage-one source alone, by its rank
+# the ranker without collaborative features: stage-one ranks and the item statistics counted from other
+# seekers' behaviour are left out; a GBDT on profile, psych-test, competency, item and pair features only
+CONTENT = "content_gbdt"
+BASELINES = (*SOURCE_BASELINES, CONTENT, "legacy")
+# the logging (legacy) policy's documented rule (jobcare.world.simulate): desired occupation 2, same
+# occupation group 1, same region 1, and a popularity term below 1
+LEGACY_RULE = {"desired_occupation_match": 2.0, "desired_group_match": 1.0, "same_region": 1.0}
+
+
+def legacy_scores(rows: pd.DataFrame) -> np.ndarray:
+    """The legacy policy re-scored from the rows' pair features by its rule, its popularity term
+    pop / (1 + pop) stood in for by 1 / (1 + the stage-one popularity rank) (also below 1). Approximate:
+    the simulator's group term uses the first desired occupation's group, ours any desired one's."""
+    sc = np.zeros(len(rows))
+    for col, w in LEGACY_RULE.items():
+        if col in rows:
+            sc += w * rows[col].fillna(0).to_numpy(float)
+    if "cand_rank_popularity" in rows:
+        sc += 1.0 / (1.0 + rows["cand_rank_popularity"].to_numpy(float))
+    return sc
+
+
+COLLABORATIVE = ("cand_rank_", "posting_popularity__", "completion_rate", "employment_rate", "pass_rate")
+
+
+def content_features(feats: list[str]) -> list[str]:
+    """``feats`` without the collaborative ones (:data:`COLLABORATIVE`)."""
+    return [f for f in feats if not any(mark in f for mark in COLLABORATIVE)]
 
 
 def explore_rows(item_type, t, store, repo, ctx, cfg, start, end, max_requests, seed, show_progress, stage):
@@ -239,15 +267,23 @@ def explore_rows(item_type, t, store, repo, ctx, cfg, start, end, max_requests, 
         return None
 
 
-def explore_ndcg(data: RankerData | None, ranker, feats, item_type: str, oracle=None) -> pd.DataFrame:
+def explore_ndcg(
+    data: RankerData | None, ranker, feats, item_type: str, oracle=None, content=None
+) -> pd.DataFrame:
     """Per explore request (rows: request_id): NDCG@10 of ordering the ten shown items by the ranker
-    (``model``), by each stage-one source alone and, with an ``oracle``, by the true expected utility."""
+    (``model``), by each stage-one source alone, by the ``content`` ranker (without collaborative
+    features), by the legacy policy's rule and, with an ``oracle``, by the true expected utility."""
     if data is None:
         return pd.DataFrame()
     ex = data.rows[data.rows["shown"] == 1]
     has_pos = ex.groupby("request_id")["label"].max() > 0
     scores = {"model": ranker.predict(ex[feats])}
-    scores.update({b: -ex[f"cand_rank_{b}"].to_numpy(float) for b in BASELINES if f"cand_rank_{b}" in ex})
+    scores.update(
+        {b: -ex[f"cand_rank_{b}"].to_numpy(float) for b in SOURCE_BASELINES if f"cand_rank_{b}" in ex}
+    )
+    if content is not None:
+        scores[CONTENT] = content.predict(ex[content.feature_names_])
+    scores["legacy"] = legacy_scores(ex)
     if oracle is not None:
         scores["oracle"] = oracle_scores(ex, data.requests, item_type, oracle)
     out = pd.DataFrame({k: ndcg_by_request(ex, sc) for k, sc in scores.items()})
@@ -360,7 +396,11 @@ def fit_and_evaluate(
     val_ex = explore_rows(
         *args, w.valid_start, w.test_start, max_explore_requests, seed + 2, show_progress, valid.stage
     )
-    val_per = explore_ndcg(val_ex, ranker, feats, item_type, oracle)
+    cfeats = content_features(feats)
+    content = LambdaRankRanker(**ranker_params, random_state=seed).fit(
+        train.rows[cfeats], labels, group_sizes(train.rows), position=train.rows["shown_position"].to_numpy()
+    )
+    val_per = explore_ndcg(val_ex, ranker, feats, item_type, oracle, content)
     best = max((b for b in BASELINES if b in val_per), key=lambda b: val_per[b].mean(), default=None)
     # the shipped recipe: the same settings refitted on train + validation rows (what a model trained at
     # T1 would be); the test window, with its own stage one (fitted on the events before T1), reports it
@@ -376,7 +416,10 @@ def fit_and_evaluate(
         both[feats], final_labels, group_sizes(both), position=both["shown_position"].to_numpy()
     )
     test_ex = explore_rows(*args, w.test_start, w.end, max_explore_requests, seed + 3, show_progress, None)
-    test_per = explore_ndcg(test_ex, final, feats, item_type, oracle)
+    final_content = LambdaRankRanker(**ranker_params, random_state=seed).fit(
+        both[cfeats], final_labels, group_sizes(both), position=both["shown_position"].to_numpy()
+    )
+    test_per = explore_ndcg(test_ex, final, feats, item_type, oracle, final_content)
     metrics = {
         **explore_metrics("val", val_per, best, seed),
         **explore_metrics("test", test_per, best, seed),

@@ -61,7 +61,8 @@ def test_first_run_registers_a_champion_whose_bundle_loads_and_ranks(trained, ti
         assert m[f"{p}_explore_ratio_to_oracle_ci_low"] < r < m[f"{p}_explore_ratio_to_oracle_ci_high"]
         # the best baseline is the one source that is best on validation, reported on both windows
         best = max(
-            ("als", "two_tower", "rules", "popularity"), key=lambda b: m[f"val_explore_{b}_ndcg_at_10"]
+            ("als", "two_tower", "rules", "popularity", "content_gbdt", "legacy"),
+            key=lambda b: m[f"val_explore_{b}_ndcg_at_10"],
         )
         assert m[f"{p}_explore_best_baseline_ndcg_at_10"] == m[f"{p}_explore_{best}_ndcg_at_10"]
     assert m["val_explore_oracle_ndcg_at_10"] > m["val_explore_popularity_ndcg_at_10"]

@@ -128,3 +128,45 @@ def test_ranker_overrides_apply_per_item_type_and_bad_keys_are_named():
         TrainConfig(ranker_overrides={"posting": {"unbiasd": True}})
     with pytest.raises(ValueError, match="ranker_overrides.course: num_leaves"):
         TrainConfig(ranker_overrides={"course": {"num_leaves": 1}})
+
+
+def test_the_content_baseline_drops_every_collaborative_feature_and_keeps_the_rest():
+    from training.stage_two import content_features
+
+    feats = [
+        "cand_rank_als",
+        "cand_rank_two_tower",
+        "posting_popularity__views_7d",
+        "posting_popularity__applies_per_headcount",
+        "seeker_activity__applies_30d",
+        "course_attributes__completion_rate",
+        "certificate_attributes__pass_rate",
+        "seeker_profile__education_level",
+        "seeker_psych__riasec_R",
+        "coverage",
+        "posting_attributes__wage",
+    ]
+    assert content_features(feats) == [
+        "seeker_activity__applies_30d",  # the seeker's own activity is not collaborative
+        "seeker_profile__education_level",
+        "seeker_psych__riasec_R",
+        "coverage",
+        "posting_attributes__wage",
+    ]
+
+
+def test_the_legacy_baseline_orders_by_the_logging_policys_rule():
+    import pandas as pd
+
+    from training.stage_two import legacy_scores
+
+    rows = pd.DataFrame(
+        {
+            "desired_occupation_match": [1, 0, 0, 0, 1],
+            "desired_group_match": [1, 1, 0, 0, 0],
+            "same_region": [0, 1, 1, 0, 1],
+            "cand_rank_popularity": [5, 1, 2, 1, 301],
+        }
+    )
+    # rule units first (3, 2, 1, 0, 3), popularity only inside a tie, never across one rule unit
+    assert list(np.argsort(-legacy_scores(rows), kind="stable")) == [0, 4, 1, 2, 3]
