@@ -201,14 +201,18 @@ def ndcg_by_request(rows: pd.DataFrame, score: np.ndarray, k: int = 10) -> pd.Se
     return pd.Series(out)
 
 
-def oracle_scores(rows: pd.DataFrame, requests: pd.DataFrame, item_type: str, oracle) -> np.ndarray:
+def oracle_scores(
+    rows: pd.DataFrame, requests: pd.DataFrame, item_type: str, oracle, part: int = 0
+) -> np.ndarray:
+    """The oracle's expected utility of each row (``part`` 1: its observable part only, what a model of
+    the observable features could at best learn)."""
     req = requests.set_index("request_id")
     out = np.empty(len(rows))
     for rid, idx in rows.groupby("request_id").indices.items():
         s, ts = int(req.at[rid, "seeker_id"]), req.at[rid, "event_timestamp"]
         items = rows["item_id"].to_numpy()[idx]
         st = oracle.seeker_state(s, ts)
-        out[idx] = oracle.arrays.mu(oracle.params, item_type, np.full(items.size, s), items, st)[0]
+        out[idx] = oracle.arrays.mu(oracle.params, item_type, np.full(items.size, s), items, st)[part]
     return out
 
 
@@ -286,6 +290,7 @@ def explore_ndcg(
     scores["legacy"] = legacy_scores(ex)
     if oracle is not None:
         scores["oracle"] = oracle_scores(ex, data.requests, item_type, oracle)
+        scores["observable_oracle"] = oracle_scores(ex, data.requests, item_type, oracle, part=1)
     out = pd.DataFrame({k: ndcg_by_request(ex, sc) for k, sc in scores.items()})
     out = out[has_pos.reindex(out.index).to_numpy()]
     seeker = data.requests.set_index("request_id")["seeker_id"]
@@ -299,7 +304,7 @@ def explore_metrics(prefix: str, per: pd.DataFrame, best_baseline: str | None, s
     if len(per) < 2:
         return m
     m[f"{prefix}_explore_ndcg_at_10"] = float(per["model"].mean())
-    for b in [*BASELINES, "oracle"]:
+    for b in [*BASELINES, "oracle", "observable_oracle"]:
         if b in per:
             m[f"{prefix}_explore_{b}_ndcg_at_10"] = float(per[b].mean())
     dens = {"oracle": "oracle", "best_baseline": best_baseline}

@@ -66,6 +66,7 @@ def test_first_run_registers_a_champion_whose_bundle_loads_and_ranks(trained, ti
         )
         assert m[f"{p}_explore_best_baseline_ndcg_at_10"] == m[f"{p}_explore_{best}_ndcg_at_10"]
     assert m["val_explore_oracle_ndcg_at_10"] > m["val_explore_popularity_ndcg_at_10"]
+    assert 0 < m["test_explore_observable_oracle_ndcg_at_10"] < 1  # the oracle of the observable part
     run = client.get_run(first["run_id"])
     for key in (
         "postings_val_ndcg_at_10",
