@@ -171,6 +171,38 @@ def test_degraded_answer_when_the_online_store_is_down(engine, monkeypatch):
     assert engine.ready() == (False, "online store unreachable: ConnectionError")
 
 
+def test_popularity_is_recomputed_at_the_service_clock_not_frozen_at_the_models_cutoff(served, tiny_world):
+    """An item refresh fits popularity on the events before the service's clock, so the degraded answer's
+    "popular right now" ranks by what seekers did lately. With the clock 25 days before the models' data
+    cutoff, the served popularity is that of the events before the clock, not the bundle's."""
+    from jobcare.world.io import read_manifest, read_tables
+    from training.candidates.popularity import PopularityRecommender
+    from training.interactions import world_interactions
+    from training.offers import allowed_mask
+
+    cfg = served[0].model_copy(deep=True)
+    end = pd.Timestamp(read_manifest(tiny_world)["span"]["end"])
+    cfg.serving.as_of = str(end - pd.Timedelta(days=25))
+    eng = Engine(cfg)
+    v = eng.state.variants["champion"]
+    sidx, keys = v.stages["posting"], eng.state.arrays["posting"].keys
+    events = read_tables(tiny_world, ["events"])["events"]
+    inter = world_interactions(events, "posting", eng.as_of, cfg.candidates.event_weights)
+    want = PopularityRecommender().fit(inter).score(None, keys)
+    np.testing.assert_allclose(sidx.pop, want)
+    frozen = v.bundles["posting"].popularity.score(None, keys)  # fitted to the cutoff, 25 days later
+    assert not np.allclose(sidx.pop, frozen)
+    # the degraded answer: the most popular allowed postings by the clock's popularity
+    eng.seeker_reader.read = lambda *a, **k: (_ for _ in ()).throw(ConnectionError("down"))
+    r = eng.recommend("posting", seeker_id=5, k=5)
+    st = eng.state
+    mask = allowed_mask(
+        st.arrays["posting"], st.offers["posting"], 5, st.as_of, None, base=st.base["posting"]
+    )
+    top = keys[mask][np.lexsort((np.flatnonzero(mask), -want[mask]))][:5]
+    assert r["degraded"] and [i["id"] for i in r["items"]] == top.tolist()
+
+
 def test_ab_routing_is_deterministic_and_splits_by_share():
     arms = [route_variant(str(s), "salt-1", 0.3) for s in range(20_000)]
     share = arms.count("challenger") / len(arms)
