@@ -46,7 +46,6 @@ def main() -> None:
     from jobcare.config import CandidatesConfig
     from jobcare.world.io import read_manifest, read_tables
     from training.ranker import LambdaRankRanker
-    from training.ranking_data import feature_columns
     from training.request_path import context
     from training.stage_two import build_rows, group_sizes, ndcg_by_request
 
@@ -80,7 +79,7 @@ def main() -> None:
     t0 = time.perf_counter()
     valid = build_rows("posting", t, store, a.repo, ctx, cfg, T, end, a.requests, 30, 1)
     stage("valid_rows", t0)
-    feats = feature_columns(train.rows)
+    feats = train.features
     X, y, g = train.rows[feats], train.rows["label"].to_numpy(), group_sizes(train.rows)
     ours, raw = [], []
     for rep in range(5):  # alternate which goes first, so neither always gets the warm caches

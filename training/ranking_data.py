@@ -20,25 +20,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from training.request_path import is_model_input, source_ranks
+from training.request_path import source_ranks
 
 LABEL = {"view": 1, "apply": 2, "enrol": 2, "register": 2, "hire": 3, "complete": 3, "acquire": 3}
 SERVICE = {"posting": "job_ranker_v1", "course": "course_ranker_v1", "certificate": "certificate_ranker_v1"}
 SOURCES = ("als", "two_tower", "rules", "popularity")
 NOT_SHOWN = 1000  # the position id of a candidate the session did not show
-NON_FEATURES = {
-    "shown",  # evaluation bookkeeping (was the item in the logged slate), never a feature
-    "shown_position",  # the logged position (NOT_SHOWN otherwise): the unbiased ranker's bias id only
-    "in_union_100",  # evaluation bookkeeping (is the item among the first 100 candidates)
-    "seeker_id",
-    "posting_id",
-    "course_id",
-    "certificate_id",
-    "occupation_id",
-    "event_timestamp",
-    "request_id",
-    "label",
-}
 
 
 def session_labels(t: dict, item_type: str, session_ids, until: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -88,16 +75,3 @@ def request_rows(
     for src, ranks in source_ranks(candidates, items, n_candidates).items():
         df[f"cand_rank_{src}"] = ranks
     return df
-
-
-def feature_columns(frame: pd.DataFrame) -> list[str]:
-    """The numeric, non-identifier columns of a row frame (lists, ids and timestamps excluded: an id such
-    as ``posting_attributes__employer_id`` carries no order, so it is not a number to split on; nor
-    absolute moments such as ``posting_attributes__open_days``, whose relative versions are pair features)."""
-    cols = []
-    for c in frame.columns:
-        if c in NON_FEATURES or c == "item_id" or not is_model_input(c):
-            continue
-        if pd.api.types.is_numeric_dtype(frame[c].dtype) and not pd.api.types.is_bool_dtype(frame[c].dtype):
-            cols.append(c)
-    return cols

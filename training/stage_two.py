@@ -26,7 +26,7 @@ from training.candidates.evaluate import StageOne, fit_stage_one, union_at
 from training.candidates.world import ITEM_KEY, seeker_side_table
 from training.offers import OfferIndex
 from training.ranker import LambdaRankRanker
-from training.ranking_data import feature_columns, request_rows, session_labels
+from training.ranking_data import request_rows, session_labels
 from training.request_path import RankerPlan, ReplayDays, default_features, occupation_columns
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,10 @@ class RankerData:
     # per request: (seeker, allowed item ids, history or None when the trained factor was used), so that
     # ``cand_rank_als`` can be recomputed for another ALS (``jobcare tune`` searches ALS parameters)
     als_inputs: list = field(default_factory=list)
+    # the ranker's inputs, listed explicitly (training.request_path.default_features: the seeker's scalar
+    # FeatureService columns, the item and occupation features, the pair features, each source's rank;
+    # no ids, lists, absolute moments or protected attributes), never chosen by dtype
+    features: list = field(default_factory=list)
 
 
 def build_rows(
@@ -154,6 +158,7 @@ def build_rows(
         if plan is None:
             names = default_features(item_type, seeker_columns, items, occ_columns, (), absolute_time=True)
             plan = RankerPlan(item_type, names, seeker_columns, items, occ_columns)
+            features = default_features(item_type, seeker_columns, items, occ_columns, tuple(lists))
         pos = items.positions(rows["item_id"].to_numpy())
         if (pos < 0).any():
             raise JobcareError(
@@ -170,6 +175,7 @@ def build_rows(
         requests,
         stage,
         als_inputs,
+        features,
     )
 
 
@@ -379,7 +385,7 @@ def fit_and_evaluate(
         seed + 1,
         show_progress,
     )
-    feats = feature_columns(train.rows)
+    feats = train.features
     labels = train.rows["label"].to_numpy()
     if shuffle_labels:  # a deliberately worse model, for testing the promotion gate
         labels = np.random.default_rng(seed).permutation(labels)

@@ -32,7 +32,6 @@ from training.candidates.als import ALSRecommender
 from training.interactions import world_interactions
 from training.pipeline import ensure_repo
 from training.ranker import LambdaRankRanker
-from training.ranking_data import feature_columns
 from training.request_path import context
 from training.stage_two import als_ranks, build_rows, explore_rows, group_sizes, ndcg_by_request
 from training.windows import Windows
@@ -101,7 +100,7 @@ def tune(
     explore = explore_rows(
         *args, w.valid_start, w.test_start, tc.max_explore_requests, tc.seed + 2, False, valid.stage
     )
-    feats = feature_columns(train.rows)
+    feats = train.features
     Xt, yt, gt = train.rows[feats].copy(), train.rows["label"].to_numpy(), group_sizes(train.rows)
     Xv, yv, gv = valid.rows[feats].copy(), valid.rows["label"].to_numpy(), group_sizes(valid.rows)
     windows = [(train, Xt, w.train_start), (valid, Xv, w.valid_start)]

@@ -9,7 +9,6 @@ import pytest
 from features import store as fstore
 from jobcare.config import CandidatesConfig, TwoTowerParams
 from training.ranker import protected_in
-from training.ranking_data import feature_columns
 from training.request_path import context
 from training.stage_two import als_ranks, build_rows, group_sizes
 
@@ -66,9 +65,14 @@ def test_rows_are_grouped_contiguously_with_positives_and_no_protected_feature(r
     assert (np.diff(r["request_id"].to_numpy()) >= 0).all()
     assert group_sizes(r).sum() == len(r)
     assert (r.groupby("request_id")["label"].max() > 0).all()
-    feats = feature_columns(r)
+    feats = rows.features  # the explicit list (training.request_path.default_features)
     assert not protected_in(feats) and not [c for c in feats if c.endswith("_id")]
     assert {"coverage", "cand_rank_rules", "posting_popularity__applies_per_headcount"} <= set(feats)
+    # every listed input is a numeric column of the rows; bookkeeping, lists and absolute moments are not
+    assert set(feats) <= set(r.columns) and all(pd.api.types.is_numeric_dtype(r[c]) for c in feats)
+    assert not {"label", "shown", "shown_position", "in_union_100", "request_id", "item_id"} & set(feats)
+    assert not [c for c in feats if c.endswith(("_days", "_ids", "_levels")) and "__" in c]
+    assert "posting_attributes__open_days" in r.columns  # kept in the rows for older champions only
 
 
 def test_als_ranks_recomputed_with_the_same_als_equal_the_stored_feature(rows):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from training.ranker import LambdaRankRanker, RankerInputError, protected_in
-from training.ranking_data import feature_columns, request_rows
+from training.ranking_data import request_rows
 
 
 def _data(n_groups=60, per=8, seed=0):
@@ -49,23 +49,6 @@ def test_group_sizes_must_cover_the_rows():
     X, y, g = _data()
     with pytest.raises(RankerInputError, match="group sizes"):
         LambdaRankRanker(n_estimators=2).fit(X, y, g[:-1])
-
-
-def test_feature_columns_exclude_ids_lists_and_timestamps():
-    df = pd.DataFrame(
-        {
-            "request_id": [0],
-            "item_id": [3],
-            "label": [1],
-            "posting_attributes__employer_id": [5],
-            "posting_attributes__wage": [300.0],
-            "coverage": [0.5],
-            "event_timestamp": [pd.Timestamp(0)],
-            "seeker_competency__unit_ids": [[1, 2]],
-            "cand_rank_als": [4],
-        }
-    )
-    assert feature_columns(df) == ["posting_attributes__wage", "coverage", "cand_rank_als"]
 
 
 def test_request_rows_keep_shown_and_positives_and_rank_sources():
