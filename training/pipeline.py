@@ -168,7 +168,7 @@ def train(world: str | Path, cfg: ProjectConfig, console=None, oracle=None) -> d
                 "model": MODEL_NAMES[it],
                 "version": version,
                 "gate": decision,
-                "best_baseline": res["best_baseline"],  # the single stage-one source best on validation
+                "best_baseline": res["best_baseline"],  # the baseline best on validation
             }
             if console is not None:
                 console.print(
