@@ -41,7 +41,7 @@ import pandas as pd
 
 from evaluation import metrics as M
 from evaluation import ope, stats
-from evaluation.replay import KS, per_request, replay, scores
+from evaluation.replay import BASELINES, KS, per_request, replay, scores
 from jobcare.config import ProjectConfig
 from jobcare.world.taxonomy import EDUCATION as TAXONOMY_EDUCATION
 
@@ -189,14 +189,24 @@ def unbiased(ex, a: str, b: str, n_boot: int) -> dict:
     keep = rows["request_id"].map(has_pos).to_numpy()
     rows = rows[keep]
     if rows.empty:
-        return {"n_requests": 0, "n_seekers": 0, "comparison": None}
+        return {"n_requests": 0, "n_seekers": 0, "comparison": None, "baselines": {}}
     sub = dataclasses.replace(ex, data=dataclasses.replace(ex.data, rows=rows))
     pa, pb = per_request(rows, scores(a, sub)[0]), per_request(rows, scores(b, sub)[0])
     seeker = ex.audit.set_index("request_id")["seeker_id"].reindex(pa.index)
+    # the built-in baselines on the same slates (the oracle only where the world has truth)
+    names = [m for m in BASELINES if m != "baseline:oracle" or ex.oracle is not None]
+    baselines = {}
+    for m in names:
+        sc, label = scores(m, sub)
+        baselines[m] = {
+            "label": label,
+            "ndcg@10": float(_per_seeker(per_request(rows, sc), seeker, HEADLINE).mean()),
+        }
     return {
         "n_requests": int(len(pa)),
         "n_seekers": int(seeker.nunique()),
         "comparison": compare(pa, pb, seeker, n_boot) if seeker.nunique() >= 2 else None,
+        "baselines": baselines,
     }
 
 
@@ -317,6 +327,8 @@ def markdown(r: dict) -> str:
         "## Explore slates (unbiased)",
         "",
         *(_table(ub["comparison"]) if ub["comparison"] else ["too few explore slates with an outcome"]),
+        "",
+        *[f"- baseline {v['label']}: NDCG@10 {v['ndcg@10']:.4f}" for v in ub["baselines"].values()],
         "",
         "## Logged labels",
         "",

@@ -8,8 +8,9 @@ outcome) is replayed at its start with point-in-time Feast features
 are compared on identical requests. A model is any MLflow model URI of a bundle
 (``models:/jobcare-postings@champion``, ``models:/jobcare-postings/3``, ``runs:/<id>/posting_bundle``),
 or a built-in baseline: one stage-one source alone by its own rank (``baseline:als``,
-``baseline:two_tower``, ``baseline:rules``, ``baseline:popularity``) or ``baseline:oracle`` (the
-world's true expected utility; only where the world has truth/).
+``baseline:two_tower``, ``baseline:rules``, ``baseline:popularity``), ``baseline:legacy`` (the logging
+policy's rule) or ``baseline:oracle`` (the world's true expected utility; only where the world has
+truth/).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from jobcare.config import ProjectConfig
 from jobcare.errors import JobcareError
 from jobcare.world.io import read_manifest, read_tables
 from training.request_path import context
-from training.stage_two import NoRequestsError, RankerData, build_rows, oracle_scores
+from training.stage_two import NoRequestsError, RankerData, build_rows, legacy_scores, oracle_scores
 
 KS = (1, 3, 5, 10, 20)
 SOURCE_BASELINES = {
@@ -35,7 +36,7 @@ SOURCE_BASELINES = {
     "baseline:rules": "rules",
     "baseline:popularity": "popularity",
 }
-BASELINES = (*SOURCE_BASELINES, "baseline:oracle")
+BASELINES = (*SOURCE_BASELINES, "baseline:legacy", "baseline:oracle")
 
 
 class EvaluationError(JobcareError):
@@ -131,6 +132,8 @@ def scores(model: str, rp: Replay) -> tuple[np.ndarray, str]:
     if model in SOURCE_BASELINES:
         label = f"{SOURCE_BASELINES[model]} alone (its stage-one rank)"
         return -rows[f"cand_rank_{src}"].to_numpy(float), label
+    if model == "baseline:legacy":
+        return legacy_scores(rows), "legacy policy's rule (re-scored from the pair features)"
     if model == "baseline:oracle":
         if rp.oracle is None:
             raise EvaluationError("baseline:oracle: this world (or log export) has no truth/ to rank by")

@@ -133,6 +133,16 @@ def test_report_renders_every_section_and_plot_with_the_json_numbers(report):
     for comp in (saved["unbiased"]["comparison"], saved["comparison"]):
         for m, c in comp.items():
             assert f"{c['mean_a']:.4f}" in text and f"{c['mean_b']:.4f}" in text, m
+    # the baselines on the same explore slates: A (ALS alone) agrees with its column of the comparison
+    ub = saved["unbiased"]
+    assert set(ub["baselines"]) == {
+        "baseline:als", "baseline:two_tower", "baseline:rules", "baseline:popularity", "baseline:legacy",
+        "baseline:oracle",
+    }  # fmt: skip
+    assert ub["baselines"]["baseline:als"]["ndcg@10"] == pytest.approx(ub["comparison"]["ndcg@10"]["mean_a"])
+    assert ub["baselines"]["baseline:oracle"]["ndcg@10"] > ub["baselines"]["baseline:popularity"]["ndcg@10"]
+    for v in ub["baselines"].values():
+        assert f"{v['ndcg@10']:.4f}" in text
     # the unbiased comparison leads, the logged one follows with the reason it favours imitation
     assert flat.index("Explore slates: the unbiased comparison") < flat.index("Logged labels (per seeker")
     assert "favours imitation" in flat

@@ -249,6 +249,7 @@ def test_the_readme_train_command_with_the_tiny_config_on_a_world_without_truth(
     assert "No oracle: this world (or log export) has no truth/." in page and "n/a (no truth)" in page
     report = json.loads(html.with_suffix(".json").read_text())
     assert set(report["curves"]) == {"A", "B"} and report["ope"]["A"]["true"] is None
+    assert "baseline:oracle" not in report["unbiased"]["baselines"]  # no truth: no oracle baseline
     assert report["ope"]["A"]["ips"]["estimate"] >= 0
     ev = run(
         "evaluate", "--model", "models:/jobcare-postings@champion", "--world", str(world),
