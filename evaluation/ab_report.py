@@ -49,7 +49,6 @@ HEADLINE = "ndcg@10"
 METRICS = ["ndcg@10", "recall@10", "precision@10", "map@10", "mrr@10", "hit@10", "apply_hit@10"]
 MIN_GROUP = 20
 EDUCATION = {i: e.replace("_", " ") for i, e in enumerate(TAXONOMY_EDUCATION)}
-MIN_EXPLORE_SEEKERS = 30  # below this, the decision falls back to the logged comparison and says so
 LOGGED_CAVEAT = (
     "Logged labels exist only where the logging policy put items, and seekers look at the top of a "
     "slate: a model that imitates the logging policy's order collects those labels, so this comparison "
@@ -384,6 +383,7 @@ def ab_report(
 
     from training import tracking
 
+    exp = tracking.start(cfg.tracking)  # models:/ URIs resolve against the configured registry
     rp = replay(world, cfg, item_type, window_days, max_requests)
     # the window's explore slates, replayed with the same stage one (the unbiased comparison and the
     # off-policy estimates)
@@ -402,12 +402,13 @@ def ab_report(
     ev = ev[(ev["item_type"] == item_type) & (ev["ts"] < rp.window[0])]
     popularity = ev.groupby("item_id")["seeker_id"].nunique().to_dict()
     n_users = max(int(ev["seeker_id"].nunique()), 1)
-    if ub["comparison"] is not None and ub["n_seekers"] >= MIN_EXPLORE_SEEKERS:
+    min_seekers = cfg.train.gate.min_explore_seekers  # the promotion gate's rule, the same number
+    if ub["comparison"] is not None and ub["n_seekers"] >= min_seekers:
         head, basis = ub["comparison"][HEADLINE], "explore slates"
     else:
         head = comp[HEADLINE]
         basis = (
-            f"logged labels (only {ub['n_seekers']} explore seekers < {MIN_EXPLORE_SEEKERS}: the unbiased "
+            f"logged labels (only {ub['n_seekers']} explore seekers < {min_seekers}: the unbiased "
             "comparison has too few)"
         )
     res = {
@@ -423,9 +424,10 @@ def ab_report(
         "headline": head,
         "decision": decide(head, head["p_value"]),
         "rule": "on the window's explore slates (logged labels only when there are fewer than "
-        f"{MIN_EXPLORE_SEEKERS} explore seekers): B better if the 95% paired-bootstrap CI of the "
-        "per-seeker NDCG@10 difference lies above 0 and the paired permutation p < 0.05; B worse if it "
-        "lies below 0 and p < 0.05; otherwise no significant difference.",
+        f"{min_seekers} explore seekers, train.gate.min_explore_seekers): B better if the 95% "
+        "paired-bootstrap CI of the per-seeker NDCG@10 difference lies above 0 and the paired "
+        "permutation p < 0.05; B worse if it lies below 0 and p < 0.05; otherwise no significant "
+        "difference.",
         "logged_caveat": LOGGED_CAVEAT,
         "curves": {
             name: {f"ndcg@{k}": float(_per_seeker(p, seeker, f"ndcg@{k}").mean()) for k in KS}
@@ -453,7 +455,6 @@ def ab_report(
     out.write_text(html, encoding="utf-8")
     out.with_suffix(".md").write_text(markdown(res), encoding="utf-8")
     out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str), encoding="utf-8")
-    exp = tracking.start(cfg.tracking)
     with mlflow.start_run(experiment_id=exp, run_name="ab-report") as run:
         mlflow.set_tags(
             {

@@ -67,9 +67,7 @@ def replay(
     (e.g. "explore": the slates only, no sampled candidates, for the off-policy estimates). ``stage``:
     a stage one already fitted before this window (another replay's), not fitted again."""
     from evaluation.reference import has_truth, world_oracle
-    from training import tracking
 
-    tracking.start(cfg.tracking)  # models:/ URIs resolve against the configured registry
     world = Path(world)
     repo = Path(cfg.features.repo)
     t = read_tables(world, ["events", "sessions", "impressions", "postings", "courses", "competency_units"])

@@ -517,8 +517,10 @@ def evaluate_cmd(
     """Replay the held-out window through stage one and the model; warm vs cold (and the oracle where
     the world has truth/)."""
     from evaluation.replay import KS, per_request, replay, scores
+    from training import tracking
 
     cfg = _config_with_repo(config, repo)
+    tracking.start(cfg.tracking)  # models:/ URIs resolve against the configured registry
     it = _item_type_of(model, item_type) if not model.startswith("baseline:") else (item_type or "posting")
     rp = replay(world, cfg, it, window, max_requests)
     rows = rp.data.rows

@@ -70,10 +70,11 @@ class OfferIndex:
         lo, hi = self._rows(seeker)
         ev_ts = self._h_ts[lo:hi]
         sel = (ev_ts >= pd.Timestamp(since).value) & (ev_ts < pd.Timestamp(ts).value)
-        if not sel.any():
-            return False
-        w = np.array([weights.by_type.get(t, np.nan) for t in self._h_types], np.float64)
-        return bool((np.nan_to_num(w, nan=0.0)[self._h_code[lo:hi][sel]] > 0).any())
+        return bool(sel.any()) and bool((self._type_weights(weights)[self._h_code[lo:hi][sel]] > 0).any())
+
+    def _type_weights(self, weights) -> np.ndarray:
+        """Each event type's weight (0 for a type without one), indexed by the history's type codes."""
+        return np.array([weights.by_type.get(t, 0.0) for t in self._h_types], np.float64)
 
     def history(self, seeker: int, ts: pd.Timestamp, weights) -> pd.DataFrame:
         """The seeker's weighted interactions with this item type before ``ts``: what
@@ -83,8 +84,7 @@ class OfferIndex:
         until = pd.Timestamp(ts).value
         ev_ts = self._h_ts[lo:hi]
         sel = ev_ts < until
-        by_type = np.array([weights.by_type.get(t, np.nan) for t in self._h_types], np.float64)
-        w = np.nan_to_num(by_type[self._h_code[lo:hi][sel]], nan=0.0)
+        w = self._type_weights(weights)[self._h_code[lo:hi][sel]]
         w = decayed(w, (until - ev_ts[sel]) / 1e9, weights.half_life_days)
         keep = w > 0
         stamp = pd.DatetimeIndex(ev_ts[sel][keep].astype("datetime64[ns]")).tz_localize("UTC")

@@ -32,7 +32,7 @@ from training.bundle import Bundle, load_bundle, log_bundle
 from training.candidates.evaluate import fit_stage_one
 from training.registry import CHALLENGER, CHAMPION, MODEL_NAMES, champion_version, paired_bootstrap, set_alias
 from training.request_path import context
-from training.stage_two import fit_and_evaluate, ndcg_by_request
+from training.stage_two import explore_ndcg, fit_and_evaluate, ndcg_by_request
 from training.windows import Windows
 
 log = logging.getLogger(__name__)
@@ -222,10 +222,9 @@ def gate(client: MlflowClient, name: str, version: str, res: dict, cfg) -> dict:
         )
         return {"alias": CHALLENGER, "reason": "champion not comparable (features)"}
     if use_explore:
-        rows = data.rows[data.rows["shown"] == 1]
-        old_nd = ndcg_by_request(rows, old_bundle.ranker.predict(rows)).reindex(per.index)
+        old_per = explore_ndcg(explore, old_bundle.ranker, old_bundle.features, old_bundle.item_type)
         new = per.groupby("seeker_id")["model"].mean()
-        old = old_nd.groupby(per["seeker_id"].to_numpy()).mean()
+        old = old_per.groupby("seeker_id")["model"].mean()
         protocol = "validation explore slates"
     else:
         new = _per_seeker(res["per_request"], valid.requests, "ndcg")

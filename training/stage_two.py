@@ -278,16 +278,19 @@ def explore_rows(item_type, t, store, repo, ctx, cfg, start, end, max_requests, 
 
 
 def explore_ndcg(
-    data: RankerData | None, ranker, feats, item_type: str, oracle=None, content=None
+    data: RankerData | None, ranker, feats, item_type: str, oracle=None, content=None, X=None
 ) -> pd.DataFrame:
-    """Per explore request (rows: request_id): NDCG@10 of ordering the ten shown items by the ranker
-    (``model``), by each stage-one source alone, by the ``content`` ranker (without collaborative
-    features), by the legacy policy's rule and, with an ``oracle``, by the true expected utility."""
+    """Per explore request with an outcome (rows: request_id): NDCG@10 of ordering the ten shown items by
+    the ranker (``model``), by each stage-one source alone, by the ``content`` ranker (without
+    collaborative features), by the legacy policy's rule and, with an ``oracle``, by the true expected
+    utility; plus the request's ``seeker_id``. ``X``: the ranker's inputs aligned with ``data.rows`` when
+    they differ from the rows' own columns (``jobcare tune`` swaps ``cand_rank_als``)."""
     if data is None:
         return pd.DataFrame()
-    ex = data.rows[data.rows["shown"] == 1]
+    shown = (data.rows["shown"] == 1).to_numpy()
+    ex = data.rows[shown]
     has_pos = ex.groupby("request_id")["label"].max() > 0
-    scores = {"model": ranker.predict(ex[feats])}
+    scores = {"model": ranker.predict((ex if X is None else X[shown])[feats])}
     scores.update(
         {b: -ex[f"cand_rank_{b}"].to_numpy(float) for b in SOURCE_BASELINES if f"cand_rank_{b}" in ex}
     )
@@ -447,19 +450,13 @@ def fit_and_evaluate(
     if nd_oracle is not None:
         metrics["val_oracle_ndcg_at_10"] = float(nd_oracle.mean())
         metrics["val_oracle_ndcg_at_10_cold"] = float(nd_oracle[cold].mean()) if cold.any() else float("nan")
-    per_request = pd.DataFrame({"ndcg": nd, "als_only": nd_als, "cold": cold})
-    if nd_oracle is not None:
-        per_request["oracle"] = nd_oracle
     return {
-        "ranker": ranker,  # trained on the train window: the validation metrics and the gate's evidence
         "final_ranker": final,  # the same settings on train + validation: what is registered
         "features": feats,
         "metrics": metrics,
         "best_baseline": best,
-        "valid": valid,
-        "valid_explore": val_ex,
-        "train": train,
-        "per_request": per_request,
+        "valid": valid,  # the gate's logged-label fallback
+        "valid_explore": val_ex,  # the gate's evidence: the champion orders the same slates
+        "per_request": pd.DataFrame({"ndcg": nd}),  # of the ranker trained on the train window
         "per_request_explore": val_per,
-        "test_explore": test_per,
     }

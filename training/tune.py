@@ -33,7 +33,14 @@ from training.interactions import world_interactions
 from training.pipeline import ensure_repo
 from training.ranker import LambdaRankRanker
 from training.request_path import context
-from training.stage_two import als_ranks, build_rows, explore_rows, group_sizes, ndcg_by_request
+from training.stage_two import (
+    als_ranks,
+    build_rows,
+    explore_ndcg,
+    explore_rows,
+    group_sizes,
+    ndcg_by_request,
+)
 from training.windows import Windows
 
 
@@ -104,15 +111,16 @@ def tune(
     Xt, yt, gt = train.rows[feats].copy(), train.rows["label"].to_numpy(), group_sizes(train.rows)
     Xv, yv, gv = valid.rows[feats].copy(), valid.rows["label"].to_numpy(), group_sizes(valid.rows)
     windows = [(train, Xt, w.train_start), (valid, Xv, w.valid_start)]
-    n_explore = 0
+    n_explore = n_seekers = 0
     if explore is not None:
         Xe = explore.rows[feats].copy()
         windows.append((explore, Xe, w.valid_start))
-        shown = explore.rows["shown"].to_numpy() == 1
-        n_explore = int((explore.rows[shown].groupby("request_id")["label"].max() > 0).sum())
-    # the objective: validation explore-slate NDCG@10 (the unbiased protocol) when there are enough of
-    # them, else the logged-label NDCG of the validation window (the study's summary says which)
-    on_explore = n_explore >= tc.gate.min_explore_seekers
+        outcome = explore.rows[explore.rows["shown"] == 1].groupby("request_id")["label"].max() > 0
+        n_explore = int(outcome.sum())
+        n_seekers = explore.requests.set_index("request_id")["seeker_id"][outcome[outcome].index].nunique()
+    # the objective: validation explore-slate NDCG@10 (the unbiased protocol) when there are enough
+    # seekers for the gate's rule, else the logged-label NDCG of the validation window (named in the summary)
+    on_explore = n_seekers >= tc.gate.min_explore_seekers
     objective_name = "val_explore_ndcg_at_10" if on_explore else "val_ndcg_at_10"
     n_cand = cfg.candidates.n_candidates
     base = tc.ranker_for(item_type)
@@ -163,10 +171,7 @@ def tune(
                 mlflow.log_metric("val_ndcg_at_10", logged)
                 value = logged
                 if on_explore:
-                    ex = explore.rows[shown]
-                    nd = ndcg_by_request(ex, ranker.predict(Xe[shown]))
-                    has_pos = ex.groupby("request_id")["label"].max() > 0
-                    value = float(nd[has_pos.reindex(nd.index).to_numpy()].mean())
+                    value = float(explore_ndcg(explore, ranker, feats, item_type, X=Xe)["model"].mean())
                     mlflow.log_metric("val_explore_ndcg_at_10", value)
                 mlflow.set_tag("state", "complete")
             return value

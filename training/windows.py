@@ -21,7 +21,6 @@ class WindowError(JobcareError):
 
 @dataclass(frozen=True)
 class Windows:
-    span_start: pd.Timestamp
     train_start: pd.Timestamp
     valid_start: pd.Timestamp  # T2
     test_start: pd.Timestamp  # T1
@@ -33,7 +32,7 @@ class Windows:
         start, end = pd.Timestamp(span["start"]), pd.Timestamp(span["end"])
         t1 = end - pd.Timedelta(days=tc.test_days)
         t2 = t1 - pd.Timedelta(days=tc.eval_days)
-        w = cls(start, t2 - pd.Timedelta(days=tc.train_days), t2, t1, end)
+        w = cls(t2 - pd.Timedelta(days=tc.train_days), t2, t1, end)
         need = tc.test_days + tc.eval_days + tc.train_days + tc.min_history_days
         have = (end - start) / pd.Timedelta(days=1)
         if have < need:

@@ -189,9 +189,13 @@ def test_service_impression_log_gives_off_policy_estimates_that_match_the_worlds
 
 def test_report_statistics_are_consistent(report):
     res, _ = report
-    for c in res["comparison"].values():
-        assert c["ci_low"] <= c["mean_diff"] <= c["ci_high"] and 0 < c["p_value"] <= 1
-        assert c["mean_b"] - c["mean_a"] == pytest.approx(c["mean_diff"])
+    # the NDCG@k curves and the comparison reach the per-seeker means by different code paths
+    for arm, col in (("A", "mean_a"), ("B", "mean_b")):
+        assert res["curves"][arm]["ndcg@10"] == pytest.approx(res["comparison"]["ndcg@10"][col])
+    # the champion is far better than ALS alone on the tiny world's logged rows: the test has power there
+    logged = res["comparison"]["ndcg@10"]
+    assert logged["ci_low"] > 0 and logged["p_value"] < 0.05
+    assert res["curves"]["oracle"]["ndcg@10"] > res["curves"]["A"]["ndcg@10"]
     # the decision is the written rule applied to the headline numbers: the explore-slate comparison
     assert res["decision_basis"] == "explore slates" and res["unbiased"]["n_seekers"] >= 30
     h = res["unbiased"]["comparison"]["ndcg@10"]
@@ -207,9 +211,12 @@ def test_report_statistics_are_consistent(report):
     assert sum(s["n"] for s in seg) == res["n_seekers"]
     for dim in ("gender", "age band"):
         f = res["fairness"]["B"][dim]
-        shares = [g["exposure_share"] for g in f["groups"].values()]
-        assert sum(shares) == pytest.approx(1.0) and 0 <= f["exposure_ratio"] <= 1
-    assert res["curves"]["oracle"]["ndcg@10"] > 0
+        groups = f["groups"].values()
+        assert len(groups) >= 2 and sum(g["n"] for g in groups) == res["n_requests"]
+        # the ratios are min / max across the groups of their own measure (not of the other one)
+        shares, hits = [g["exposure_share"] for g in groups], [g["apply_hit_rate"] for g in groups]
+        assert f["exposure_ratio"] == pytest.approx(min(shares) / max(shares))
+        assert f["hit_rate_ratio"] == pytest.approx(min(hits) / max(hits))
     o = res["ope"]
     assert o["window_explore_slates"] > 0 and o["B"]["n_slates"] == o["A"]["n_slates"] > 0
     for arm in ("A", "B"):

@@ -56,17 +56,18 @@ def test_first_run_registers_a_champion_whose_bundle_loads_and_ranks(trained, ti
     assert w.valid_start == pd.Timestamp(span["end"]) - pd.Timedelta(days=45)
     for p, (a, b) in {"val": (w.valid_start, w.test_start), "test": (w.test_start, w.end)}.items():
         assert m[f"{p}_explore_requests"] == _explore_with_outcome(tiny_world, a, b) > 10
-        r = m[f"{p}_explore_ratio_to_oracle"]
-        assert r == pytest.approx(m[f"{p}_explore_ndcg_at_10"] / m[f"{p}_explore_oracle_ndcg_at_10"])
-        assert m[f"{p}_explore_ratio_to_oracle_ci_low"] < r < m[f"{p}_explore_ratio_to_oracle_ci_high"]
+        # the oracle orders the same slates better than the popularity and ALS ranks do, and its
+        # observable part is another ordering (below the full oracle, above popularity)
+        oracle = m[f"{p}_explore_oracle_ndcg_at_10"]
+        assert oracle > max(m[f"{p}_explore_popularity_ndcg_at_10"], m[f"{p}_explore_als_ndcg_at_10"])
+        observable = m[f"{p}_explore_observable_oracle_ndcg_at_10"]
+        assert m[f"{p}_explore_popularity_ndcg_at_10"] < observable < oracle
         # the best baseline is the one source that is best on validation, reported on both windows
         best = max(
             ("als", "two_tower", "rules", "popularity", "content_gbdt", "legacy"),
             key=lambda b: m[f"val_explore_{b}_ndcg_at_10"],
         )
         assert m[f"{p}_explore_best_baseline_ndcg_at_10"] == m[f"{p}_explore_{best}_ndcg_at_10"]
-    assert m["val_explore_oracle_ndcg_at_10"] > m["val_explore_popularity_ndcg_at_10"]
-    assert 0 < m["test_explore_observable_oracle_ndcg_at_10"] < 1  # the oracle of the observable part
     run = client.get_run(first["run_id"])
     for key in (
         "postings_val_ndcg_at_10",

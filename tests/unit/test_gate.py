@@ -51,7 +51,7 @@ class _Ranker:
 def world(monkeypatch):
     """A champion that ranks by the relevant feature ``f``, a registry that records the alias."""
     moves = []
-    champion = SimpleNamespace(ranker=_Ranker("f"), features=["f", "legacy"])
+    champion = SimpleNamespace(ranker=_Ranker("f"), features=["f", "legacy"], item_type="posting")
     monkeypatch.setattr(pipeline, "champion_version", lambda client, name: SimpleNamespace(version="1"))
     monkeypatch.setattr(pipeline, "load_bundle", lambda uri: champion)
     monkeypatch.setattr(pipeline, "set_alias", lambda client, name, alias, v, reason: moves.append(alias))
