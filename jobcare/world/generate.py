@@ -129,8 +129,9 @@ def generate_world(cfg: WorldConfig, out: str | Path, show_progress: bool = True
             start_us=int(start.astype("int64")),
             days=sizes.days,
             slate_size=cfg.slate_size,
-            epsilon=cfg.epsilon,
+            epsilon=cfg.epsilons(),
             session_rate=sizes.sessions_per_seeker_day,
+            session_mix=cfg.session_mix.model_dump(),
         ),
         r_sim,
         show_progress=show_progress,
@@ -178,6 +179,7 @@ def generate_world(cfg: WorldConfig, out: str | Path, show_progress: bool = True
         "logging_policy": {
             "kind": "epsilon-greedy slates",
             "epsilon": cfg.epsilon,
+            "epsilon_by_item_type": cfg.epsilons(),
             "slate_size": cfg.slate_size,
         },
         "tables": {name: {"rows": int(counts[name]), "sha256": hashes[name]} for name in sorted(counts)},

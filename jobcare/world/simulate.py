@@ -40,7 +40,6 @@ IMPRESSION_COLUMNS = (
     "slate_propensity",
 )
 TRUTH_COLUMNS = ("session_id", "position", "mu", "observable", "latent", "p_examine", "p_view", "p_apply")
-SESSION_MIX = {"posting": 0.7, "course": 0.2, "certificate": 0.1}
 APPLY_EVENT = {"posting": "apply", "course": "enrol", "certificate": "register"}
 CHURN_PER_DAY = 1 / 300
 EXIT_IF_HIRED = 0.8
@@ -62,8 +61,9 @@ class SimulationInput:
     start_us: int  # span start, microseconds since the epoch
     days: int
     slate_size: int
-    epsilon: float
+    epsilon: dict  # item type -> share of explore slates
     session_rate: float
+    session_mix: dict  # item type -> share of sessions
 
 
 class _Columns:
@@ -268,7 +268,7 @@ def simulate(
         if sess_seeker.size == 0:
             _decay(pop, decay)
             continue
-        sess_type = rng.choice(3, sess_seeker.size, p=[SESSION_MIX[t] for t in ITEM_TYPES])
+        sess_type = rng.choice(3, sess_seeker.size, p=[inp.session_mix[t] for t in ITEM_TYPES])
         sess_day = d + rng.uniform(SESSION_START_H, SESSION_END_H, sess_seeker.size) / 24
         order = np.argsort(sess_day, kind="stable")
         sess_seeker, sess_type, sess_day = sess_seeker[order], sess_type[order], sess_day[order]
@@ -368,7 +368,7 @@ def _run_sessions(
     on_apply,
 ) -> None:
     """Build slates for one item type's sessions of a day, simulate responses, log everything."""
-    K, eps = inp.slate_size, inp.epsilon
+    K, eps = inp.slate_size, inp.epsilon[it]
     n_open = open_idx.size
     if n_open == 0:
         return

@@ -48,4 +48,4 @@ def test_every_shipped_config_loads():
     assert {"demo.yaml", "train.yaml"} <= {f.name for f in files}
     for f in files:
         load_config(f, ProjectConfig)  # unknown or invalid keys would raise ConfigError
-    assert load_config("configs/train.yaml", ProjectConfig).train.max_requests == 1000
+    assert load_config("configs/train.yaml", ProjectConfig).train.max_requests == 20000
