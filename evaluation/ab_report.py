@@ -41,7 +41,7 @@ import pandas as pd
 
 from evaluation import metrics as M
 from evaluation import ope, stats
-from evaluation.replay import BASELINES, KS, per_request, replay, scores
+from evaluation.replay import BASELINES, KS, ORACLES, EvaluationError, per_request, replay, scores
 from jobcare.config import ProjectConfig
 from jobcare.world.taxonomy import EDUCATION as TAXONOMY_EDUCATION
 
@@ -193,10 +193,14 @@ def unbiased(ex, a: str, b: str, n_boot: int) -> dict:
     pa, pb = per_request(rows, scores(a, sub)[0]), per_request(rows, scores(b, sub)[0])
     seeker = ex.audit.set_index("request_id")["seeker_id"].reindex(pa.index)
     # the built-in baselines on the same slates (the oracle only where the world has truth)
-    names = [m for m in BASELINES if m != "baseline:oracle" or ex.oracle is not None]
-    baselines = {}
+    names = [m for m in BASELINES if m not in ORACLES or ex.oracle is not None]
+    baselines, missing = {}, {}
     for m in names:
-        sc, label = scores(m, sub)
+        try:
+            sc, label = scores(m, sub)
+        except EvaluationError as e:  # e.g. no champion with a content ablation: said in the report
+            missing[m] = str(e)
+            continue
         baselines[m] = {
             "label": label,
             "ndcg@10": float(_per_seeker(per_request(rows, sc), seeker, HEADLINE).mean()),
@@ -206,6 +210,7 @@ def unbiased(ex, a: str, b: str, n_boot: int) -> dict:
         "n_seekers": int(seeker.nunique()),
         "comparison": compare(pa, pb, seeker, n_boot) if seeker.nunique() >= 2 else None,
         "baselines": baselines,
+        "baselines_missing": missing,
     }
 
 

@@ -9,8 +9,10 @@ are compared on identical requests. A model is any MLflow model URI of a bundle
 (``models:/jobcare-postings@champion``, ``models:/jobcare-postings/3``, ``runs:/<id>/posting_bundle``),
 or a built-in baseline: one stage-one source alone by its own rank (``baseline:als``,
 ``baseline:two_tower``, ``baseline:rules``, ``baseline:popularity``), ``baseline:legacy`` (the logging
-policy's rule) or ``baseline:oracle`` (the world's true expected utility; only where the world has
-truth/).
+policy's rule), ``baseline:content_gbdt`` (the content-only ablation ranker registered with the item
+type's champion: no stage-one ranks, no item statistics counted from other seekers) or
+``baseline:oracle`` / ``baseline:observable_oracle`` (the world's true expected utility, or only its
+observable part; only where the world has truth/).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ SOURCE_BASELINES = {
     "baseline:rules": "rules",
     "baseline:popularity": "popularity",
 }
-BASELINES = (*SOURCE_BASELINES, "baseline:legacy", "baseline:oracle")
+ORACLES = {"baseline:oracle": 0, "baseline:observable_oracle": 1}  # oracle_scores part: all, observable
+BASELINES = (*SOURCE_BASELINES, "baseline:legacy", "baseline:content_gbdt", *ORACLES)
 
 
 class EvaluationError(JobcareError):
@@ -132,12 +135,25 @@ def scores(model: str, rp: Replay) -> tuple[np.ndarray, str]:
         return -rows[f"cand_rank_{src}"].to_numpy(float), label
     if model == "baseline:legacy":
         return legacy_scores(rows), "legacy policy's rule (re-scored from the pair features)"
-    if model == "baseline:oracle":
+    if model in ORACLES:
         if rp.oracle is None:
-            raise EvaluationError("baseline:oracle: this world (or log export) has no truth/ to rank by")
-        return oracle_scores(
-            rows, rp.data.requests, rp.item_type, rp.oracle
-        ), "oracle (true expected utility)"
+            raise EvaluationError(f"{model}: this world (or log export) has no truth/ to rank by")
+        part = ORACLES[model]
+        label = (
+            "observable-only oracle (the true utility's observable part)"
+            if part
+            else "oracle (true expected utility)"
+        )
+        return oracle_scores(rows, rp.data.requests, rp.item_type, rp.oracle, part=part), label
+    if model == "baseline:content_gbdt":
+        from training.registry import CHAMPION, MODEL_NAMES
+
+        uri = f"models:/{MODEL_NAMES[rp.item_type]}@{CHAMPION}"
+        bundle = model_bundle(uri, rp.item_type)
+        if bundle.content is None:
+            raise EvaluationError(f"{model}: {uri} was registered without its content-only ablation")
+        run = bundle.meta.get("run_id", "?")
+        return bundle.content.predict(rows), f"content-only GBDT (the ablation of {uri}, run {run})"
     bundle = model_bundle(model, rp.item_type)
     missing = [c for c in bundle.features if c not in rows.columns]
     if missing:

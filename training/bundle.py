@@ -1,9 +1,11 @@
 """The model bundle: every stage of one item type's recommender, logged to MLflow as one pyfunc model.
 
 A bundle folder holds the stage-one generators (``popularity/``, ``als/``, ``two_tower/``), the ranker
-(``ranker/``) and ``bundle.json`` (item type, ranker feature list, union quotas, candidate count, the
-world manifest hash and config). ``load_bundle("models:/jobcare-postings@champion")`` returns it in one
-call. The pyfunc ``predict`` scores a frame of ranker features (the columns of ``features``).
+(``ranker/``), the content-only ablation ranker (``content/``: the same recipe without the
+collaborative features, the A/B report's ``baseline:content_gbdt``; a reference, never served) and
+``bundle.json`` (item type, ranker feature list, union quotas, candidate count, the world manifest
+hash and config). ``load_bundle("models:/jobcare-postings@champion")`` returns it in one call. The
+pyfunc ``predict`` scores a frame of ranker features (the columns of ``features``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Bundle:
     quotas: dict[str, int]
     n_candidates: int
     meta: dict = field(default_factory=dict)
+    content: LambdaRankRanker | None = None  # the ablation without collaborative features (reference only)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -41,6 +44,8 @@ class Bundle:
         self.als.save(path / "als")
         self.two_tower.save(path / "two_tower")
         self.ranker.save(path / "ranker")
+        if self.content is not None:
+            self.content.save(path / "content")
         (path / "bundle.json").write_text(
             json.dumps(
                 {
@@ -70,6 +75,7 @@ class Bundle:
             m["quotas"],
             m["n_candidates"],
             m.get("meta", {}),
+            LambdaRankRanker.load(path / "content") if (path / "content").is_dir() else None,
         )
 
     def score(self, frame: pd.DataFrame) -> pd.Series:

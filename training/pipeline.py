@@ -157,6 +157,7 @@ def train(world: str | Path, cfg: ProjectConfig, console=None, oracle=None) -> d
                     "ranker_rows": "train + validation windows",
                     "event_weights": cfg.candidates.event_weights.model_dump(),
                 },
+                res["final_content"],
             )
             uri = log_bundle(bundle, Path(tmp) / it, name=f"{it}_bundle")
             version = str(mlflow.register_model(uri, MODEL_NAMES[it]).version)

@@ -457,6 +457,7 @@ def fit_and_evaluate(
         metrics["val_oracle_ndcg_at_10_cold"] = float(nd_oracle[cold].mean()) if cold.any() else float("nan")
     return {
         "final_ranker": final,  # the same settings on train + validation: what is registered
+        "final_content": final_content,  # its ablation without collaborative features (a reference)
         "features": feats,
         "metrics": metrics,
         "best_baseline": best,

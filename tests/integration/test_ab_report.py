@@ -137,8 +137,18 @@ def test_report_renders_every_section_and_plot_with_the_json_numbers(report):
     ub = saved["unbiased"]
     assert set(ub["baselines"]) == {
         "baseline:als", "baseline:two_tower", "baseline:rules", "baseline:popularity", "baseline:legacy",
-        "baseline:oracle",
+        "baseline:content_gbdt", "baseline:oracle", "baseline:observable_oracle",
     }  # fmt: skip
+    assert not ub["baselines_missing"]
+    b = {m: v["ndcg@10"] for m, v in ub["baselines"].items()}
+    # the observable part of the truth orders the slates worse than all of it and better than popularity;
+    # the content ablation is another model than B (the champion) and than the oracles
+    assert b["baseline:popularity"] < b["baseline:observable_oracle"] < b["baseline:oracle"]
+    assert len({b["baseline:content_gbdt"], b["baseline:oracle"], ub["comparison"]["ndcg@10"]["mean_b"]}) == 3
+    assert (
+        "content-only GBDT (the ablation of models:/jobcare-postings@champion"
+        in ub["baselines"]["baseline:content_gbdt"]["label"]
+    )
     assert ub["baselines"]["baseline:als"]["ndcg@10"] == pytest.approx(ub["comparison"]["ndcg@10"]["mean_a"])
     assert ub["baselines"]["baseline:oracle"]["ndcg@10"] > ub["baselines"]["baseline:popularity"]["ndcg@10"]
     for v in ub["baselines"].values():

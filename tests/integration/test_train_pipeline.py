@@ -84,6 +84,11 @@ def test_first_run_registers_a_champion_whose_bundle_loads_and_ranks(trained, ti
     assert run.data.tags["world_manifest_sha256"] and run.data.tags["git_commit"]
     bundle = load_bundle("models:/jobcare-postings@champion")
     assert not [f for f in bundle.features if "gender" in f or f.endswith("__age")]
+    # the registered content ablation: the ranker's inputs minus every collaborative one
+    assert set(bundle.content.feature_names_) < set(bundle.features)
+    assert not [
+        f for f in bundle.content.feature_names_ if f.startswith(("cand_rank_", "posting_popularity__"))
+    ]
     rows = pd.DataFrame({f: [0.0, 1.0] for f in bundle.features})
     assert len(bundle.score(rows)) == 2
     items, _ = bundle.als.recommend(int(bundle.als.users_.keys[0]), 5)

@@ -200,6 +200,7 @@ class TwoTowerRecommender(CandidateGenerator):
         temperature: float = 0.1,
         samples_per_epoch: int = 100_000,
         random_state: int = 0,
+        num_threads: int = 1,
     ):
         self.dim = dim
         self.hidden = hidden
@@ -209,6 +210,10 @@ class TwoTowerRecommender(CandidateGenerator):
         self.temperature = temperature
         self.samples_per_epoch = samples_per_epoch
         self.random_state = random_state
+        # torch intra-op threads while fitting. 1: batches of 512 gain nothing from a second thread, which
+        # spin-waits whenever another process holds the other core (the demo's certificate tower took
+        # 17 s with 1 thread and 96 s with 2 while one other process ran; the stack notes' thrash)
+        self.num_threads = num_threads
 
     def fit(
         self, interactions: pd.DataFrame, users: pd.DataFrame | None = None, items: pd.DataFrame | None = None
@@ -242,6 +247,22 @@ class TwoTowerRecommender(CandidateGenerator):
         item_q = np.bincount(i_row, weights=p, minlength=len(items))
         log_q = torch.from_numpy(np.log(np.maximum(item_q, 1e-12)).astype(np.float32))
         self.loss_history_ = []
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.num_threads)
+        try:
+            self._train(torch, rng, opt, w, p, u_row, i_row, enc_u, enc_i, log_q)
+        finally:
+            torch.set_num_threads(threads)
+        self.user_tower_.eval()
+        self.item_tower_.eval()
+        self.item_keys_ = items["item"].to_numpy()
+        self.item_embeddings_ = self._embed(self.item_tower_, enc_i)
+        self.user_keys_ = users["user"].to_numpy()
+        self.user_embeddings_ = self._embed(self.user_tower_, enc_u)
+        return self
+
+    def _train(self, torch, rng, opt, w, p, u_row, i_row, enc_u, enc_i, log_q) -> None:
+        """The epochs: in-batch softmax with the logQ correction over weighted draws of the pairs."""
         with torch.inference_mode(False):
             for _ in range(self.epochs):
                 draw = rng.choice(w.size, min(self.samples_per_epoch, 20 * w.size), p=p)
@@ -265,13 +286,6 @@ class TwoTowerRecommender(CandidateGenerator):
                     opt.step()
                     total, n = total + float(loss.detach()), n + 1
                 self.loss_history_.append(total / max(n, 1))
-        self.user_tower_.eval()
-        self.item_tower_.eval()
-        self.item_keys_ = items["item"].to_numpy()
-        self.item_embeddings_ = self._embed(self.item_tower_, enc_i)
-        self.user_keys_ = users["user"].to_numpy()
-        self.user_embeddings_ = self._embed(self.user_tower_, enc_u)
-        return self
 
     @staticmethod
     def _embed(tower, enc_out) -> np.ndarray:
