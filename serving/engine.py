@@ -37,7 +37,7 @@ from jobcare.world.taxonomy import RIASEC
 from serving.errors import NotReadyError, ServingError, UnknownSeekerError
 from serving.gap import competency_gap
 from serving.profiles import profile_row
-from serving.reasons import reasons
+from serving.reasons import contribution_reasons, topic_index
 from serving.schemas import Profile
 from serving.state import (
     State,
@@ -369,10 +369,23 @@ class Engine:
             scored.occ_feats,
             PAIR_FEATURES[item_type],
         )
-        texts = reasons(item_type, pairs, arrays.occ[pos], sa.psych, sa.region, self.catalog)
+        bundle = v.bundles[item_type]
+        X = scored.matrix[shown]
+        values = {**pairs, **{f: X[:, c] for c, f in enumerate(bundle.features)}}
+        texts, improve = contribution_reasons(
+            item_type,
+            bundle.ranker.contributions(X),
+            topic_index(bundle.features),
+            values,
+            arrays.occ[pos],
+            sa.psych,
+            sa.region,
+            self.catalog,
+        )
         ids = arrays.keys[scored.candidates]
         out["items"] = [
-            self._item(item_type, int(ids[j]), float(scores[j]), r + 1, texts[r]) for r, j in enumerate(shown)
+            self._item(item_type, int(ids[j]), float(scores[j]), r + 1, texts[r], improve[r])
+            for r, j in enumerate(shown)
         ]
         timings["reasons"] = (time.perf_counter() - t3) * 1e3
         timings["total"] = (time.perf_counter() - t0) * 1e3
@@ -425,7 +438,9 @@ class Engine:
             timings,
         )
 
-    def _item(self, item_type: str, item_id: int, score: float, rank: int, reasons: list[str]) -> dict:
+    def _item(
+        self, item_type: str, item_id: int, score: float, rank: int, reasons: list[str], to_improve=()
+    ) -> dict:
         title = self.catalog.titles[item_type].get(item_id, f"{item_type} {item_id}")
         return {
             "id": int(item_id),
@@ -433,6 +448,7 @@ class Engine:
             "score": float(score),
             "rank": rank,
             "reasons": reasons,
+            "to_improve": list(to_improve),
         }
 
     # ---------------------------------------------------------------- competency gap

@@ -77,7 +77,12 @@ class RecommendedItem(BaseModel):
     title: str
     score: float
     rank: int
-    reasons: list[str]
+    reasons: list[str] = Field(
+        description="what most raised the ranker's score of this item, in plain words (its own contributions)"
+    )
+    to_improve: list[str] = Field(
+        default_factory=list, description="what most lowered it: what the seeker could change or check"
+    )
 
 
 class RecommendResponse(BaseModel):

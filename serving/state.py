@@ -98,6 +98,7 @@ def compile_variant(
         plans[it] = RankerPlan(
             it, b.features, seeker_columns, arrays[it], occ_columns if it == "posting" else None
         )
+        b.ranker.contributions(np.zeros((1, len(b.features)), np.float32))  # builds the per-leaf tables once
     return Variant(alias, versions, bundles, stages, plans, history_params(bundles))
 
 

@@ -194,6 +194,26 @@ class LambdaRankRanker:
             raise RankerInputError(f"feature(s) {missing} missing at scoring time")
         return self.booster_.predict(_matrix(X[self.feature_names_]), num_threads=num_threads)
 
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Per-row, per-feature contributions to the score, plus the expected score in the last column
+        (rows sum to the prediction), by path attribution over the trees (Saabas): each split on a row's
+        path credits its feature with the change in the node's expected output. The same additive form as
+        LightGBM's ``pred_contrib`` (TreeSHAP), which cost 11 ms for the 10 items of one response here
+        (200 trees); this costs one ``pred_leaf`` pass and a gather of precomputed per-leaf vectors."""
+        if not hasattr(self, "booster_"):
+            raise RankerInputError("the ranker is not fitted")
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != len(self.feature_names_):
+            raise RankerInputError(f"matrix of shape {X.shape}: need {len(self.feature_names_)} columns")
+        tables = self.__dict__.get("_leaf_contrib")
+        if tables is None:
+            tables = self.__dict__["_leaf_contrib"] = _leaf_contributions(
+                self.booster_, len(self.feature_names_)
+            )
+        leaves = self.booster_.predict(X, pred_leaf=True, num_threads=1).astype(np.int64).reshape(len(X), -1)
+        table, offset = tables
+        return table[leaves + offset[None, :]].sum(axis=1)
+
     def feature_importance(self) -> pd.Series:
         return pd.Series(self.booster_.feature_importance("gain"), index=self.feature_names_).sort_values(
             ascending=False
@@ -219,3 +239,34 @@ class LambdaRankRanker:
         obj.feature_names_ = meta["features"]
         obj.eval_history_ = {}
         return obj
+
+
+def _leaf_contributions(booster, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """For every leaf of every tree, the path attribution vector (n_features + 1: the tree's expected
+    output last), stacked: ``table[offset[t] + leaf]``."""
+    trees = booster.dump_model()["tree_info"]
+    offset = np.zeros(len(trees), np.int64)
+    blocks = []
+    for t, info in enumerate(trees):
+        offset[t] = sum(b.shape[0] for b in blocks)
+        block = np.zeros((info["num_leaves"], n_features + 1))
+        root = info["tree_structure"]
+        if "leaf_value" in root:  # a single-leaf tree: a constant
+            block[0, -1] = root["leaf_value"]
+            blocks.append(block)
+            continue
+        block[:, -1] = root["internal_value"]
+        stack = [(root, np.zeros(n_features))]
+        while stack:
+            node, acc = stack.pop()
+            value = node["internal_value"]
+            for child in (node["left_child"], node["right_child"]):
+                step = acc.copy()
+                child_value = child["leaf_value"] if "leaf_index" in child else child["internal_value"]
+                step[node["split_feature"]] += child_value - value
+                if "leaf_index" in child:
+                    block[child["leaf_index"], :-1] = step
+                else:
+                    stack.append((child, step))
+        blocks.append(block)
+    return np.concatenate(blocks), offset

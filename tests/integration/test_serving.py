@@ -69,10 +69,12 @@ def test_jobs_are_open_not_applied_ranked_and_explained(engine, tiny_tables):
     assert [i["rank"] for i in r["items"]] == list(range(1, len(ids) + 1))
     scores = [i["score"] for i in r["items"]]
     assert scores == sorted(scores, reverse=True)
-    assert all(i["reasons"] and i["title"] == p.at[i["id"], "title"] for i in r["items"])
-    assert any(
-        x.startswith("covers ") and " required competency units" in x for x in r["items"][0]["reasons"]
-    )
+    assert all(i["title"] == p.at[i["id"], "title"] for i in r["items"])
+    # reasons come from the ranker's contributions: every item says something, and a competency shortfall
+    # is never given as a reason to recommend (only as something to improve)
+    assert all(i["reasons"] or i["to_improve"] for i in r["items"])
+    assert sum(bool(i["reasons"]) for i in r["items"]) >= len(r["items"]) // 2
+    assert not [x for i in r["items"] for x in i["reasons"] if x.startswith("covers 0 of")]
     assert r["variant"] == "champion" and r["model_version"] == "1" and r["degraded"] is False
 
 
