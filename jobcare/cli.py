@@ -598,19 +598,39 @@ def generic_fit(
     users: FileOpt = None,
     items: FileOpt = None,
     config: ConfigOpt = None,
+    budget_seconds: Annotated[
+        Optional[float],
+        typer.Option(min=0, help="seconds of the stage-one search (default: generic.budget_seconds)"),
+    ] = None,
 ) -> None:
-    """Fit ALS + popularity candidates and a LambdaRank ranker (labels: each user's held-out latest
-    interaction) on any implicit-feedback dataset."""
-    from training.generic import fit, read_table
+    """Tune ALS, item-kNN and popularity on a validation split, check a LambdaRank ranker against the best
+    of them, refit on everything and save (any implicit-feedback dataset)."""
+    from training.generic import fit, read_table, validation_table
 
     cfg = _config(config).generic
     tables = {n: read_table(p, n) if p is not None else None for n, p in (("users", users), ("items", items))}
-    stats = fit(read_table(interactions, "interactions"), tables["users"], tables["items"], cfg, out)
-    console.print(
-        f"fitted on {stats['interactions']:,} interactions ({stats['users']:,} users, {stats['items']:,} "
-        f"items); ranker: {stats['ranker_rows']:,} rows from {stats['ranker_users']:,} users "
-        f"(holdout: {stats['holdout']}), {len(stats['features'])} features -> {out}"
+    meta = fit(
+        read_table(interactions, "interactions"),
+        tables["users"],
+        tables["items"],
+        cfg,
+        out,
+        budget_seconds=budget_seconds,
+        show_progress=True,
     )
+    t = meta["tuning"]
+    console.print(
+        f"fitted on {meta['interactions']:,} interactions ({meta['users']:,} users, {meta['items']:,} items) "
+        f"in {meta['timings']['fit_seconds']:.0f} s; search budget {t['budget_seconds']:g} s bought "
+        + ", ".join(
+            f"{s} {t[s]['trials']} trials (validation NDCG@10 best {t[s]['best_ndcg_at_10']:.4f}, default "
+            + ("-" if t[s]["default_ndcg_at_10"] is None else f"{t[s]['default_ndcg_at_10']:.4f}")
+            + ")"
+            for s in ("als", "knn")
+        )
+    )
+    console.print(validation_table(meta))
+    console.print(f"{meta['ranker']['reason']} -> {out}")
 
 
 @generic_app.command("recommend")

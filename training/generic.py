@@ -2,33 +2,34 @@
 
 Input tables (Parquet or CSV): interactions ``user, item [, timestamp] [, weight]``; optional side
 tables ``users`` (key ``user``) and ``items`` (key ``item``) with any numeric or categorical columns.
+Repeated (user, item) rows are one pair with the summed weight.
 
 Fit (:func:`fit`):
-1. Ranker labels come from the training data alone. For each user with at least two interactions, the
-   held-out part is the user's latest interaction (by ``timestamp``; when there are no timestamps, or
-   ``holdout: random``, one drawn at random with the seed). Stage one (ALS + popularity) is fitted on
-   the rest.
-2. For up to ``max_users`` of those users: candidates = ALS top ``n_candidates`` and popularity top
-   ``n_candidates`` of the items the user has not interacted with; rows = the held-out item (label 1)
-   plus ``negatives`` candidates drawn at random (label 0), one group per user. A user whose held-out
-   item stage one did not retrieve is skipped: the ranker only ever sees retrieved candidates, so it
-   learns from the same kind of rows it will score.
-   Side columns named in ``protected`` (default gender and age) are dropped before anything is built.
-3. Features of a (user, item) row: ALS score and rank, popularity score and rank, the user's and the
-   item's interaction counts, the side columns of both (categoricals as integer codes), and, per
-   categorical item column ``c``, ``hist_share__c``: the share of the user's interactions whose item has
-   the candidate's value of ``c``; per numeric item column, ``hist_gap__c``: |candidate value - mean over
-   the user's items|; per column present in both side tables, ``match__c`` (1 if equal).
-4. A LightGBM LambdaRank ranker is fitted on those rows; then ALS and popularity are refitted on all
-   interactions, so recommendations use every user's full history.
+1. Validation split of the training pairs (:mod:`training.generic_tune`): per user a random
+   ``validation_share`` (or the latest, ``holdout: latest``) is held out; stage one is fitted on the rest
+   and every choice is scored on the held-out pairs with full-catalogue ranking, seen items removed.
+2. Stage one is tuned within ``budget_seconds``: popularity's weighting, an Optuna study for the item-kNN
+   and one (with pruning) for ALS, then the union's per-source quotas (:mod:`training.generic_tune`).
+3. A LambdaRank ranker learns from every evaluated user's union candidates labelled by all the user's
+   held-out pairs; a cross-fitted check decides whether it is used: unless its NDCG@10 beats the best
+   single source's by a paired-bootstrap margin, the model ranks by that source alone
+   (:mod:`training.generic_ranker`). The served ranker is refitted on all those users' lists.
+4. The sources are refitted on all pairs with the chosen settings and saved.
 
-The model folder holds ``als/``, ``popularity/``, ``ranker/``, ``generic.json`` (features, config,
-category vocabularies, fit statistics) and the interactions and side tables as Parquet.
+``generic.json`` keeps the given and the chosen config, what the search bought per source, the
+validation metrics of every source, the union and the ranker, the ranker decision with its reason, the
+side-table vocabularies and timings. :class:`GenericModel` loads the folder and recommends for blocks of
+users at once (dense score blocks by matrix products, the union, the features and the ranker over the
+whole block); users unknown to the fit get popularity candidates (ranked with their side features when
+the ranker is used).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +37,13 @@ import pandas as pd
 
 from jobcare.config import GenericConfig
 from jobcare.errors import JobcareError
-from training.candidates.als import ALSRecommender
-from training.candidates.popularity import PopularityRecommender
+from training.generic_ranker import PairFeatures, RankerRows, SideFeatures, crossfit, fit_ranker, rank_by
+from training.generic_sources import SOURCES, StageOne, pairs, ranks_in, recall_of_sets, top_rows
+from training.generic_tune import QUOTA_SHARE, make_validation, source_lists, tune_quotas, tune_stage_one
 from training.interactions import check_interactions
 from training.ranker import LambdaRankRanker, protected_in
 
+log = logging.getLogger(__name__)
 META = "generic.json"
 
 
@@ -107,130 +110,42 @@ def _check_timestamps(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(timestamp=ts)
 
 
-class SideFeatures:
-    """Side columns as numbers: numeric columns as they are, the others as codes of a fitted vocabulary."""
-
-    def __init__(self, table: pd.DataFrame | None, prefix: str, vocab: dict | None = None):
-        self.prefix = prefix
-        self.table = table if table is not None else pd.DataFrame()
-        if vocab is None:
-            vocab = {
-                c: sorted(self.table[c].dropna().astype(str).unique().tolist())
-                for c in self.table.columns
-                if not pd.api.types.is_numeric_dtype(self.table[c].dtype)
-                or pd.api.types.is_bool_dtype(self.table[c].dtype)
-            }
-        self.vocab = vocab
-        self.coded = pd.DataFrame(index=self.table.index)
-        for c in self.table.columns:
-            if c in vocab:
-                codes = pd.Index(vocab[c]).get_indexer(self.table[c].astype(str))
-                self.coded[c] = np.where(self.table[c].isna(), -1, codes).astype(np.int64)
-            else:
-                self.coded[c] = pd.to_numeric(self.table[c], errors="coerce").astype(float)
-
-    @property
-    def categorical(self) -> list[str]:
-        return list(self.vocab)
-
-    @property
-    def numeric(self) -> list[str]:
-        return [c for c in self.coded.columns if c not in self.vocab]
-
-    def lookup(self, keys: np.ndarray) -> pd.DataFrame:
-        """Coded side columns for ``keys`` (unknown keys: NaN / -1), columns prefixed."""
-        out = self.coded.reindex(keys)
-        for c in self.categorical:
-            out[c] = out[c].fillna(-1).astype(np.int64)
-        out.columns = [f"{self.prefix}{c}" for c in out.columns]
-        return out.reset_index(drop=True)
-
-
-def holdout_split(df: pd.DataFrame, how: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rest, held out): one interaction per user with >= 2 interactions, latest or random."""
-    rng = np.random.default_rng(seed)
-    order = df.assign(_r=rng.random(len(df)))
-    key = ["user", "timestamp", "_r"] if how == "latest" else ["user", "_r"]
-    order = order.sort_values(key, kind="stable")
-    n = order.groupby("user")["item"].transform("size")
-    last = order.groupby("user").cumcount(ascending=False) == 0
-    held = order[last & (n >= 2)]
-    return df.drop(index=held.index), df.loc[held.index]
-
-
-class StageOneGeneric:
-    def __init__(self, cfg: GenericConfig):
-        self.cfg = cfg
-
-    def fit(self, df: pd.DataFrame) -> StageOneGeneric:
-        self.als = ALSRecommender(**self.cfg.als.model_dump(), random_state=self.cfg.seed).fit(df)
-        self.pop = PopularityRecommender(random_state=self.cfg.seed).fit(df)
-        self.seen = df.groupby("user")["item"].apply(lambda s: np.unique(s.to_numpy()))
-        self.user_n = df.groupby("user").size()
-        self.item_n = df.groupby("item").size()
-        return self
-
-    def candidates(self, user, exclude_seen: bool = True) -> pd.DataFrame:
-        """ALS and popularity candidates of one user with their scores and ranks."""
-        n = self.cfg.n_candidates
-        seen = self.seen.get(user, np.zeros(0)) if exclude_seen else np.zeros(0)
-        a_items, a_scores = self.als.recommend(user, n, exclude=seen)
-        p_items, p_scores = self.pop.recommend(user, n, exclude=seen)
-        a = pd.DataFrame({"item": a_items, "als_score": a_scores, "als_rank": np.arange(1, a_items.size + 1)})
-        p = pd.DataFrame({"item": p_items, "pop_rank": np.arange(1, p_items.size + 1)})
-        return a.merge(p, on="item", how="outer")
-
-
-def pair_frame(
-    stage: StageOneGeneric,
-    history: pd.DataFrame,
-    users: SideFeatures,
-    items: SideFeatures,
-    rows: pd.DataFrame,
-) -> pd.DataFrame:
-    """Features of (user, item) ``rows`` (columns ``user``, ``item``, optional ``als_score``/ranks)."""
-    n = stage.cfg.n_candidates
-    out = pd.DataFrame(index=rows.index)
-    u, i = rows["user"].to_numpy(), rows["item"].to_numpy()
-    if "als_score" in rows:
-        out["als_score"] = rows["als_score"].to_numpy(float)
-        out["als_rank"] = rows["als_rank"].fillna(n + 1).to_numpy(float)
-        out["pop_rank"] = rows["pop_rank"].fillna(n + 1).to_numpy(float)
-    out["pop_score"] = np.log1p(stage.pop.score(None, i))
-    out["user_n"] = stage.user_n.reindex(u).fillna(0).to_numpy(float)
-    out["item_n"] = stage.item_n.reindex(i).fillna(0).to_numpy(float)
-    ui, ii = users.lookup(u), items.lookup(i)
-    out = pd.concat([out.reset_index(drop=True), ui, ii], axis=1)
-    # the user's history profile over item side columns
-    h = history.loc[history["user"].isin(pd.unique(u)), ["user", "item"]]
-    hv = items.lookup(h["item"].to_numpy())
-    hv["user"] = h["user"].to_numpy()
-    for c in items.categorical:
-        col = f"{items.prefix}{c}"
-        count = hv.groupby(["user", col]).size()
-        share = count / hv.groupby("user").size().reindex(count.index.get_level_values(0)).to_numpy()
-        key = pd.MultiIndex.from_arrays([u, out[col].to_numpy()])
-        out[f"hist_share__{c}"] = share.reindex(key).fillna(0).to_numpy(float)
-    for c in items.numeric:
-        col = f"{items.prefix}{c}"
-        mean = hv.groupby("user")[col].mean()
-        out[f"hist_gap__{c}"] = np.abs(out[col].to_numpy(float) - mean.reindex(u).to_numpy(float))
-    for c in set(users.table.columns) & set(items.table.columns):
-        a, b = users.table[c].reindex(u).astype(str).to_numpy(), items.table[c].reindex(i).astype(str)
-        out[f"match__{c}"] = (a == b.to_numpy()).astype(float)
-    return out
-
-
 def _unprotected(table: pd.DataFrame | None, protected) -> pd.DataFrame | None:
     if table is None:
         return None
     return table.drop(columns=protected_in(table.columns, tuple(protected)))
 
 
-def _load_inputs(interactions, users, items):
-    df = check_interactions(interactions)
-    df = _check_timestamps(df)
+def _load_inputs(interactions, users, items, cfg: GenericConfig):
+    df = _check_timestamps(check_interactions(interactions))
+    if cfg.holdout == "latest" and "timestamp" not in df.columns:
+        raise GenericInputError(
+            "interactions: generic.holdout is 'latest' but there is no timestamp column (rule: latest "
+            "needs timestamps)"
+        )
     return df, check_side(users, "user", "users"), check_side(items, "item", "items")
+
+
+@contextmanager
+def _progress(show: bool):
+    """A rich progress display (nothing shown unless ``show``) and a function that sets a phase's line."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), disable=not show
+    ) as p:
+        tasks: dict[str, int] = {}
+
+        def say(phase: str, text: str, done: bool = False) -> None:
+            if phase not in tasks:
+                tasks[phase] = p.add_task(text, total=1)
+            p.update(tasks[phase], description=text, completed=int(done))
+
+        yield say
+
+
+def _metric_means(per_user: dict[str, np.ndarray]) -> dict[str, float]:
+    return {k: round(float(v.mean()), 4) for k, v in per_user.items()}
 
 
 def fit(
@@ -239,78 +154,143 @@ def fit(
     items: pd.DataFrame | None,
     cfg: GenericConfig,
     out: str | Path,
+    budget_seconds: float | None = None,
+    show_progress: bool = False,
 ) -> dict:
-    """Fit both stages; save the model folder ``out``; return fit statistics."""
-    df, ut, it = _load_inputs(interactions, users, items)
-    how = cfg.holdout or ("latest" if "timestamp" in df.columns else "random")
-    rest, held = holdout_split(df, how, cfg.seed)
-    if held.empty:
-        raise GenericInputError(
-            "interactions: no user has two or more interactions, so no ranker labels can be held out "
-            "(rule: >= 2 interactions for some users)"
-        )
-    rng = np.random.default_rng(cfg.seed)
+    """Fit both stages (see the module docstring); save the model folder ``out``; return its metadata.
+
+    Args:
+        budget_seconds: wall-clock budget of the stage-one search (default ``cfg.budget_seconds``).
+        show_progress: show a rich progress display while fitting.
+    """
+    t_start = time.perf_counter()
+    df, ut, it = _load_inputs(interactions, users, items, cfg)
+    budget = cfg.budget_seconds if budget_seconds is None else float(budget_seconds)
+    p = pairs(df)
+    val = make_validation(p, cfg)
     ut, it = _unprotected(ut, cfg.protected), _unprotected(it, cfg.protected)
     us, its = SideFeatures(ut, "user__"), SideFeatures(it, "item__")
-    stage = StageOneGeneric(cfg).fit(rest)
-    label_users = held["user"].unique()
-    if label_users.size > cfg.max_users:
-        label_users = np.sort(rng.choice(label_users, cfg.max_users, replace=False))
-    pos = held.groupby("user")["item"].apply(lambda s: set(s.tolist()))
-    parts = []
-    for user in label_users:
-        cand = stage.candidates(user)
-        pos_items = pos[user]
-        neg = cand[~cand["item"].isin(pos_items)]
-        if len(neg) > cfg.negatives:
-            neg = neg.iloc[np.sort(rng.choice(len(neg), cfg.negatives, replace=False))]
-        p = cand[cand["item"].isin(pos_items)]
-        if p.empty:  # stage one did not retrieve the held-out item: nothing to rank at serving either
-            continue
-        g = pd.concat([p.assign(label=1), neg.assign(label=0)], ignore_index=True)
-        parts.append(g.assign(user=user))
-    if not parts:
-        raise GenericInputError(
-            "interactions: stage one retrieved none of the held-out items, so the ranker has nothing to"
-            f" learn from; raise generic.n_candidates (now {cfg.n_candidates})"
-        )
-    rows = pd.concat(parts, ignore_index=True)
-    X = pair_frame(stage, rest, us, its, rows)
-    feats = list(X.columns)
-    ranker = LambdaRankRanker(**cfg.ranker.model_dump(), random_state=cfg.seed, protected=()).fit(
-        X, rows["label"].to_numpy(), rows.groupby("user", sort=False).size().to_numpy()
-    )
-    final = StageOneGeneric(cfg).fit(df)
+    n = cfg.n_candidates
+    timings = {}
+    with _progress(show_progress) as say:
+
+        def on_trial(source: str, study, trial) -> None:
+            done = [t.value for t in study.trials if t.value is not None]
+            best = f", best NDCG@10 {max(done):.4f}" if done else ""
+            say(source, f"{source}: {len(study.trials)} trials{best}")
+
+        t0 = time.perf_counter()
+        chosen, tuning = tune_stage_one(val, cfg, budget, on_trial)
+        say("popularity", f"popularity: {tuning['popularity']['chosen']} weights", True)
+        for s in ("knn", "als"):
+            r = tuning[s]
+            say(
+                s,
+                f"{s}: {r['trials']} trials ({r['pruned']} pruned), best NDCG@10 {r['best_ndcg_at_10']:.4f}",
+                True,
+            )
+        stage = StageOne(chosen).fit(val.fit)
+        pop = stage.scorers_["popularity"]
+        per_user = {s: val.evaluate(stage.scorers_[s], None if s == "popularity" else pop) for s in SOURCES}
+        lists = source_lists(stage, val, n)
+        table = {s: _metric_means(per_user[s]) for s in SOURCES}
+        for s in SOURCES:
+            table[s][f"recall_at_{n}"] = round(
+                float(recall_of_sets(lists[s], val.truth, val.n_relevant).mean()), 4
+            )
+        order = sorted(SOURCES, key=lambda s: -per_user[s]["ndcg_at_10"].mean())  # stable: ties as SOURCES
+        best = order[0]
+        say("quotas", "union quotas")
+        left = max(budget - (time.perf_counter() - t0), QUOTA_SHARE * budget)
+        quotas, tuning["quotas"] = tune_quotas(lists, val, cfg, order, left)
+        quotas = {s: quotas[s] for s in order if s in quotas}
+        chosen = chosen.model_copy(update={"quotas": quotas})
+        table["union"] = {f"recall_at_{n}": round(tuning["quotas"]["union_recall"], 4)}
+        say("quotas", f"union quotas {quotas}: recall@{n} {table['union'][f'recall_at_{n}']:.4f}", True)
+        timings["tuning_seconds"] = round(time.perf_counter() - t0, 2)
+
+        t0 = time.perf_counter()
+        say("ranker", "ranker: cross-fitted check")
+        feats = PairFeatures(stage, us, its, quotas)
+        rows = RankerRows(feats, val)
+        ranker, check = None, None
+        if rows.trainable.sum() >= cfg.ranker_folds:
+            check = crossfit(rows, val, chosen, best, per_user[best]["ndcg_at_10"])
+            ranker = fit_ranker(rows, np.flatnonzero(rows.trainable), chosen)
+            table["ranker"] = _metric_means(check.pop("per_user")) | {
+                f"recall_at_{n}": table["union"][f"recall_at_{n}"]
+            }
+        else:
+            check = {
+                "used": False,
+                "reason": f"fewer than {cfg.ranker_folds} validation users have a held-out item among their "
+                f"candidates: the model ranks by {best} alone",
+            }
+        say("ranker", f"ranker: {'used' if check['used'] else 'not used'}", True)
+        timings["ranker_seconds"] = round(time.perf_counter() - t0, 2)
+
+        t0 = time.perf_counter()
+        say("refit", "refit on all pairs")
+        final = StageOne(chosen).fit(p)
+        say("refit", "refit on all pairs", True)
+        timings["refit_seconds"] = round(time.perf_counter() - t0, 2)
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    final.als.save(out / "als")
-    final.pop.save(out / "popularity")
-    ranker.save(out / "ranker")
-    df.to_parquet(out / "interactions.parquet", index=False)
+    final.save(out)
+    if ranker is not None:
+        ranker.save(out / "ranker")
+    p.to_parquet(out / "interactions.parquet", index=False)
     for name, t in (("users", ut), ("items", it)):
         if t is not None:
             t.reset_index().to_parquet(out / f"{name}.parquet", index=False)
-    stats = {
+    timings["fit_seconds"] = round(time.perf_counter() - t_start, 2)
+    meta = {
         "interactions": int(len(df)),
-        "users": int(df["user"].nunique()),
-        "items": int(df["item"].nunique()),
-        "holdout": how,
-        "label_users": int(label_users.size),
-        "ranker_users": int(len(parts)),
-        "ranker_rows": int(len(rows)),
-        "features": feats,
+        "pairs": int(len(p)),
+        "users": int(p["user"].nunique()),
+        "items": int(p["item"].nunique()),
+        "validation": {
+            "holdout": cfg.holdout,
+            "share": cfg.validation_share,
+            "held_out_pairs": int(len(val.held)),
+            "evaluated_users": int(val.rows.size),
+            "metrics": table,
+        },
+        "best_source": best,
+        "ranks_by": "ranker" if check["used"] else best,
+        "ranker": check,
+        "tuning": tuning | {"budget_seconds": budget},
+        "features": feats.names,
+        "timings": timings,
+        "config": json.loads(cfg.model_dump_json()),
+        "chosen": json.loads(chosen.model_dump_json()),
+        "vocab": {"users": us.vocab, "items": its.vocab},
     }
-    (out / META).write_text(
-        json.dumps(
-            {
-                "config": json.loads(cfg.model_dump_json()),
-                "vocab": {"users": us.vocab, "items": its.vocab},
-                **stats,
-            },
-            indent=2,
-        )
+    (out / META).write_text(json.dumps(meta, indent=2, default=float))
+    log.debug("generic fit: %s", check["reason"])
+    return meta
+
+
+def validation_table(meta: dict):
+    """The validation metrics of a fit as a rich table (sources, union, ranker)."""
+    from rich.table import Table
+
+    metrics = meta["validation"]["metrics"]
+    cols = sorted(
+        {c for row in metrics.values() for c in row},
+        key=lambda c: (c.startswith("recall"), int(c[c.rindex("_") + 1 :])),
     )
-    return stats
+    t = Table(
+        title=f"validation ({meta['validation']['evaluated_users']:,} users, full catalogue, seen removed)"
+    )
+    t.add_column("")
+    for c in cols:
+        t.add_column(c.replace("_at_", "@"), justify="right")
+    for name, row in metrics.items():
+        mark = " *" if name == meta["ranks_by"] else ""
+        t.add_row(name + mark, *[f"{row[c]:.4f}" if c in row else "-" for c in cols])
+    return t
 
 
 class GenericModel:
@@ -320,65 +300,60 @@ class GenericModel:
         path = Path(path)
         if not (path / META).is_file():
             raise GenericInputError(f"model: {path} holds no {META}; fit one with `jobcare generic fit`")
-        meta = json.loads((path / META).read_text())
-        self.meta = meta
-        cfg = GenericConfig(**meta["config"])
+        self.path = path
+        self.meta = json.loads((path / META).read_text())
+        self.cfg = GenericConfig(**self.meta["chosen"])
         df = pd.read_parquet(path / "interactions.parquet")
-        self.stage = StageOneGeneric(cfg)
-        self.stage.als = ALSRecommender.load(path / "als")
-        self.stage.pop = PopularityRecommender.load(path / "popularity")
-        self.stage.seen = df.groupby("user")["item"].apply(lambda s: np.unique(s.to_numpy()))
-        self.stage.user_n = df.groupby("user").size()
-        self.stage.item_n = df.groupby("item").size()
-        self.history = df
+        self.stage = StageOne.load(path, self.cfg, df)
         side = {
             n: pd.read_parquet(path / f"{n}.parquet") if (path / f"{n}.parquet").is_file() else None
             for n in ("users", "items")
         }
-        self.users = SideFeatures(
-            check_side(side["users"], "user", "users"), "user__", meta["vocab"]["users"]
-        )
-        self.items = SideFeatures(
-            check_side(side["items"], "item", "items"), "item__", meta["vocab"]["items"]
-        )
-        self.ranker = LambdaRankRanker.load(path / "ranker")
+        vocab = self.meta["vocab"]
+        self.users = SideFeatures(check_side(side["users"], "user", "users"), "user__", vocab["users"])
+        self.items = SideFeatures(check_side(side["items"], "item", "items"), "item__", vocab["items"])
+        self.features = PairFeatures(self.stage, self.users, self.items, self.cfg.quotas)
+        self.ranker = LambdaRankRanker.load(path / "ranker") if (path / "ranker").is_dir() else None
+        self.ranks_by = self.meta["ranks_by"]
 
-    def recommend(self, users, k: int, exclude_seen: bool = True, chunk: int = 2000) -> pd.DataFrame:
-        """Top ``k`` per user: columns user, item, rank, score, als_rank (ALS-only rank, NaN if ALS did not
-        propose it). Users without history get popularity candidates ranked with their side features.
-        Features are built and scored for ``chunk`` users at a time."""
-        users = pd.unique(np.asarray(users))
+    def recommend(self, users, k: int, exclude_seen: bool = True, by: str | None = None) -> pd.DataFrame:
+        """Top ``k`` per user: columns user, item, rank, score, als_rank (the item's rank in ALS's top
+        ``n_candidates``, NaN outside it). ``by``: ``ranker`` or a source (als, knn, popularity); default
+        what the fit chose (``ranks_by``). The ranker re-ranks the union, so it returns at most
+        ``n_candidates`` items. Users unknown to the fit get popularity candidates."""
+        by = by or self.ranks_by
+        if by == "ranker" and self.ranker is None:
+            raise GenericInputError("recommend: this model has no ranker (rule: by one of the sources)")
+        if by not in ("ranker", *SOURCES):
+            raise GenericInputError(f"recommend: by={by!r} is not ranker, {', '.join(SOURCES)}")
+        keys = pd.unique(np.asarray(users))
+        st, n = self.stage, self.cfg.n_candidates
         parts = []
-        for lo in range(0, users.size, chunk):
-            cands = [self.stage.candidates(u, exclude_seen).assign(user=u) for u in users[lo : lo + chunk]]
-            cand = (
-                pd.concat([c for c in cands if len(c)], ignore_index=True)
-                if any(len(c) for c in cands)
-                else None
-            )
-            if cand is None:
-                continue
-            X = pair_frame(self.stage, self.history, self.users, self.items, cand)
-            cand["score"] = self.ranker.predict(X, num_threads=2)
-            cand = cand.sort_values(
-                ["user", "score", "als_rank"], ascending=[True, False, True], kind="stable"
-            )
-            cand["rank"] = cand.groupby("user", sort=False).cumcount() + 1
-            parts.append(cand[cand["rank"] <= k])
-        cols = ["user", "item", "rank", "score", "als_rank"]
-        if not parts:
-            return pd.DataFrame(columns=cols)
-        return pd.concat(parts, ignore_index=True)[cols]
-
-    def recommend_als_only(self, users, k: int, exclude_seen: bool = True) -> pd.DataFrame:
-        """The baseline: ALS alone (stage one without the ranker)."""
-        parts = []
-        for user in pd.unique(np.asarray(users)):
-            seen = self.stage.seen.get(user, np.zeros(0)) if exclude_seen else np.zeros(0)
-            items, scores = self.stage.als.recommend(user, k, exclude=seen)
+        step = self.features.block_users()
+        for lo in range(0, keys.size, step):
+            kb = keys[lo : lo + step]
+            rows = st.users_.index(kb)
+            if by == "ranker":
+                cand, X, lists = self.features.block(rows, kb, exclude_seen)
+                top, score = rank_by(self.ranker, cand, X, self.cfg.num_threads)
+                top, score = top[:, :k], score[:, :k]
+                als = lists["als"]
+            else:
+                top, score = st.ranked(by, rows, k, exclude_seen)
+                als = top_rows(st.block("als", rows, exclude_seen), n)
+            als_rank = ranks_in(als[:, :n], top, st.n_items).astype(float)
+            als_rank[als_rank > n] = np.nan
+            r, c = np.nonzero(top >= 0)
             parts.append(
                 pd.DataFrame(
-                    {"user": user, "item": items, "rank": np.arange(1, items.size + 1), "score": scores}
+                    {
+                        "user": kb[r],
+                        "item": st.items_.keys[top[r, c]],
+                        "rank": c + 1,
+                        "score": score[r, c],
+                        "als_rank": als_rank[r, c],
+                    }
                 )
             )
-        return pd.concat(parts, ignore_index=True)
+        cols = ["user", "item", "rank", "score", "als_rank"]
+        return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
