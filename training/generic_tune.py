@@ -40,7 +40,7 @@ import scipy.sparse as sp
 
 from jobcare.config import GenericConfig
 from jobcare.errors import JobcareError
-from training.candidates.als import _one_blas_thread
+from training.candidates.als import one_blas_thread
 from training.candidates.item_knn import ItemKNNRecommender
 from training.candidates.popularity import PopularityRecommender
 from training.generic_sources import (
@@ -255,7 +255,7 @@ def tune_als(val: Validation, cfg: GenericConfig, pop: PopScorer, seconds: float
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at iteration {step}")
 
-        with _one_blas_thread():
+        with one_blas_thread():
             model.fit(m, show_progress=False, callback=callback)
         return value(model, m)
 

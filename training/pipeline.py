@@ -37,7 +37,6 @@ from training.windows import Windows
 
 log = logging.getLogger(__name__)
 PREFIX = {"posting": "postings_", "course": "courses_", "certificate": "certificates_"}
-CONTENT_RATIO = (("content_gbdt", "content-only GBDT"),)
 
 
 def git_commit() -> str:
@@ -191,7 +190,12 @@ def summary_line(m: dict, best: str | None) -> str:
             parts.append(f"{p}: no explore slates")
             continue
         txt = f"{p} explore ({n} req.) NDCG@10 {m[f'{p}_explore_ndcg_at_10']:.3f}"
-        for name, label in (("oracle", "oracle"), ("best_baseline", best or "baseline"), *CONTENT_RATIO):
+        ratios = (
+            ("oracle", "oracle"),
+            ("best_baseline", best or "baseline"),
+            ("content_gbdt", "content-only GBDT"),
+        )
+        for name, label in ratios:
             r = m.get(f"{p}_explore_ratio_to_{name}")
             if r is not None:
                 lo, hi = m[f"{p}_explore_ratio_to_{name}_ci_low"], m[f"{p}_explore_ratio_to_{name}_ci_high"]

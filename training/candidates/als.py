@@ -18,7 +18,7 @@ from training.interactions import IdMap, check_interactions, confidence_matrix
 _CONTROLLER: ThreadpoolController | None = None
 
 
-def _one_blas_thread():
+def one_blas_thread():
     """BLAS limited to one thread (implicit's own threads; BLAS threads only fight them). The controller
     scans the loaded libraries once per process, not per call (a scan costs milliseconds)."""
     global _CONTROLLER
@@ -61,7 +61,7 @@ class ALSRecommender(CandidateGenerator):
             random_state=self.random_state,
             num_threads=self.num_threads,
         )
-        with _one_blas_thread():
+        with one_blas_thread():
             model.fit(self.user_items_, show_progress=False)
         self.model_ = model
         self.user_factors_ = np.asarray(model.user_factors)
@@ -86,7 +86,7 @@ class ALSRecommender(CandidateGenerator):
                     (w, (np.zeros(ok.sum(), dtype=np.int64), cols[ok])), shape=(1, len(self.items_))
                 )
                 row.sum_duplicates()
-                with _one_blas_thread():
+                with one_blas_thread():
                     return np.asarray(self.model_.recalculate_user(0, row)).ravel()
         u = self.users_.index([user])[0]
         return self.user_factors_[u] if u >= 0 else None

@@ -250,7 +250,7 @@ class TwoTowerRecommender(CandidateGenerator):
         threads = torch.get_num_threads()
         torch.set_num_threads(self.num_threads)
         try:
-            self._train(torch, rng, opt, w, p, u_row, i_row, enc_u, enc_i, log_q)
+            self._train(rng, opt, p, u_row, i_row, enc_u, enc_i, log_q)
         finally:
             torch.set_num_threads(threads)
         self.user_tower_.eval()
@@ -261,11 +261,14 @@ class TwoTowerRecommender(CandidateGenerator):
         self.user_embeddings_ = self._embed(self.user_tower_, enc_u)
         return self
 
-    def _train(self, torch, rng, opt, w, p, u_row, i_row, enc_u, enc_i, log_q) -> None:
-        """The epochs: in-batch softmax with the logQ correction over weighted draws of the pairs."""
+    def _train(self, rng, opt, p, u_row, i_row, enc_u, enc_i, log_q) -> None:
+        """The epochs: in-batch softmax with the logQ correction over weighted draws of the pairs
+        (``p``: each pair's sampling probability)."""
+        import torch
+
         with torch.inference_mode(False):
             for _ in range(self.epochs):
-                draw = rng.choice(w.size, min(self.samples_per_epoch, 20 * w.size), p=p)
+                draw = rng.choice(p.size, min(self.samples_per_epoch, 20 * p.size), p=p)
                 total, n = 0.0, 0
                 for b in range(0, draw.size, self.batch_size):
                     sel = draw[b : b + self.batch_size]
