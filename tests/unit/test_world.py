@@ -149,7 +149,9 @@ def test_explore_share_and_session_mix_are_set_per_item_type(tiny_tables, tmp_pa
     assert explore["certificate"] == 1.0
     assert 0.55 < explore["course"] < 0.65 and 0.15 < explore["posting"] < 0.25
     # the propensities of the slates follow each item type's own epsilon (uniform slate: k / n_available)
-    imp = pd.read_parquet(out / "impressions.parquet").merge(s[["session_id", "n_available"]], on="session_id")
+    imp = pd.read_parquet(out / "impressions.parquet").merge(
+        s[["session_id", "n_available"]], on="session_id"
+    )
     cert = imp[imp["item_type"] == "certificate"]
     assert np.allclose(cert["slate_propensity"], np.minimum(1.0, 10 / cert["n_available"]))
     man = json.loads((out / "manifest.json").read_text())["logging_policy"]
