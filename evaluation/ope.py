@@ -144,6 +144,14 @@ class _ALSOrder:
             return -X[:, self.column].astype(float)
         return -X["cand_rank_als"].to_numpy(float)
 
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Exact additive contributions (the service's reasons read them): the whole score is the ALS
+        rank's, every other feature and the expected score (last column) contribute 0."""
+        X = np.asarray(X)
+        out = np.zeros((X.shape[0], X.shape[1] + 1))
+        out[:, self.column] = -X[:, self.column].astype(float)
+        return out
+
 
 def read_outcomes(path) -> pd.DataFrame:
     """Outcomes of logged responses (Parquet or CSV): request_id, item_id, event_type."""

@@ -79,3 +79,17 @@ def test_a_topic_below_the_floor_says_nothing():
     tiny = MIN_SHARE * total / 2
     reasons, improve = _explain([[0.9, 0.0, 0.0, tiny, -tiny, 0.1 - tiny * 0, 0.0]], vals)
     assert reasons == [["covers 3 of 4 required competency units"]] and improve == [[]]
+
+
+def test_the_als_order_baseline_explains_its_score_by_the_als_rank_alone():
+    """``baseline:als`` is served through the same path as a model, reasons included: its contributions
+    must add up to its score and name only the ALS rank."""
+    from evaluation.ope import _ALSOrder
+
+    features = ["a", "cand_rank_als", "b"]
+    X = np.array([[0.5, 3.0, 1.0], [2.0, 250.0, -1.0]], np.float32)
+    r = _ALSOrder(features)
+    c = r.contributions(X)
+    assert c.shape == (2, 4)
+    assert np.allclose(c.sum(axis=1), r.predict(X))
+    assert np.array_equal(np.flatnonzero(c.any(axis=0)), [1])
