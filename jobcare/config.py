@@ -473,6 +473,15 @@ class ServingConfig(StrictModel):
     load_test_postings: int = Field(
         0, ge=0, description="load testing only: replicate the open postings up to this many (0: off)"
     )
+    min_cell_people: int = Field(
+        5, ge=1, description="labour-market information: a count of fewer people is suppressed"
+    )
+    employment_window_days: int = Field(
+        180,
+        ge=1,
+        description="labour-market information: a course completer counts as employed when hired "
+        "within this many days",
+    )
 
 
 class ProjectConfig(StrictModel):

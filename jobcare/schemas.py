@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from jobcare.world.elements import ELEMENT_KINDS
 from jobcare.world.taxonomy import EDUCATION, GRADES, RIASEC, WORK_VALUES
 
 ITEM_TYPE_VALUES = ("posting", "course", "certificate")
@@ -142,6 +143,22 @@ SCHEMAS: dict[str, TableSchema] = {
             ("major_id", "unit_id"),
             None,
             (("major_id", "majors", "major_id"), ("unit_id", "competency_units", "unit_id")),
+        ),
+        # knowledge / skills / tools linked to each unit, ranked 1.. within (unit, kind); element_unit_id:
+        # the unit the element itself is (O*NET skills and commodities), null when it is no unit (NCS)
+        TableSchema(
+            "unit_elements",
+            (
+                _i("unit_id", 0),
+                _s("kind", ELEMENT_KINDS),
+                _i("rank", 1),
+                _s("name"),
+                _f("weight", 0, 1),
+                _i("element_unit_id", 0, nullable=True),
+            ),
+            ("unit_id", "kind", "rank"),
+            None,
+            (("unit_id", "competency_units", "unit_id"), ("element_unit_id", "competency_units", "unit_id")),
         ),
         TableSchema(
             "employers",

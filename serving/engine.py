@@ -34,12 +34,18 @@ from features.pairs import PAIR_FEATURES
 from jobcare.config import ExploreConfig, ProjectConfig
 from jobcare.world.io import read_manifest, read_tables
 from jobcare.world.taxonomy import RIASEC
+from serving.career_path import CareerPath
+from serving.career_path_schemas import CareerPathRequest
 from serving.errors import NotReadyError, ServingError, UnknownSeekerError
 from serving.gap import competency_gap
+from serving.labour_market_schemas import LabourMarketRequest
+from serving.menu import build_market, package_answer, reference, refresh_tables
+from serving.package import RULES, PackageRules
 from serving.profiles import profile_row
 from serving.reasons import contribution_reasons, topic_index
 from serving.schemas import Profile
 from serving.state import (
+    ITEM_STATE,
     State,
     Variant,
     compile_items,
@@ -68,11 +74,23 @@ class Catalog:
     def __init__(self, world: Path):
         t = read_tables(
             world,
-            ["postings", "courses", "certificates", "occupations", "regions", "competency_units"],
+            [
+                "postings",
+                "courses",
+                "certificates",
+                "occupations",
+                "occupation_groups",
+                "regions",
+                "competency_units",
+                "majors",
+            ],
         )
         self.titles = {it: t[tab].set_index(ITEM_KEY[it])[col] for it, (tab, col) in TITLE.items()}
         occ = t["occupations"].sort_values("occupation_id")
         self.occupations = occ.set_index("occupation_id")["title"]
+        self.occ_group = occ["group_id"].to_numpy()
+        self.groups = t["occupation_groups"].set_index("group_id")["name"]
+        self.majors = t["majors"].sort_values("major_id").set_index("major_id")["name"]
         self.occ_riasec = occ[RIASEC].to_numpy(float)
         self.regions = t["regions"].set_index("region_id")["name"]
         self.units = t["competency_units"].set_index("unit_id")["name"]
@@ -152,7 +170,7 @@ class Engine:
         )
 
     def _item_state(self) -> dict:
-        t = read_tables(self.world, ["events", "postings", "courses"])
+        t = refresh_tables(self.world)
         items = {it: item_features(self.repo, it, self.as_of) for it in ("posting", "course", "certificate")}
         if self.scfg.load_test_postings:
             items["posting"] = replicate_open_postings(
@@ -170,6 +188,8 @@ class Engine:
             "base": base,
             "offers": offers,
             "demand": demand,
+            "market": build_market(t, self.as_of, self.scfg),
+            "career": CareerPath(t, self.as_of),
         }
 
     def refresh(self, load_models: bool = False, reuse_items: bool = False) -> None:
@@ -177,7 +197,7 @@ class Engine:
         the current item state (a model reload needs only the models compiled over it)."""
         old = self.state
         if reuse_items and old is not None:
-            st = {k: getattr(old, k) for k in ("items", "popularity", "arrays", "base", "offers", "demand")}
+            st = {k: getattr(old, k) for k in ITEM_STATE}
         else:
             st = self._item_state()
         with self._lock:
@@ -465,6 +485,30 @@ class Engine:
             **competency_gap(self.state, self.catalog, self.ctx, occupation_id, seeker),
             "degraded": degraded,
         }
+
+    # ---------------------------------------------------------------- the rest of JobCare's menu
+    def package(
+        self,
+        occupation_id: int,
+        seeker_id: int | None = None,
+        profile: Profile | None = None,
+        k: int = 3,
+        rules: PackageRules = RULES,
+    ) -> dict:
+        """Ranked bundles of courses and certificates to ``occupation_id``, then its open postings."""
+        return package_answer(self, occupation_id, seeker_id, profile, k, rules)
+
+    def labour_market(self, request: LabourMarketRequest):
+        """Labour-market information from the state's precomputed arrays (no scan of events)."""
+        return self.state.market.answer(request)
+
+    def career_path(self, request: CareerPathRequest):
+        """The career development path of a competency unit or an occupation (precomputed lookups)."""
+        return self.state.career.answer(request)
+
+    def reference(self) -> dict:
+        """Ids and names for clients (the report page's selects and labels)."""
+        return reference(self.catalog, self.state.as_of)
 
     # ---------------------------------------------------------------- health
     def ready(self) -> tuple[bool, str]:

@@ -5,11 +5,12 @@ Configuration: ``JOBCARE_CONFIG`` (a YAML file with ``serving``, ``features``, `
 default: the built-in defaults) and the usual overrides (``JOBCARE_WORLD``, ``JOBCARE_MLFLOW_URI``,
 ``JOBCARE_API_KEYS``). Start it with ``make serve`` or ``bentoml serve serving.service:JobCare``.
 
-Endpoints: ``POST /recommend/jobs|courses|certificates``, ``POST /competency-gap``,
-``POST /admin/reload`` (reloads the worker that answers; every worker also follows the registry every
-``reload_poll_seconds``); BentoML's ``GET /healthz``, ``/livez``, ``/readyz`` (models loaded and the
-online store reachable, via ``__is_ready__``) and Prometheus ``/metrics`` (plus ``jobcare_responses_total``
-and ``jobcare_impressions_written_total``, summed over the workers).
+Endpoints: ``POST /recommend/jobs|courses|certificates``, ``POST /competency-gap``, ``POST /package``,
+``POST /labour-market``, ``POST /career-path``, ``POST /reference`` (names for clients),
+``POST /admin/reload`` (reloads the worker that answers; every worker also
+follows the registry every ``reload_poll_seconds``); BentoML's ``GET /healthz``, ``/livez``, ``/readyz``
+(models loaded and the online store reachable, via ``__is_ready__``) and Prometheus ``/metrics`` (plus
+``jobcare_responses_total`` and ``jobcare_impressions_written_total``, summed over the workers).
 Errors: 400 with the field and rule, 401 without a valid API key (when enabled), 404 for an unknown
 seeker without a profile, never a stack trace.
 """
@@ -30,8 +31,11 @@ from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, Serv
 from pydantic import Field
 
 from jobcare.config import ProjectConfig, load_config
-from serving.engine import Engine, ServingError, UnknownSeekerError, anonymous_key
+from serving.career_path_schemas import CareerPathRequest, CareerPathResponse
+from serving.engine import Engine, ServingError, anonymous_key
 from serving.impressions import ImpressionLog
+from serving.labour_market_schemas import CertificatesAnswer, LabourMarketRequest, OccupationAnswer
+from serving.package_schemas import PackageRequest, PackageResponse
 from serving.schemas import CompetencyGapResponse, Filters, Profile, RecommendResponse, SeekerId
 
 log = logging.getLogger("jobcare.serving")
@@ -47,9 +51,9 @@ def _http_errors(fn, *args, **kwargs):
     """Call the engine; its named errors become BentoML's 404 / 400 / 503 with the same message."""
     try:
         return fn(*args, **kwargs)
-    except UnknownSeekerError as e:
-        raise NotFound(str(e)) from None
     except ServingError as e:
+        if e.status == 404:
+            raise NotFound(str(e)) from None
         if e.status >= 500:
             raise ServiceUnavailable(str(e)) from None
         raise InvalidArgument(str(e)) from None
@@ -235,6 +239,44 @@ class JobCare:
         and certificates that close the gap."""
         out = _http_errors(self.engine.competency_gap, occupation_id, seeker_id=seeker_id, profile=profile)
         return CompetencyGapResponse(**out)
+
+    # The endpoints below take their request model as the whole body (a positional-only root input), so
+    # its rules hold as written: unknown fields refused, exactly one way to identify the question.
+    @bentoml.api(route="/package")
+    def package(self, request: PackageRequest, /) -> PackageResponse:
+        """One path to a target job: ranked bundles of up to 2 courses and 2 certificates that close the
+        seeker's competency gap to the occupation (expected coverage gain per day, weighted by the
+        occupation's demand in the seeker's region), then open postings of it."""
+        out = _http_errors(
+            self.engine.package,
+            request.occupation_id,
+            seeker_id=request.seeker_id,
+            profile=request.profile,
+            k=request.k,
+        )
+        return PackageResponse(**out)
+
+    @bentoml.api(route="/labour-market")
+    def labour_market(self, request: LabourMarketRequest, /) -> OccupationAnswer | CertificatesAnswer:
+        """Labour-market information by occupation and region, per calendar year: postings and seekers,
+        the top certificates postings ask for (with the change on the previous year), training outcomes,
+        the education, major and age of hires; or, for ``certificate_ids``, the occupations whose
+        postings ask for them. Counts of fewer than ``serving.min_cell_people`` people are suppressed."""
+        return _http_errors(self.engine.labour_market, request)
+
+    @bentoml.api(route="/career-path")
+    def career_path(self, request: CareerPathRequest, /) -> CareerPathResponse:
+        """The career development path: for a competency unit (``unit_id``) the majors that teach it, the
+        certificates that certify it, the courses that train it and the occupations that require it, with
+        its knowledge, skills and tools; for an occupation (``occupation_id``) the same for each unit it
+        requires, with importance and level."""
+        return _http_errors(self.engine.career_path, request)
+
+    @bentoml.api(route="/reference")
+    def reference(self) -> dict:
+        """Ids and names of occupations (with their group), regions, certificates, competency units,
+        majors and education levels, and the service clock (``as_of``)."""
+        return self.engine.reference()
 
     @bentoml.api(route="/admin/reload")
     def admin_reload(self) -> dict:

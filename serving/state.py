@@ -51,7 +51,13 @@ class State:
     base: dict  # item type -> static allowed mask at ``as_of`` (open, not full)
     offers: dict  # item type -> OfferIndex (capacity, blocking events, histories)
     demand: tuple | None  # certificate rule: (open postings, open postings requiring) per occupation
+    market: object  # serving.labour_market.LabourMarket as of ``as_of`` (precomputed, sliced per request)
+    career: object  # serving.career_path.CareerPath as of ``as_of`` (course statuses at the clock)
     variants: dict  # alias -> Variant
+
+
+# what a model reload keeps of the current state (everything but the variants and the clock)
+ITEM_STATE = ("items", "popularity", "arrays", "base", "offers", "demand", "market", "career")
 
 
 def compile_items(items: dict, offers: dict, as_of: pd.Timestamp, ctx) -> tuple[dict, dict, tuple]:

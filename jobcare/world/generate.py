@@ -33,7 +33,7 @@ def build_taxonomy(cfg: WorldConfig, rng: np.random.Generator) -> Taxonomy:
         if cfg.onet_dir is None:
             raise ConfigError("taxonomy 'onet' needs onet_dir (the O*NET 29.2 text files folder)")
         return onet_taxonomy(cfg.onet_dir, sizes, rng)
-    return synthetic_taxonomy(sizes, rng)
+    return synthetic_taxonomy(sizes, rng, cfg.seed)
 
 
 def latent_factors(n_seekers, postings, courses, n_certs, n_employers, n_providers, dim, rng):

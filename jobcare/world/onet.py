@@ -6,7 +6,10 @@
   the technology-skill commodities and the 400 most common tool commodities (UNSPSC codes give a
   4-level hierarchy: segment / family / class / commodity);
 - occupation units: skills with importance >= 3 (importance and level from the IM and LV scales),
-  then hot/in-demand technologies, then tools, at most 15 per occupation.
+  then hot/in-demand technologies, then tools, at most 15 per occupation;
+- unit elements (knowledge / skills / tools): each unit itself, then the skills and tools O*NET
+  occupations most often require with it (:func:`jobcare.world.elements.co_required_elements`, over
+  every occupation's links before the 15-unit cap); no knowledge, the files hold no Knowledge ratings.
 Certificates and majors are generated around these occupations. O*NET carries no gender shares or
 wages: those are approximate group-level values for the simulation only (see ``_SOC_GROUPS``).
 """
@@ -20,6 +23,7 @@ import pandas as pd
 
 from jobcare.config import ScaleConfig
 from jobcare.errors import ConfigError
+from jobcare.world.elements import co_required_elements
 from jobcare.world.taxonomy import (
     RIASEC,
     WORK_VALUES,
@@ -163,6 +167,7 @@ def onet_taxonomy(onet_dir: str | Path, sizes: ScaleConfig, rng: np.random.Gener
             rows.append((code, r[2], 2, int(max(1, jz[code])), 2))
     ou = pd.DataFrame(rows, columns=["code", "unit_code", "importance", "level", "kind_rank"])
     ou = ou.sort_values(["code", "kind_rank", "importance"], ascending=[True, True, False], kind="stable")
+    all_links = ou[["code", "unit_code"]]
     ou = ou.groupby("code", sort=False).head(MAX_UNITS)
     counts = ou.groupby("code").size()
     keep = counts.index[counts >= 3]
@@ -194,6 +199,12 @@ def onet_taxonomy(onet_dir: str | Path, sizes: ScaleConfig, rng: np.random.Gener
     units.insert(0, "unit_id", np.arange(len(units), dtype=np.int32))
     units["group_id"] = mode_group.reindex(units["unit_id"]).fillna(0).astype(np.int32).to_numpy()
     units = units[["unit_id", "code", "name", "group_id", "middle_code", "minor_code", "kind"]]
+    all_links = all_links[all_links["code"].isin(code_to_id)]
+    unit_elements = co_required_elements(
+        units["kind"],
+        units["name"],
+        pd.DataFrame({"occupation": all_links["code"], "unit_id": all_links["unit_code"].map(unit_id)}),
+    )
 
     wv_fill = occ.groupby("group_id")[WORK_VALUES].transform("mean").fillna(4.0)
     occ[WORK_VALUES] = occ[WORK_VALUES].fillna(wv_fill).round(2)
@@ -217,4 +228,6 @@ def onet_taxonomy(onet_dir: str | Path, sizes: ScaleConfig, rng: np.random.Gener
     fs = groups["female_share"].to_numpy()[occupations["group_id"]]
     occupations["female_share"] = np.clip(fs + rng.normal(0, 0.1, len(occ)), 0.02, 0.97).round(3)
     occupations["mean_age"] = np.clip(40 + rng.normal(0, 5, len(occ)), 26, 55).round(1)
-    return complete_taxonomy(units, occupations, occupation_units, groups, sizes, rng, ATTRIBUTION)
+    tax = complete_taxonomy(units, occupations, occupation_units, groups, sizes, rng, ATTRIBUTION)
+    tax.unit_elements = unit_elements
+    return tax

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from jobcare.config import ScaleConfig
+from jobcare.world.elements import synthetic_unit_elements
 from jobcare.world.regions import regions_table
 
 RIASEC = ["riasec_r", "riasec_i", "riasec_a", "riasec_s", "riasec_e", "riasec_c"]
@@ -76,6 +77,7 @@ class Taxonomy:
     major_units: pd.DataFrame
     groups: pd.DataFrame
     attribution: str | None = None
+    unit_elements: pd.DataFrame | None = None  # knowledge / skills / tools per unit (jobcare.world.elements)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The tables by file name."""
@@ -89,7 +91,7 @@ class Taxonomy:
             "certificate_units": self.certificate_units,
             "majors": self.majors,
             "major_units": self.major_units,
-        }
+        } | ({"unit_elements": self.unit_elements} if self.unit_elements is not None else {})
 
 
 def groups_table(names: list[str], female: list[float], wage: list[float], edu: list[float]) -> pd.DataFrame:
@@ -105,8 +107,12 @@ def groups_table(names: list[str], female: list[float], wage: list[float], edu: 
     )
 
 
-def synthetic_taxonomy(sizes: ScaleConfig, rng: np.random.Generator) -> Taxonomy:
-    """Build the synthetic NCS/KECO-style taxonomy for ``sizes``."""
+def synthetic_taxonomy(sizes: ScaleConfig, rng: np.random.Generator, seed: int) -> Taxonomy:
+    """Build the synthetic NCS/KECO-style taxonomy for ``sizes``.
+
+    ``seed`` (the world's) only seeds the units' knowledge / skills / tools, drawn from their own
+    generator (:func:`jobcare.world.elements.synthetic_unit_elements`), so ``rng`` draws as before.
+    """
     n_groups = len(_GROUPS)
     groups = groups_table(
         [g[0] for g in _GROUPS], [g[2] for g in _GROUPS], [g[3] for g in _GROUPS], [g[4] for g in _GROUPS]
@@ -133,6 +139,9 @@ def synthetic_taxonomy(sizes: ScaleConfig, rng: np.random.Generator) -> Taxonomy
         }
     )
     units_by_group = [np.flatnonzero(unit_group == g) for g in range(n_groups)]
+    unit_elements = synthetic_unit_elements(
+        [_GROUPS[g][0] for g in unit_group], [_UNIT_WORDS[w % len(_UNIT_WORDS)] for w in within], seed
+    )
 
     # occupations
     occ_group = np.sort(np.arange(sizes.n_occupations) % n_groups).astype(np.int32)
@@ -178,7 +187,9 @@ def synthetic_taxonomy(sizes: ScaleConfig, rng: np.random.Generator) -> Taxonomy
     occupations["mean_age"] = np.clip(38 + rng.normal(0, 6, occ_group.size), 26, 55).round(1)
     occupation_units = _ints(pd.concat(ou_rows, ignore_index=True))
 
-    return complete_taxonomy(units, occupations, occupation_units, groups, sizes, rng)
+    tax = complete_taxonomy(units, occupations, occupation_units, groups, sizes, rng)
+    tax.unit_elements = unit_elements
+    return tax
 
 
 def complete_taxonomy(
