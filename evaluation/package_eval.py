@@ -51,7 +51,7 @@ from jobcare.competency import coverage
 from jobcare.config import ProjectConfig, load_config
 from jobcare.world.io import read_manifest, read_tables
 from serving.engine import Engine
-from serving.package import RULES, bundle_coverage, demand_weight, package
+from serving.package import RULES, bundle_coverage
 from training.candidates.evaluate import fit_stage_one
 from training.offers import allowed_mask
 from training.windows import Windows
@@ -281,10 +281,9 @@ def _proposals(engine: Engine, s: int, row: dict, occ: int, k_lists: int) -> tup
         it: allowed_mask(state.arrays[it], state.offers[it], s, state.as_of, held, base=state.base[it])
         for it in ITEM_TYPES
     }
-    w = demand_weight(state, occ, int(row["seeker_profile__region_id"]))["weight"]
     firsts, timing = [], []
     for rules in (RULES, replace(RULES, max_course_km=NEAR_KM)):
-        pk = package(state, engine.catalog, engine.ctx, row, occ, 1, demand=w, allowed=allowed, rules=rules)
+        pk = engine.package(occ, seeker_id=s, k=1, rules=rules)  # what POST /package answers at T
         b = pk["bundles"][0] if pk["bundles"] else {"courses": [], "certificates": []}
         firsts.append(([c["id"] for c in b["courses"]], [x["id"] for x in b["certificates"]]))
         timing.append((b.get("duration_days", np.nan), b.get("cost_days", np.nan)))

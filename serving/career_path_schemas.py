@@ -17,6 +17,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from serving.schemas import MAX_ID
+
 MAX_ITEMS = 20  # majors, certificates, courses and occupations listed for a unit
 MAX_NESTED = 5  # the same lists for each required unit inside an occupation's answer
 MAX_ELEMENTS = 10  # knowledge items, skills and tools listed per kind
@@ -29,9 +31,11 @@ class CareerPathRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    unit_id: Optional[int] = Field(None, ge=0, description="the competency unit whose path to describe")
+    unit_id: Optional[int] = Field(
+        None, ge=0, le=MAX_ID, description="the competency unit whose path to describe"
+    )
     occupation_id: Optional[int] = Field(
-        None, ge=0, description="the occupation whose required units' paths to describe"
+        None, ge=0, le=MAX_ID, description="the occupation whose required units' paths to describe"
     )
 
     @model_validator(mode="after")

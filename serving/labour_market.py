@@ -40,6 +40,7 @@ from serving.errors import ServingError
 from serving.labour_market_schemas import (
     CertificatesAnswer,
     LabourMarketRequest,
+    LabourMarketResponse,
     OccupationAnswer,
 )
 
@@ -522,11 +523,13 @@ class LabourMarket:
             }
         )
 
-    def answer(self, request: LabourMarketRequest) -> OccupationAnswer | CertificatesAnswer:
+    def answer(self, request: LabourMarketRequest) -> LabourMarketResponse:
         """The answer to one validated request (the endpoint's whole logic)."""
         if request.occupation_id is not None:
-            return self.occupation(request.occupation_id, request.region_id, request.years)
-        return self.certificates(request.certificate_ids, request.region_id, request.years)
+            occ = self.occupation(request.occupation_id, request.region_id, request.years)
+            return LabourMarketResponse(occupation=occ)
+        certs = self.certificates(request.certificate_ids, request.region_id, request.years)
+        return LabourMarketResponse(certificates=certs)
 
 
 __all__ = ["LabourMarket", "LabourMarketError", "UnknownIdError", "suppress"]

@@ -12,6 +12,8 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from serving.schemas import MAX_ID, Id
+
 MAX_YEARS = 50
 MAX_CERTIFICATES = 50
 
@@ -22,15 +24,15 @@ class LabourMarketRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    occupation_id: Optional[int] = Field(None, ge=0, description="the occupation to describe")
-    certificate_ids: Optional[list[int]] = Field(
+    occupation_id: Optional[int] = Field(None, ge=0, le=MAX_ID, description="the occupation to describe")
+    certificate_ids: Optional[list[Id]] = Field(
         None,
         min_length=1,
         max_length=MAX_CERTIFICATES,
         description="held certificates: which occupations ask for them",
     )
     region_id: Optional[int] = Field(
-        None, ge=0, description="one region (absent: every region and the nation)"
+        None, ge=0, le=MAX_ID, description="one region (absent: every region and the nation)"
     )
     years: Optional[int] = Field(
         None, ge=1, le=MAX_YEARS, description="how many latest calendar years to return (absent: all)"
@@ -42,8 +44,6 @@ class LabourMarketRequest(BaseModel):
             raise ValueError(
                 "occupation_id or certificate_ids: exactly one is required (rule: one question per request)"
             )
-        if self.certificate_ids is not None and any(c < 0 for c in self.certificate_ids):
-            raise ValueError("certificate_ids: ids are >= 0")
         return self
 
 
@@ -174,3 +174,13 @@ class CertificatesAnswer(BaseModel):
     years: list[int] = Field(description="postings opened in these calendar years count")
     postings: int = Field(description="postings asking for at least one of the certificates")
     items: list[OccupationDemand] = Field(max_length=5, description="by postings, most first, ties by id")
+
+
+class LabourMarketResponse(BaseModel):
+    """The answer: ``occupation`` for an ``occupation_id`` request, ``certificates`` for a
+    ``certificate_ids`` request (the other is null)."""
+
+    occupation: Optional[OccupationAnswer] = Field(None, description="the occupation's information")
+    certificates: Optional[CertificatesAnswer] = Field(
+        None, description="the occupations whose postings ask for the certificates"
+    )

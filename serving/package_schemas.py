@@ -7,7 +7,7 @@ from typing import Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from serving.package import MAX_K
-from serving.schemas import Profile, SeekerId
+from serving.schemas import MAX_ID, Profile, SeekerId
 
 
 class PackageRequest(BaseModel):
@@ -17,7 +17,7 @@ class PackageRequest(BaseModel):
 
     seeker_id: Optional[SeekerId] = None
     profile: Optional[Profile] = None
-    occupation_id: int = Field(ge=0, description="the target occupation")
+    occupation_id: int = Field(ge=0, le=MAX_ID, description="the target occupation")
     k: int = Field(3, ge=1, le=MAX_K, description=f"number of bundles, 1-{MAX_K}")
 
     @model_validator(mode="after")

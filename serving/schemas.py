@@ -16,6 +16,12 @@ SeekerId = Annotated[
 ]
 
 
+# world ids (occupations, regions, units, certificates, majors) are int32 in the tables: a larger id is a
+# 400 at the boundary, never an overflow inside the engine
+MAX_ID = 2**31 - 1
+Id = Annotated[int, Field(ge=0, le=MAX_ID)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -43,31 +49,31 @@ class WorkValues(_Strict):
 
 
 class Competency(_Strict):
-    unit_id: int = Field(ge=0, description="competency unit id")
+    unit_id: int = Field(ge=0, le=MAX_ID, description="competency unit id")
     level: int = Field(ge=1, le=8, description="held level, 1-8")
 
 
 class Profile(_Strict):
     """An inline seeker profile ("My data input")."""
 
-    region_id: int = Field(ge=0, description="home region (0-16)")
+    region_id: int = Field(ge=0, le=MAX_ID, description="home region (0-16)")
     education_level: int = Field(ge=0, le=4, description="0 high school ... 4 doctorate")
     career_years: int = Field(0, ge=0, le=60)
-    major_id: int = Field(-1, ge=-1, description="field of study, -1 if none")
-    last_occupation_id: int = Field(-1, ge=-1, description="-1 if none")
-    desired_occupation_ids: list[int] = Field(min_length=1, max_length=3)
+    major_id: int = Field(-1, ge=-1, le=MAX_ID, description="field of study, -1 if none")
+    last_occupation_id: int = Field(-1, ge=-1, le=MAX_ID, description="-1 if none")
+    desired_occupation_ids: list[Id] = Field(min_length=1, max_length=3)
     reservation_wage: float = Field(ge=1, le=10_000, description="lowest acceptable monthly wage, 10k KRW")
     riasec: Riasec = Riasec()
     work_values: WorkValues = WorkValues()
     competencies: list[Competency] = Field(default_factory=list, max_length=500)
-    certificate_ids: list[int] = Field(default_factory=list, max_length=200)
+    certificate_ids: list[Id] = Field(default_factory=list, max_length=200)
 
 
 class Filters(_Strict):
-    regions: list[int] = Field(
+    regions: list[Id] = Field(
         default_factory=list, max_length=100, description="only items in these regions (empty: all)"
     )
-    occupations: list[int] = Field(
+    occupations: list[Id] = Field(
         default_factory=list, max_length=1000, description="only items of these occupations"
     )
 

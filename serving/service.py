@@ -34,9 +34,9 @@ from jobcare.config import ProjectConfig, load_config
 from serving.career_path_schemas import CareerPathRequest, CareerPathResponse
 from serving.engine import Engine, ServingError, anonymous_key
 from serving.impressions import ImpressionLog
-from serving.labour_market_schemas import CertificatesAnswer, LabourMarketRequest, OccupationAnswer
+from serving.labour_market_schemas import LabourMarketRequest, LabourMarketResponse
 from serving.package_schemas import PackageRequest, PackageResponse
-from serving.schemas import CompetencyGapResponse, Filters, Profile, RecommendResponse, SeekerId
+from serving.schemas import MAX_ID, CompetencyGapResponse, Filters, Profile, RecommendResponse, SeekerId
 
 log = logging.getLogger("jobcare.serving")
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/"})
@@ -231,7 +231,7 @@ class JobCare:
     @bentoml.api(route="/competency-gap")
     def competency_gap(
         self,
-        occupation_id: Annotated[int, Field(ge=0)],
+        occupation_id: Annotated[int, Field(ge=0, le=MAX_ID)],
         seeker_id: Optional[SeekerId] = None,
         profile: Optional[Profile] = None,
     ) -> CompetencyGapResponse:
@@ -257,7 +257,7 @@ class JobCare:
         return PackageResponse(**out)
 
     @bentoml.api(route="/labour-market")
-    def labour_market(self, request: LabourMarketRequest, /) -> OccupationAnswer | CertificatesAnswer:
+    def labour_market(self, request: LabourMarketRequest, /) -> LabourMarketResponse:
         """Labour-market information by occupation and region, per calendar year: postings and seekers,
         the top certificates postings ask for (with the change on the previous year), training outcomes,
         the education, major and age of hires; or, for ``certificate_ids``, the occupations whose

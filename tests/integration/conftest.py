@@ -93,3 +93,38 @@ def served(tiny_world, local_repo, tmp_path_factory):
     path = tmp / "serving.yaml"
     path.write_text(yaml.safe_dump(json.loads(cfg.model_dump_json())))
     return cfg, path
+
+
+@pytest.fixture(scope="session")
+def live(served, tmp_path_factory):
+    """`bentoml serve` in a subprocess on 127.0.0.1 (API keys off), shared by the tests that need a real
+    server (test_serving, test_ui_browser); stopped at the end of the session."""
+    from serving.launch import start
+
+    env = {k: v for k, v in os.environ.items() if k != "JOBCARE_API_KEYS"}
+    server = start(served[1], tmp_path_factory.mktemp("serve") / "bentoml.log", env=env, ready_timeout=180)
+    yield server.base_url
+    server.stop()
+
+
+API_KEY = "k-123"
+
+
+@pytest.fixture(scope="session")
+def asgi_client(served):
+    """The service's ASGI app (API keys on: ``API_KEY``) in a test client, one per session: BentoML
+    registers its Prometheus metrics per app, so a second app in the same process fails."""
+    from starlette.testclient import TestClient
+
+    old = {k: os.environ.get(k) for k in ("JOBCARE_CONFIG", "JOBCARE_API_KEYS")}
+    os.environ["JOBCARE_CONFIG"] = str(served[1])
+    os.environ["JOBCARE_API_KEYS"] = API_KEY
+    from serving.service import JobCare
+
+    with TestClient(JobCare.to_asgi()) as c:
+        yield c
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

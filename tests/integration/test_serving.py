@@ -293,18 +293,6 @@ def test_service_class_logs_ids_never_profiles_and_hot_swaps_under_load(served, 
     assert "287.5" not in text and "riasec" not in text and "desired_occupation" not in text
 
 
-@pytest.fixture
-def asgi_client(served, monkeypatch):
-    from starlette.testclient import TestClient
-
-    monkeypatch.setenv("JOBCARE_CONFIG", str(served[1]))
-    monkeypatch.setenv("JOBCARE_API_KEYS", "k-123")
-    from serving.service import JobCare
-
-    with TestClient(JobCare.to_asgi()) as c:
-        yield c
-
-
 def test_asgi_app_errors_auth_and_metrics(asgi_client):
     c = asgi_client
     auth = {"X-API-Key": "k-123"}
@@ -326,11 +314,15 @@ def test_asgi_app_errors_auth_and_metrics(asgi_client):
         "/recommend/jobs", json={"seeker_id": 5, "filters": {"regions": list(range(101))}}, headers=auth
     )
     assert bad.status_code == 400 and "regions" in bad.text
-    # filter ids no item has match nothing (they used to index past a lookup table: a 500)
+    # filter ids no item has match nothing (they used to index past a lookup table: a 500); ids outside
+    # the tables' int32 range are refused at the boundary
     none = c.post(
-        "/recommend/jobs", json={"seeker_id": 5, "filters": {"regions": [-7, 10**15]}}, headers=auth
+        "/recommend/jobs", json={"seeker_id": 5, "filters": {"regions": [9_999, 2**31 - 1]}}, headers=auth
     )
     assert none.status_code == 200 and none.json()["items"] == [] and "no open item" in none.json()["reason"]
+    for ids in ([-7], [10**15]):
+        bad = c.post("/recommend/jobs", json={"seeker_id": 5, "filters": {"regions": ids}}, headers=auth)
+        assert bad.status_code == 400 and "regions" in bad.text, bad.text
     missing = c.post("/recommend/courses", json={"seeker_id": 987654}, headers=auth)
     assert missing.status_code == 404 and "unknown to the online store" in missing.text
     gap = c.post("/competency-gap", json={"seeker_id": 5, "occupation_id": 3}, headers=auth)
@@ -338,17 +330,6 @@ def test_asgi_app_errors_auth_and_metrics(asgi_client):
     m = c.get("/metrics").text
     assert 'jobcare_responses_total{degraded="false",item_type="posting",variant="champion"}' in m
     assert "jobcare_impressions_written_total" in m
-
-
-@pytest.fixture(scope="module")
-def live(served, tmp_path_factory):
-    """`bentoml serve` in a subprocess on 127.0.0.1, stopped at the end."""
-    from serving.launch import start
-
-    env = {k: v for k, v in os.environ.items() if k != "JOBCARE_API_KEYS"}
-    server = start(served[1], tmp_path_factory.mktemp("serve") / "bentoml.log", env=env, ready_timeout=180)
-    yield server.base_url
-    server.stop()
 
 
 def test_bentoml_serve_answers_every_endpoint_and_reloads(live, served):
@@ -407,6 +388,7 @@ def test_bentoml_build_packages_the_service(tmp_path):
     src = bentos[0].parent / "src"
     assert (src / "serving" / "service.py").is_file() and (src / "evaluation" / "templates").is_dir()
     assert (src / "configs" / "serving.yaml").is_file()
+    assert {p.name for p in (src / "serving" / "ui").iterdir()} >= {"index.html", "app.js", "app.css"}
     assert "requirements.txt" in {p.name for p in (bentos[0].parent / "env" / "python").iterdir()}
 
 

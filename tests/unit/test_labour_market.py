@@ -359,8 +359,8 @@ def test_unknown_ids_raise_a_named_error_with_field_and_value(lm):
 
 def test_request_model_takes_one_question_and_forbids_unknown_fields(lm):
     r = LabourMarketRequest(occupation_id=0, region_id=1, years=1)
-    assert lm.answer(r).series[0].region == "Busan"
-    assert lm.answer(LabourMarketRequest(certificate_ids=[0])).postings == 4
+    assert lm.answer(r).occupation.series[0].region == "Busan" and lm.answer(r).certificates is None
+    assert lm.answer(LabourMarketRequest(certificate_ids=[0])).certificates.postings == 4
     for bad in [
         {},
         {"occupation_id": 0, "certificate_ids": [1]},
