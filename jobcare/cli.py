@@ -480,7 +480,9 @@ def demo(
         f"  registered models:         {champions}\n"
         f"  A/B report (open in a browser): {ab_out} (+ .md, .json)\n"
         f"  MLflow UI:                 mlflow ui --backend-store-uri {cfg.tracking.resolved().uri} "
-        f"--port 5000, then http://127.0.0.1:5000 (training run {trained['run_id']})"
+        f"--port 5000, then http://127.0.0.1:5000 (training run {trained['run_id']})\n"
+        f"  the service and the JobCare report page: make serve, then http://127.0.0.1:3000/ui/ "
+        f"(API docs at http://127.0.0.1:3000/)"
     )
 
 
