@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export FEAST_USAGE ?= False
 
-.PHONY: install demo test test-unit test-integration lint bench serve bento clean
+.PHONY: install browser demo test test-unit test-integration lint bench serve bento clean
 
 $(VENV)/bin/python:
 	$(PY_BOOT) -m venv $(VENV)
@@ -24,16 +24,25 @@ $(STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# Debian's chromium for tests/integration/test_ui_browser.py (Playwright drives it; no browser download):
+# installed with apt when missing and we are root, else the test says what is missing.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			chromium fonts-liberation fonts-nanum; \
+	elif [ ! -x $(CHROMIUM) ]; then echo "$(CHROMIUM) missing: apt-get install chromium (as root)"; fi
+
 demo: install
 	$(VENV)/bin/jobcare demo --config configs/demo.yaml --work $(WORK) --seed $(SEED)
 
-test: install
+test: install browser
 	$(PY) -m pytest -q tests
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit
 
-test-integration: install
+test-integration: install browser
 	$(PY) -m pytest -q tests/integration
 
 lint: install

@@ -6,8 +6,8 @@ default: the built-in defaults) and the usual overrides (``JOBCARE_WORLD``, ``JO
 ``JOBCARE_API_KEYS``). Start it with ``make serve`` or ``bentoml serve serving.service:JobCare``.
 
 Endpoints: ``POST /recommend/jobs|courses|certificates``, ``POST /competency-gap``, ``POST /package``,
-``POST /labour-market``, ``POST /career-path``, ``POST /reference`` (names for clients),
-``POST /admin/reload`` (reloads the worker that answers; every worker also
+``POST /labour-market``, ``POST /career-path``, ``POST /reference`` (names for clients), the JobCare
+report page at ``/ui/``, ``POST /admin/reload`` (reloads the worker that answers; every worker also
 follows the registry every ``reload_poll_seconds``); BentoML's ``GET /healthz``, ``/livez``, ``/readyz``
 (models loaded and the online store reachable, via ``__is_ready__``) and Prometheus ``/metrics`` (plus
 ``jobcare_responses_total`` and ``jobcare_impressions_written_total``, summed over the workers).
@@ -31,6 +31,7 @@ from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, Serv
 from pydantic import Field
 
 from jobcare.config import ProjectConfig, load_config
+from serving import ui_app
 from serving.career_path_schemas import CareerPathRequest, CareerPathResponse
 from serving.engine import Engine, ServingError, anonymous_key
 from serving.impressions import ImpressionLog
@@ -39,7 +40,8 @@ from serving.package_schemas import PackageRequest, PackageResponse
 from serving.schemas import MAX_ID, CompetencyGapResponse, Filters, Profile, RecommendResponse, SeekerId
 
 log = logging.getLogger("jobcare.serving")
-OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/"})
+OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/", "/ui"})
+OPEN_PREFIXES = ("/ui/",)  # the report page's static files (serving/ui_app.py); its API calls need the key
 K = Annotated[int, Field(ge=1, le=100, description="number of items, 1-100")]
 
 
@@ -57,6 +59,11 @@ def _http_errors(fn, *args, **kwargs):
         if e.status >= 500:
             raise ServiceUnavailable(str(e)) from None
         raise InvalidArgument(str(e)) from None
+
+
+def is_open_path(path: str) -> bool:
+    """Health, metrics, the docs and the report page's files: served without an API key."""
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 class ApiKeyMiddleware:
@@ -81,7 +88,7 @@ class ApiKeyMiddleware:
         if (
             self.digests
             and scope["type"] == "http"
-            and scope["path"] not in OPEN_PATHS
+            and not is_open_path(scope["path"])
             and not self._ok(dict(scope.get("headers", [])))
         ):
             body = b'{"error":"missing or invalid API key (header X-API-Key or Authorization: Bearer)"}'
@@ -294,3 +301,4 @@ class JobCare:
 
 
 JobCare.add_asgi_middleware(ApiKeyMiddleware)
+JobCare.mount_asgi_app(ui_app.create_app(), path=ui_app.MOUNT_PATH)  # the report page at /ui/
