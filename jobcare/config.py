@@ -279,6 +279,31 @@ class GateConfig(StrictModel):
     min_explore_seekers: int = Field(30, gt=1)
 
 
+class DaskConfig(StrictModel):
+    """``train.engine: dask``: the Dask cluster that builds the ranker rows and fits the ranker
+    (:mod:`training.distributed`). Stage one (ALS, two-tower, popularity) stays on the node running
+    ``jobcare train``. Every worker needs this package installed and read access to the world's Parquet
+    and the feature repository at the same paths (a shared file system)."""
+
+    scheduler: Optional[str] = Field(
+        None,
+        description="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786; None: a LocalCluster "
+        "on this machine (n_workers worker processes)",
+    )
+    n_workers: int = Field(2, gt=0, description="LocalCluster only: worker processes")
+    threads_per_worker: int = Field(
+        1, gt=0, description="LocalCluster only: threads per worker (LightGBM's num_threads on each)"
+    )
+    partitions: Optional[int] = Field(
+        None,
+        gt=0,
+        description="request partitions per window (by a stable seeker hash); None: one per worker",
+    )
+    network_timeout_minutes: int = Field(
+        5, gt=0, description="LightGBM's socket time_out between workers during a distributed fit"
+    )
+
+
 class TrainConfig(StrictModel):
     """``jobcare train``: the stage-two time split, ranker rows, ranker and gate."""
 
@@ -306,6 +331,12 @@ class TrainConfig(StrictModel):
     gate: GateConfig = GateConfig()
     shuffle_labels: bool = Field(False, description="train on shuffled labels: a deliberately worse model")
     seed: int = 0
+    engine: Literal["local", "dask"] = Field(
+        "local",
+        description="local: rows and ranker in this process; dask: rows built per partition of requests on "
+        "a Dask cluster's workers and the ranker fitted with lightgbm.dask (see `dask`)",
+    )
+    dask: DaskConfig = DaskConfig()
 
     @model_validator(mode="after")
     def _overrides_are_ranker_params(self) -> TrainConfig:
@@ -472,6 +503,9 @@ class ServingConfig(StrictModel):
     anonymous_salt: str = Field("jobcare-anon", description="salt of the hash logged for inline profiles")
     load_test_postings: int = Field(
         0, ge=0, description="load testing only: replicate the open postings up to this many (0: off)"
+    )
+    max_body_bytes: int = Field(
+        65_536, ge=1_024, description="a request body over this many bytes gets 413 before any endpoint runs"
     )
     min_cell_people: int = Field(
         5, ge=1, description="labour-market information: a count of fewer people is suppressed"

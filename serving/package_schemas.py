@@ -4,27 +4,17 @@ from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 
 from serving.package import MAX_K
-from serving.schemas import MAX_ID, Profile, SeekerId
+from serving.schemas import MAX_ID, SeekerRequest
 
 
-class PackageRequest(BaseModel):
+class PackageRequest(SeekerRequest):
     """A registered seeker (``seeker_id``) or an inline ``profile``, exactly one, and a target occupation."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    seeker_id: Optional[SeekerId] = None
-    profile: Optional[Profile] = None
     occupation_id: int = Field(ge=0, le=MAX_ID, description="the target occupation")
     k: int = Field(3, ge=1, le=MAX_K, description=f"number of bundles, 1-{MAX_K}")
-
-    @model_validator(mode="after")
-    def _one_seeker(self) -> PackageRequest:
-        if (self.seeker_id is None) == (self.profile is None):
-            raise ValueError("seeker_id or profile: exactly one is required (rule: identify the seeker)")
-        return self
 
 
 class PackageUnit(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SeekerId = Annotated[
     int, Field(ge=0, le=2**63 - 1, description="a registered seeker's id (the online store's entity key)")
@@ -76,6 +76,34 @@ class Filters(_Strict):
     occupations: list[Id] = Field(
         default_factory=list, max_length=1000, description="only items of these occupations"
     )
+
+
+class SeekerRequest(_Strict):
+    """Who the answer is for: a registered seeker (``seeker_id``) or an inline ``profile``, exactly one."""
+
+    seeker_id: Optional[SeekerId] = None
+    profile: Optional[Profile] = Field(
+        None, description="JobCare's My data input, for a seeker the service does not know"
+    )
+
+    @model_validator(mode="after")
+    def _one_seeker(self):
+        if (self.seeker_id is None) == (self.profile is None):
+            raise ValueError("seeker_id or profile: exactly one is required (rule: identify the seeker)")
+        return self
+
+
+class RecommendRequest(SeekerRequest):
+    """``POST /recommend/jobs|courses|certificates``."""
+
+    k: int = Field(10, ge=1, le=100, description="number of items, 1-100")
+    filters: Optional[Filters] = None
+
+
+class CompetencyGapRequest(SeekerRequest):
+    """``POST /competency-gap``."""
+
+    occupation_id: int = Field(ge=0, le=MAX_ID, description="the occupation to compare with")
 
 
 class RecommendedItem(BaseModel):

@@ -24,11 +24,9 @@ import logging
 import os
 import threading
 from datetime import UTC, datetime
-from typing import Annotated, Optional
 
 import bentoml
 from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, ServiceUnavailable
-from pydantic import Field
 
 from jobcare.config import ProjectConfig, load_config
 from serving import ui_app
@@ -36,13 +34,18 @@ from serving.career_path_schemas import CareerPathRequest, CareerPathResponse
 from serving.engine import Engine, ServingError, anonymous_key
 from serving.impressions import ImpressionLog
 from serving.labour_market_schemas import LabourMarketRequest, LabourMarketResponse
+from serving.middleware import BodyLimitMiddleware, reply
 from serving.package_schemas import PackageRequest, PackageResponse
-from serving.schemas import MAX_ID, CompetencyGapResponse, Filters, Profile, RecommendResponse, SeekerId
+from serving.schemas import (
+    CompetencyGapRequest,
+    CompetencyGapResponse,
+    RecommendRequest,
+    RecommendResponse,
+)
 
 log = logging.getLogger("jobcare.serving")
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/", "/ui"})
 OPEN_PREFIXES = ("/ui/",)  # the report page's static files (serving/ui_app.py); its API calls need the key
-K = Annotated[int, Field(ge=1, le=100, description="number of items, 1-100")]
 
 
 def project_config() -> ProjectConfig:
@@ -91,15 +94,12 @@ class ApiKeyMiddleware:
             and not is_open_path(scope["path"])
             and not self._ok(dict(scope.get("headers", [])))
         ):
-            body = b'{"error":"missing or invalid API key (header X-API-Key or Authorization: Bearer)"}'
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
-                }
+            await reply(
+                send,
+                401,
+                "missing or invalid API key (header X-API-Key or Authorization: Bearer)",
+                ((b"www-authenticate", b"Bearer"),),
             )
-            await send({"type": "http.response.body", "body": body})
             return
         await self.app(scope, receive, send)
 
@@ -160,7 +160,8 @@ class JobCare:
         return self.engine.ready()[0]
 
     # ------------------------------------------------------------------ recommend
-    def _recommend(self, item_type, seeker_id, profile, k, filters) -> RecommendResponse:
+    def _recommend(self, item_type: str, request: RecommendRequest) -> RecommendResponse:
+        seeker_id, profile, k, filters = request.seeker_id, request.profile, request.k, request.filters
         key = (
             str(seeker_id)
             if seeker_id is not None
@@ -202,53 +203,35 @@ class JobCare:
         )
         return RecommendResponse(**out)
 
+    # Every endpoint takes its request model as the whole body (a positional-only root input), so the
+    # model's rules hold as written: unknown fields refused, exactly one way to identify the question.
     @bentoml.api(route="/recommend/jobs")
-    def recommend_jobs(
-        self,
-        seeker_id: Optional[SeekerId] = None,
-        profile: Optional[Profile] = None,
-        k: K = 10,
-        filters: Optional[Filters] = None,
-    ) -> RecommendResponse:
+    def recommend_jobs(self, request: RecommendRequest, /) -> RecommendResponse:
         """AI recommended jobs: open postings ranked for a seeker (by id, or by an inline profile)."""
-        return self._recommend("posting", seeker_id, profile, k, filters)
+        return self._recommend("posting", request)
 
     @bentoml.api(route="/recommend/courses")
-    def recommend_courses(
-        self,
-        seeker_id: Optional[SeekerId] = None,
-        profile: Optional[Profile] = None,
-        k: K = 10,
-        filters: Optional[Filters] = None,
-    ) -> RecommendResponse:
+    def recommend_courses(self, request: RecommendRequest, /) -> RecommendResponse:
         """Training courses (recruiting, with seats) ranked for a seeker."""
-        return self._recommend("course", seeker_id, profile, k, filters)
+        return self._recommend("course", request)
 
     @bentoml.api(route="/recommend/certificates")
-    def recommend_certificates(
-        self,
-        seeker_id: Optional[SeekerId] = None,
-        profile: Optional[Profile] = None,
-        k: K = 10,
-        filters: Optional[Filters] = None,
-    ) -> RecommendResponse:
+    def recommend_certificates(self, request: RecommendRequest, /) -> RecommendResponse:
         """Certificates (not held or pending) ranked for a seeker."""
-        return self._recommend("certificate", seeker_id, profile, k, filters)
+        return self._recommend("certificate", request)
 
     @bentoml.api(route="/competency-gap")
-    def competency_gap(
-        self,
-        occupation_id: Annotated[int, Field(ge=0, le=MAX_ID)],
-        seeker_id: Optional[SeekerId] = None,
-        profile: Optional[Profile] = None,
-    ) -> CompetencyGapResponse:
+    def competency_gap(self, request: CompetencyGapRequest, /) -> CompetencyGapResponse:
         """Required vs held competency units for an occupation, the missing ones, and the open courses
         and certificates that close the gap."""
-        out = _http_errors(self.engine.competency_gap, occupation_id, seeker_id=seeker_id, profile=profile)
+        out = _http_errors(
+            self.engine.competency_gap,
+            request.occupation_id,
+            seeker_id=request.seeker_id,
+            profile=request.profile,
+        )
         return CompetencyGapResponse(**out)
 
-    # The endpoints below take their request model as the whole body (a positional-only root input), so
-    # its rules hold as written: unknown fields refused, exactly one way to identify the question.
     @bentoml.api(route="/package")
     def package(self, request: PackageRequest, /) -> PackageResponse:
         """One path to a target job: ranked bundles of up to 2 courses and 2 certificates that close the
@@ -301,4 +284,5 @@ class JobCare:
 
 
 JobCare.add_asgi_middleware(ApiKeyMiddleware)
+JobCare.add_asgi_middleware(BodyLimitMiddleware)
 JobCare.mount_asgi_app(ui_app.create_app(), path=ui_app.MOUNT_PATH)  # the report page at /ui/

@@ -48,7 +48,7 @@ def service_log(served, tiny_world, tmp_path_factory):
 
     from jobcare.config import ExploreConfig
     from jobcare.world.io import read_table
-    from serving.schemas import Profile
+    from serving.schemas import Profile, RecommendRequest
     from tests.integration.test_serving import PROFILE
 
     cfg, _ = served
@@ -65,8 +65,10 @@ def service_log(served, tiny_world, tmp_path_factory):
 
         svc = JobCare()
         seekers = read_table(tiny_world, "seekers")["seeker_id"].to_numpy()
-        explored = [svc.recommend_jobs(seeker_id=int(s), k=5).explored for s in seekers[:N_LOGGED]]
-        svc.recommend_jobs(profile=Profile(**PROFILE), k=5)
+        explored = [
+            svc.recommend_jobs(RecommendRequest(seeker_id=int(s), k=5)).explored for s in seekers[:N_LOGGED]
+        ]
+        svc.recommend_jobs(RecommendRequest(profile=Profile(**PROFILE), k=5))
         svc.shutdown()
     finally:
         os.environ.pop("JOBCARE_CONFIG") if before is None else os.environ.update(JOBCARE_CONFIG=before)

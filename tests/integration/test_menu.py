@@ -36,8 +36,8 @@ class _Authorised:
     def __init__(self, client):
         self.client = client
 
-    def post(self, url: str, **kwargs):
-        return self.client.post(url, headers={"X-API-Key": API_KEY}, **kwargs)
+    def post(self, url: str, headers: dict | None = None, **kwargs):
+        return self.client.post(url, headers={"X-API-Key": API_KEY, **(headers or {})}, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -283,3 +283,34 @@ def test_ids_beyond_the_int32_tables_are_400_at_the_boundary(client):
     for route, body in cases:
         r = client.post(route, json=body)
         assert r.status_code == 400, (route, body, r.status_code, r.text)
+
+
+def test_strict_bodies_both_identities_unknown_fields_and_size(client):
+    """Issue 17's input rules, on every endpoint that identifies a seeker: seeker_id and profile are
+    mutually exclusive (a 400 naming both), an unknown top-level field is a 400 naming it, and a body over
+    serving.max_body_bytes is a 413, declared or chunked, before any endpoint runs."""
+    for route, extra in (
+        ("/recommend/jobs", {}),
+        ("/recommend/courses", {"k": 3}),
+        ("/competency-gap", {"occupation_id": 3}),
+        ("/package", {"occupation_id": 3}),
+    ):
+        both = client.post(route, json={"seeker_id": 5, "profile": PROFILE, **extra})
+        assert both.status_code == 400 and "seeker_id or profile: exactly one" in both.text, both.text
+        unknown = client.post(route, json={"seeker_id": 5, "seekr": 1, **extra})
+        assert unknown.status_code == 400 and "seekr" in unknown.text, unknown.text
+        assert client.post(route, json={"seeker_id": 5, **extra}).status_code == 200
+    big = {"seeker_id": 5, "k": 3, "pad": "x" * 10_000_000}
+    r = client.post("/recommend/jobs", json=big)
+    assert r.status_code == 413 and "65536 bytes" in r.json()["error"]
+
+    def chunks():
+        yield b'{"seeker_id": 5, "k": 3, "pad": "'
+        for _ in range(100):
+            yield b"y" * 1_000
+        yield b'"}'
+
+    r = client.post("/recommend/jobs", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    small = client.post("/recommend/jobs", content=iter([b'{"seeker_id": 5, ', b'"k": 2}']))
+    assert small.status_code == 200 and len(small.json()["items"]) == 2

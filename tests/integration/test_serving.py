@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 
 from serving.engine import Engine, ServingError, UnknownSeekerError, route_variant
 from serving.impressions import ImpressionLog, read_impressions
-from serving.schemas import Profile
+from serving.schemas import Profile, RecommendRequest
 from training.registry import MODEL_NAMES, promote
 
 pytestmark = pytest.mark.integration
@@ -263,15 +263,15 @@ def test_service_class_logs_ids_never_profiles_and_hot_swaps_under_load(served, 
     from serving.service import JobCare
 
     svc = JobCare()
-    r = svc.recommend_jobs(seeker_id=5, k=3)
+    r = svc.recommend_jobs(RecommendRequest(seeker_id=5, k=3))
     assert r.seeker_id == 5 and len(r.items) == 3
-    anon = svc.recommend_jobs(profile=Profile(**PROFILE), k=3)
+    anon = svc.recommend_jobs(RecommendRequest(profile=Profile(**PROFILE), k=3))
     errors, served_versions, stop = [], set(), threading.Event()
 
     def hammer():
         while not stop.is_set():
             try:
-                served_versions.add(svc.recommend_jobs(seeker_id=7, k=5).model_version)
+                served_versions.add(svc.recommend_jobs(RecommendRequest(seeker_id=7, k=5)).model_version)
             except Exception as e:  # any failure during the swap is a test failure
                 errors.append(repr(e))
 
