@@ -444,7 +444,7 @@
 
   function lineChart({ caption, years, lines, width, cls, minPeople }) {
     const h = 220;
-    const m = { l: 44, r: 12, t: 10, b: 26 };
+    const m = { l: 44, r: 22, t: 10, b: 26 }; // r: room for the last year's label, centred on its point
     const vals = lines.flatMap((l) => l.values.filter((v) => v !== null));
     const ymax = Math.max(1, ...vals);
     const step = niceStep(ymax);

@@ -11,18 +11,10 @@ import pytest
 from serving.engine import Engine
 from serving.package import package
 from tests.integration.conftest import API_KEY
+from tests.integration.test_serving import PROFILE
 from training.offers import allowed_mask
 
 pytestmark = pytest.mark.integration
-PROFILE = {
-    "region_id": 3,
-    "education_level": 2,
-    "career_years": 4,
-    "desired_occupation_ids": [5, 7],
-    "reservation_wage": 287.5,
-    "competencies": [{"unit_id": 1, "level": 3}],
-    "certificate_ids": [2],
-}
 
 
 @pytest.fixture(scope="module")
