@@ -305,14 +305,40 @@ def train_cmd(
     config: ConfigOpt = None,
     repo: RepoOpt = None,
     oracle: OracleOpt = False,
+    engine: Annotated[
+        Optional[str],
+        typer.Option(help="local | dask: ranker rows and fits on a Dask cluster (default: train.engine)"),
+    ] = None,
+    scheduler: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Dask scheduler, e.g. tcp://HOST:8786 (implies --engine dask; default: a LocalCluster)"
+        ),
+    ] = None,
 ) -> None:
     """Contracts, Feast features, stage one, LambdaRank, evaluation, MLflow, registry and the gate."""
     from evaluation.reference import world_oracle
     from training.pipeline import train
 
     cfg = _config_with_repo(config, repo)
+    _set_engine(cfg, engine, scheduler)
     res = train(world, cfg, console=console, oracle=world_oracle(world) if oracle else None)
     console.print(f"MLflow run {res['run_id']} ({cfg.tracking.resolved().uri})")
+
+
+def _set_engine(cfg: ProjectConfig, engine: Optional[str], scheduler: Optional[str]) -> None:
+    """Apply ``--engine`` / ``--scheduler`` to ``cfg.train`` (a scheduler implies the Dask engine)."""
+    from jobcare.errors import ConfigError
+
+    if engine not in (None, "local", "dask"):
+        raise ConfigError(f"--engine must be local or dask, got {engine!r}")
+    if scheduler is not None:
+        if engine == "local":
+            raise ConfigError("--scheduler needs --engine dask (the local engine uses no cluster)")
+        engine = "dask"
+        cfg.train.dask.scheduler = scheduler
+    if engine is not None:
+        cfg.train.engine = engine
 
 
 @app.command("tune")

@@ -7,6 +7,11 @@ commit. The gate gives the new version alias ``champion`` only when it beats the
 validation window's explore slates (paired bootstrap over seekers, identical requests); otherwise
 ``challenger``. The test window is reported and never decides. Nothing here reads the world's truth: an
 oracle for reference metrics is passed in by evaluation code (``jobcare train --oracle``).
+
+``train.engine: dask`` builds the ranker rows on a Dask cluster's workers and fits the rankers with
+``lightgbm.dask`` (:mod:`training.distributed`); everything else, and the registered bundle, is the same.
+Versions are registered only after every item type has been fitted and evaluated: a failure on the way
+leaves no registered version.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from jobcare.world.io import MANIFEST, read_manifest, read_tables
 from training import tracking
 from training.bundle import Bundle, load_bundle, log_bundle
 from training.candidates.evaluate import fit_stage_one
+from training.distributed import check_engine, engine_session
 from training.registry import CHALLENGER, CHAMPION, MODEL_NAMES, champion_version, paired_bootstrap, set_alias
 from training.request_path import context
 from training.stage_two import explore_ndcg, fit_and_evaluate, ndcg_by_request
@@ -73,15 +79,33 @@ def train(world: str | Path, cfg: ProjectConfig, console=None, oracle=None) -> d
     """Run the pipeline; return per item type the metrics, the registered version and the gate decision.
 
     ``oracle``: an object reading the world's truth (``evaluation.reference.world_oracle``), for reference
-    metrics only; without it the run needs nothing but the logs (no ``truth/``)."""
+    metrics only; without it the run needs nothing but the logs (no ``truth/``). ``cfg.train.engine``:
+    ``local`` or ``dask`` (a session on ``cfg.train.dask.scheduler`` or a LocalCluster, for this run).
+
+    Raises:
+        training.distributed.DistributedTrainingError: the Dask engine failed; nothing was registered.
+    """
     world = Path(world)
     tc = cfg.train
     windows = Windows.of(read_manifest(world)["span"], tc)  # before any work: the windows fit the span
+    check_engine(tc)  # and what the Dask engine cannot do (train.engine dask: rows and fits on a cluster)
     validate_world(world)  # bad data stops here: nothing is logged, no alias moves
     repo = ensure_repo(world, cfg)
     t = read_tables(world, ["events", "sessions", "impressions", "postings", "courses", "competency_units"])
     store = fstore.open_store(repo)
     ctx = context(repo, len(t["competency_units"]))
+    with engine_session(tc, world, repo, len(t["competency_units"])) as engine:
+        return _run(world, cfg, windows, repo, t, store, ctx, engine, console, oracle)
+
+
+def _run(
+    world: Path, cfg: ProjectConfig, windows: Windows, repo: Path, t, store, ctx, engine, console, oracle
+):
+    """The MLflow run of :func:`train`: every item type fitted and evaluated, then registered and gated.
+
+    ``engine``: None (this process) or a :class:`training.distributed.DaskEngine`. Nothing is registered
+    until every item type has been fitted, so a failure (a lost Dask worker, bad rows) leaves no version."""
+    tc = cfg.train
     exp = tracking.start(cfg.tracking)
     client = MlflowClient()
     manifest_hash = hashlib.sha256((world / MANIFEST).read_bytes()).hexdigest()
@@ -93,6 +117,7 @@ def train(world: str | Path, cfg: ProjectConfig, console=None, oracle=None) -> d
                 "world_manifest_sha256": manifest_hash,
                 "git_commit": git_commit(),
                 "world": str(world),
+                "engine": tc.engine,
             }
         )
         mlflow.log_dict(json.loads(cfg.model_dump_json()), "config.json")
@@ -111,6 +136,7 @@ def train(world: str | Path, cfg: ProjectConfig, console=None, oracle=None) -> d
                 **{f"als_{k}": v for k, v in cfg.candidates.als.model_dump().items()},
             }
         )
+        fitted = {}
         for it in tc.item_types:
             res = fit_and_evaluate(
                 it,
@@ -128,6 +154,7 @@ def train(world: str | Path, cfg: ProjectConfig, console=None, oracle=None) -> d
                 shuffle_labels=tc.shuffle_labels,
                 max_explore_requests=tc.max_explore_requests,
                 oracle=oracle,
+                engine=engine,
             )
             m = res["metrics"]
             mlflow.log_metrics({f"{PREFIX[it]}{k}": float(v) for k, v in m.items() if np.isfinite(v)})
@@ -158,6 +185,10 @@ def train(world: str | Path, cfg: ProjectConfig, console=None, oracle=None) -> d
                 },
                 res["final_content"],
             )
+            fitted[it] = (res, bundle)
+        # registered only now that every item type is fitted and evaluated
+        for it, (res, bundle) in fitted.items():
+            m = res["metrics"]
             uri = log_bundle(bundle, Path(tmp) / it, name=f"{it}_bundle")
             version = str(mlflow.register_model(uri, MODEL_NAMES[it]).version)
             decision = gate(client, MODEL_NAMES[it], version, res, tc.gate)

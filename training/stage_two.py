@@ -48,6 +48,47 @@ class RankerData:
     # FeatureService columns, the item and occupation features, the pair features, each source's rank;
     # no ids, lists, absolute moments or protected attributes), never chosen by dtype
     features: list = field(default_factory=list)
+    # the Dask engine only (training.distributed): the same rows as futures on the workers, one pandas
+    # partition per seeker-hash bucket, each holding whole requests sorted by (request_id, item_id)
+    parts: list = field(default_factory=list)
+
+
+@dataclass
+class RequestBatch:
+    """The requests of a window, chosen on one node, with what replaying each of them needs.
+
+    Any subset (:meth:`take`) replays to the same rows as in the whole batch: each request draws its
+    sampled negatives from its own generator, seeded by (seed, session id), so the rows do not depend on
+    how the requests are partitioned."""
+
+    requests: pd.DataFrame  # request_id, session_id, seeker_id, event_timestamp, policy
+    seeker_features: pd.DataFrame  # the seeker's point-in-time features, one row per request
+    user_emb: np.ndarray  # the two-tower's seeker embedding, one row per request
+    shown: dict  # session id -> the shown item ids in display order
+    labels: dict  # session id -> {item id: label}
+    seeker_columns: list
+
+    def take(self, positions: np.ndarray) -> RequestBatch:
+        """The requests at ``positions`` (their request ids unchanged)."""
+        req = self.requests.iloc[positions].reset_index(drop=True)
+        sids = set(req["session_id"].tolist())
+        return RequestBatch(
+            req,
+            self.seeker_features.iloc[positions].reset_index(drop=True),
+            self.user_emb[positions],
+            {s: v for s, v in self.shown.items() if s in sids},
+            {s: v for s, v in self.labels.items() if s in sids},
+            self.seeker_columns,
+        )
+
+
+@dataclass
+class ReplayedRows:
+    """The rows of some requests of a window (:func:`replay_requests`)."""
+
+    rows: pd.DataFrame | None  # sorted by (request_id, item_id); None when no request kept a row
+    als_inputs: dict  # request id -> (seeker, allowed item ids, history or None)
+    features: list
 
 
 def build_rows(
@@ -73,12 +114,35 @@ def build_rows(
     By default only sessions with a positive outcome (what the ranker learns from); with ``policy`` set
     ("explore"), only that logging policy's sessions, by default outcome or not (the off-policy
     estimates need the sessions without an apply too; ``positive_only=True`` keeps those with one).
+    The Dask engine (:mod:`training.distributed`) runs the same two steps, :func:`select_requests` here
+    and :func:`replay_requests` on its workers, one partition of the requests each.
     """
     if positive_only is None:
         positive_only = policy is None
-    rng = np.random.default_rng(seed)
     if stage is None:
         stage = fit_stage_one(item_type, t["events"], start, store, repo, ctx, cfg, end)
+    batch = select_requests(item_type, t, store, stage, start, end, max_requests, seed, policy, positive_only)
+    out = replay_requests(
+        item_type, t, repo, ctx, cfg, batch, stage, start, negatives, seed, positive_only, show_progress
+    )
+    return ranker_data(item_type, [out], batch.requests, stage)
+
+
+def select_requests(
+    item_type: str,
+    t: dict,
+    store,
+    stage: StageOne,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    max_requests: int,
+    seed: int,
+    policy: str | None,
+    positive_only: bool,
+) -> RequestBatch:
+    """The window's requests (a seeded sample of at most ``max_requests`` sessions), their labels, shown
+    items, point-in-time seeker features and two-tower embeddings (:func:`build_rows` for the filters)."""
+    rng = np.random.default_rng(seed)
     sess = t["sessions"]
     sess = sess[(sess["item_type"] == item_type) & (sess["ts"] >= start) & (sess["ts"] < end)]
     labels = session_labels(t, item_type, sess["session_id"], until=end)
@@ -111,16 +175,39 @@ def build_rows(
         .groupby("session_id")["item_id"]
         .apply(np.asarray)
     )
+    labels = labels[labels["session_id"].isin(requests["session_id"])]
     lab_by = {sid: dict(zip(g["item_id"], g["label"])) for sid, g in labels.groupby("session_id")}
-    offers = OfferIndex(t, item_type)
-    key = ITEM_KEY[item_type]
-    replay = ReplayDays(repo, item_type, ctx, stage)
     seeker_columns = fstore.scalar_columns(store.get_feature_service("seeker_online_v1"))
+    return RequestBatch(requests, qfeat, user_emb, shown_by.to_dict(), lab_by, seeker_columns)
+
+
+def replay_requests(
+    item_type: str,
+    t: dict,
+    repo: Path,
+    ctx,
+    cfg: CandidatesConfig,
+    batch: RequestBatch,
+    stage: StageOne,
+    start: pd.Timestamp,
+    negatives: int,
+    seed: int,
+    positive_only: bool,
+    show_progress: bool = False,
+) -> ReplayedRows:
+    """Replay ``batch``'s requests through the request path (the code the service runs): each request's
+    candidates, its shown items and sampled negatives, labels and features."""
+    requests, qfeat, user_emb = batch.requests, batch.seeker_features, batch.user_emb
+    offers = OfferIndex(t, item_type)
+    replay = ReplayDays(repo, item_type, ctx, stage)
+    seeker_columns = batch.seeker_columns
     occ_columns = occupation_columns(repo) if item_type == "posting" else None
     plan = None  # the rows' feature columns: every input a ranker may use (the same every day)
-    parts, als_inputs = [], []
+    features: list = []
+    parts, als_inputs = [], {}
     for i in tqdm(range(len(requests)), desc=f"{item_type} requests", disable=not show_progress):
-        s, ts, sid = (
+        rid, s, ts, sid = (
+            int(requests.at[i, "request_id"]),
             int(requests.at[i, "seeker_id"]),
             requests.at[i, "event_timestamp"],
             requests.at[i, "session_id"],
@@ -139,16 +226,16 @@ def build_rows(
         items, hist, mask = req.items, req.history, req.mask
         lists = req.key_lists()
         newer = bool(len(hist)) and bool((hist["timestamp"] >= start).any())
-        als_inputs.append((s, items.keys[mask], hist if newer else None))
+        als_inputs[rid] = (s, items.keys[mask], hist if newer else None)
         rows = request_rows(
-            i,
+            rid,
             sid,
             lists,
-            shown_by.get(sid, np.zeros(0, np.int64)),
-            lab_by.get(sid, {}),
+            batch.shown.get(sid, np.zeros(0, np.int64)),
+            batch.labels.get(sid, {}),
             cfg.n_candidates,
             negatives,
-            rng,
+            np.random.default_rng((seed, int(sid))),  # per request: any partition draws the same negatives
             require_positive=positive_only,
         )
         if rows is None:
@@ -162,21 +249,44 @@ def build_rows(
         pos = items.positions(rows["item_id"].to_numpy())
         if (pos < 0).any():
             raise JobcareError(
-                f"{item_type} request {i}: items {rows['item_id'][pos < 0].tolist()[:5]} have no features "
+                f"{item_type} request {rid}: items {rows['item_id'][pos < 0].tolist()[:5]} have no features "
                 f"on {ts.date()} (rule: a shown or candidate item exists at the request)"
             )
         X = plan.matrix(req.seeker, items, pos, req.now, ctx, occ_feats=req.occ_feats)
         feats = pd.DataFrame(X, columns=plan.features, index=rows.index)
         parts.append(pd.concat([rows, feats], axis=1).assign(seeker_id=s, occupation_id=items.occ[pos]))
+    if not parts:
+        return ReplayedRows(None, als_inputs, features)
     rows = pd.concat(parts, ignore_index=True)
-    rows[key] = rows["item_id"]
-    return RankerData(
-        rows.sort_values(["request_id", "item_id"], kind="stable").reset_index(drop=True),
-        requests,
-        stage,
-        als_inputs,
-        features,
-    )
+    rows[ITEM_KEY[item_type]] = rows["item_id"]
+    return ReplayedRows(sort_rows(rows), als_inputs, features)
+
+
+def sort_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows in (request_id, item_id) order: each request's rows contiguous, as LightGBM's groups need."""
+    return rows.sort_values(["request_id", "item_id"], kind="stable").reset_index(drop=True)
+
+
+def ranker_data(
+    item_type: str,
+    outs: list[ReplayedRows],
+    requests: pd.DataFrame,
+    stage: StageOne,
+    parts: list | None = None,
+) -> RankerData:
+    """The :class:`RankerData` of the replayed partitions ``outs`` of one window's ``requests``."""
+    kept = [o for o in outs if o.rows is not None]
+    if not kept:
+        raise NoRequestsError(f"no {item_type} request of {len(requests)} kept a row (none had a positive)")
+    features = kept[0].features
+    if any(o.features != features for o in kept):
+        raise JobcareError(
+            f"{item_type}: partitions disagree on the ranker's features (rule: one feature list)"
+        )
+    als = {rid: v for o in outs for rid, v in o.als_inputs.items()}
+    als_inputs = [als[rid] for rid in requests["request_id"]]
+    rows = sort_rows(pd.concat([o.rows for o in kept], ignore_index=True))
+    return RankerData(rows, requests, stage, als_inputs, features, list(parts or []))
 
 
 def als_ranks(data: RankerData, als, n_candidates: int) -> np.ndarray:
@@ -337,6 +447,48 @@ def explore_metrics(prefix: str, per: pd.DataFrame, best_baseline: str | None, s
     return m
 
 
+def fit_ranker(
+    ranker_params: dict,
+    seed: int,
+    data: RankerData,
+    feats: list[str],
+    shuffle_labels: bool = False,
+    eval_data: RankerData | None = None,
+    engine=None,
+) -> LambdaRankRanker:
+    """A LambdaRank ranker on ``data``'s rows and ``feats``, fitted here or by ``engine`` (the Dask engine
+    returns the same kind of object). ``shuffle_labels``: a deliberately worse model (the gate's test);
+    ``eval_data``: rows whose NDCG is recorded per iteration (local fits only)."""
+    if engine is not None:
+        return engine.fit_ranker(ranker_params, seed, data, feats, shuffle_labels)
+    labels = data.rows["label"].to_numpy()
+    if shuffle_labels:
+        labels = np.random.default_rng(seed).permutation(labels)
+    eval_set = None
+    if eval_data is not None:
+        ev = eval_data.rows
+        eval_set = (ev[feats], ev["label"], group_sizes(ev))
+    return LambdaRankRanker(**ranker_params, random_state=seed).fit(
+        data.rows[feats],
+        labels,
+        group_sizes(data.rows),
+        eval_set=eval_set,
+        position=data.rows["shown_position"].to_numpy(),
+    )
+
+
+def stack_windows(a: RankerData, b: RankerData, engine=None) -> RankerData:
+    """``a``'s rows then ``b``'s, ``b``'s request ids shifted past ``a``'s (the final model's rows); with
+    the Dask engine also its partitions, stacked on the workers."""
+    offset = len(a.requests)
+    rows = pd.concat([a.rows, b.rows.assign(request_id=b.rows["request_id"] + offset)], ignore_index=True)
+    requests = pd.concat([a.requests, b.requests.assign(request_id=b.requests["request_id"] + offset)])
+    parts = engine.stack_parts(a.parts, b.parts, offset) if engine is not None else []
+    return RankerData(
+        rows, requests.reset_index(drop=True), None, a.als_inputs + b.als_inputs, a.features, parts
+    )
+
+
 def fit_and_evaluate(
     item_type: str,
     t: dict,
@@ -353,6 +505,7 @@ def fit_and_evaluate(
     shuffle_labels: bool = False,
     max_explore_requests: int = 1000,
     oracle=None,
+    engine=None,
 ) -> dict:
     """Train the ranker on the train window, evaluate on validation, report on test
     (:class:`training.windows.Windows`); return the model, data and metrics.
@@ -363,9 +516,13 @@ def fit_and_evaluate(
     random explore slates with an outcome, up to ``max_explore_requests``, each model ordering the ten
     shown items; free of the logging policy's position bias). The best single stage-one source is chosen
     on validation's explore slates and reported on test's. ``oracle`` (evaluation only: an object that
-    reads the world's truth) adds the oracle's NDCG and the ratios to it; the model path never needs it."""
+    reads the world's truth) adds the oracle's NDCG and the ratios to it; the model path never needs it.
+    ``engine``: None (this process) or a :class:`training.distributed.DaskEngine`, which builds the train
+    and validation rows on its workers and fits the rankers with ``lightgbm.dask``; the explore slates
+    (evaluation only) and stage one stay here."""
     w = windows
-    train = build_rows(
+    rows_of = build_rows if engine is None else engine.build_rows  # the Dask engine: rows on its workers
+    train = rows_of(
         item_type,
         t,
         store,
@@ -379,7 +536,7 @@ def fit_and_evaluate(
         seed,
         show_progress,
     )
-    valid = build_rows(
+    valid = rows_of(
         item_type,
         t,
         store,
@@ -394,16 +551,7 @@ def fit_and_evaluate(
         show_progress,
     )
     feats = train.features
-    labels = train.rows["label"].to_numpy()
-    if shuffle_labels:  # a deliberately worse model, for testing the promotion gate
-        labels = np.random.default_rng(seed).permutation(labels)
-    ranker = LambdaRankRanker(**ranker_params, random_state=seed).fit(
-        train.rows[feats],
-        labels,
-        group_sizes(train.rows),
-        eval_set=(valid.rows[feats], valid.rows["label"], group_sizes(valid.rows)),
-        position=train.rows["shown_position"].to_numpy(),
-    )
+    ranker = fit_ranker(ranker_params, seed, train, feats, shuffle_labels, eval_data=valid, engine=engine)
     v = valid.rows
     nd = ndcg_by_request(v, ranker.predict(v[feats]))
     nd_als = ndcg_by_request(v, -v["cand_rank_als"].to_numpy(float))
@@ -416,28 +564,16 @@ def fit_and_evaluate(
         *args, w.valid_start, w.test_start, max_explore_requests, seed + 2, show_progress, valid.stage
     )
     cfeats = content_features(feats)
-    content = LambdaRankRanker(**ranker_params, random_state=seed).fit(
-        train.rows[cfeats], labels, group_sizes(train.rows), position=train.rows["shown_position"].to_numpy()
-    )
+    content = fit_ranker(ranker_params, seed, train, cfeats, shuffle_labels, engine=engine)
     val_per = explore_ndcg(val_ex, ranker, feats, item_type, oracle, content)
     best = max((b for b in SINGLE_BASELINES if b in val_per), key=lambda b: val_per[b].mean(), default=None)
     # the shipped recipe: the same settings refitted on train + validation rows (what a model trained at
     # T1 would be); the test window, with its own stage one (fitted on the events before T1), reports it
     # once and is never chosen on
-    both = pd.concat(
-        [train.rows, valid.rows.assign(request_id=valid.rows["request_id"] + len(train.requests))],
-        ignore_index=True,
-    )
-    final_labels = both["label"].to_numpy()
-    if shuffle_labels:
-        final_labels = np.random.default_rng(seed).permutation(final_labels)
-    final = LambdaRankRanker(**ranker_params, random_state=seed).fit(
-        both[feats], final_labels, group_sizes(both), position=both["shown_position"].to_numpy()
-    )
+    both = stack_windows(train, valid, engine)
+    final = fit_ranker(ranker_params, seed, both, feats, shuffle_labels, engine=engine)
     test_ex = explore_rows(*args, w.test_start, w.end, max_explore_requests, seed + 3, show_progress, None)
-    final_content = LambdaRankRanker(**ranker_params, random_state=seed).fit(
-        both[cfeats], final_labels, group_sizes(both), position=both["shown_position"].to_numpy()
-    )
+    final_content = fit_ranker(ranker_params, seed, both, cfeats, shuffle_labels, engine=engine)
     test_per = explore_ndcg(test_ex, final, feats, item_type, oracle, final_content)
     metrics = {
         **explore_metrics("val", val_per, best, seed),
@@ -450,7 +586,7 @@ def fit_and_evaluate(
         "val_requests_cold": int(cold.sum()),
         "train_rows": int(len(train.rows)),
         "train_requests": int(train.rows["request_id"].nunique()),
-        "final_rows": int(len(both)),
+        "final_rows": int(len(both.rows)),
     }
     if nd_oracle is not None:
         metrics["val_oracle_ndcg_at_10"] = float(nd_oracle.mean())
