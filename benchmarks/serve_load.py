@@ -4,7 +4,8 @@ For each catalogue size (default 50,000 and 200,000 open postings: the demo worl
 replicated under new ids, ``serving.load_test_postings``), with k = 10 and 300 candidates:
 
 - in process (``Engine.recommend``, the code path the service runs), sequential: jobs, courses,
-  certificates and ``competency_gap``, p50 / p99, with the per-stage breakdown the engine records
+  certificates, ``competency_gap``, ``package``, ``labour_market`` and ``career_path`` (an occupation's
+  whole path, the largest answer), p50 / p99, with the per-stage breakdown the engine records
   (seeker read, mask, seeker embedding, stage one, union, features, predict, reasons) and the cost of
   appending the impression record;
 - over HTTP through ``bentoml serve`` (loopback, the load generator on the same 2 cores): sequential
@@ -16,8 +17,9 @@ replicated under new ids, ``serving.load_test_postings``), with k = 10 and 300 c
 first is used for the other sizes. Targets (issue 12), reported with the absolute numbers: in process
 p50 <= 8 ms and p99 <= 15 ms at 200,000; HTTP sequential p99 <= 30 ms; >= 100 requests/s with 8 clients
 at p99 <= 80 ms; 0 errors at 80%; 0 failures across the swap; courses / certificates within the same
-bounds; competency gap p99 <= 20 ms; service memory <= 3 GB. The 1 s figure this replaces: 50,000 open
-postings, 1,017 ms p50 / 1,425 ms p99 in process (2026-11-28).
+bounds; competency gap p99 <= 20 ms; package, labour market and career path p99 <= 30 ms over HTTP (the
+bound of the lists; issue 15 asks to keep the p99 targets); service memory <= 3 GB. The 1 s figure this
+replaces: 50,000 open postings, 1,017 ms p50 / 1,425 ms p99 in process (2026-11-28).
 
 The service clock is 45 days before the world's end (``--days-before-end``): at the world's last second
 almost no course recruits, which would time an empty course answer. The registry is a copy of the
@@ -174,6 +176,19 @@ def in_process(cfg, seekers, sample: int) -> dict:
     res["competency_gap"] = sequential(
         lambda s: engine.competency_gap(int(occs[s % len(occs)]), seeker_id=s), seekers, sample
     )
+    from serving.career_path_schemas import CareerPathRequest
+    from serving.labour_market_schemas import LabourMarketRequest
+
+    def occ(s):
+        return int(occs[s % len(occs)])
+
+    menu = {  # the rest of JobCare's menu (issue 15): precomputed per refresh, sliced per request
+        "package": lambda s: engine.package(occ(s), seeker_id=s, k=3),
+        "labour_market": lambda s: engine.labour_market(LabourMarketRequest(occupation_id=occ(s))),
+        "career_path": lambda s: engine.career_path(CareerPathRequest(occupation_id=occ(s))),
+    }
+    for name, call in menu.items():
+        res[name] = sequential(call, seekers, sample)
     res["two_threads_jobs"] = closed_loop(lambda s: engine.recommend("posting", seeker_id=s), seekers, 2, 15)
     log.close()
     gc.unfreeze()
@@ -218,6 +233,13 @@ def over_http(cfg_path: Path, tmp: Path, seekers, sample: int, workers: int, sec
             seekers,
             sample,
         )
+
+        for name, path, body in (
+            ("package", "/package", lambda s: {"seeker_id": s, "occupation_id": int(occs[s % len(occs)])}),
+            ("labour_market", "/labour-market", lambda s: {"occupation_id": int(occs[s % len(occs)])}),
+            ("career_path", "/career-path", lambda s: {"occupation_id": int(occs[s % len(occs)])}),
+        ):
+            res[name] = sequential(lambda s, p=path, b=body: post(p, b(s)), seekers, sample)
 
         def jobs(s):
             return post("/recommend/jobs", {"seeker_id": s, "k": 10})
@@ -280,6 +302,10 @@ def targets(size: dict) -> dict:
         "http_8_clients_ge_100rps": best8["rps"] >= 100,
         "http_8_clients_p99_le_80ms": best8["p99_ms"] <= 80,
         "competency_gap_http_p99_le_20ms": http["competency_gap"]["p99_ms"] <= 20,
+        "package_labour_market_career_path_http_p99_le_30ms": max(
+            http[m]["p99_ms"] for m in ("package", "labour_market", "career_path")
+        )
+        <= 30,
         "service_memory_le_3gb": http["memory"]["pss_mb"] <= 3072,
     }
     if "at_80pct" in http:

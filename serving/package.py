@@ -411,10 +411,15 @@ def _outcomes(Lb: np.ndarray, Pb: np.ndarray, held, need, imp):
         Lb: (B, n, U) the level each item gives on each required unit.
         Pb: (B, n) each item's success probability (1 for an empty slot whose levels are 0).
     """
-    n = Lb.shape[1]
+    B, n, U = Lb.shape
     S = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(bool)  # (2^n, n)
-    lv = np.max(Lb[:, None, :, :] * S[None, :, :, None], axis=2, initial=0.0)  # (B, 2^n, U)
-    lv = np.maximum(lv, held)
+    # outcome s is outcome s without its lowest item j, plus item j: one (B, U) maximum per outcome
+    # (a (B, 2^n, n, U) product and its max took three quarters of a package request)
+    lv = np.empty((B, 2**n, U))
+    lv[:, 0] = held
+    for s in range(1, 2**n):
+        j = (s & -s).bit_length() - 1
+        np.maximum(lv[:, s & (s - 1)], Lb[:, j], out=lv[:, s])
     flat = lv.reshape(-1, need.size)
     cov = coverage(flat, np.broadcast_to(need, flat.shape), np.broadcast_to(imp, flat.shape))
     prob = np.prod(np.where(S[None], Pb[:, None, :], 1.0 - Pb[:, None, :]), axis=2)
