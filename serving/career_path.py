@@ -61,6 +61,11 @@ NO_KNOWLEDGE_ONET = (
 )
 
 
+def tables_present(world: str | Path, names) -> list[str]:
+    """``names`` without ``unit_elements`` when the world has no such file (generated before it existed)."""
+    return [n for n in names if n != "unit_elements" or (Path(world) / f"{n}.parquet").is_file()]
+
+
 class CareerPathError(ServingError):
     """A career-path question the service refuses (HTTP 400)."""
 
@@ -133,8 +138,7 @@ class CareerPath:
     @classmethod
     def from_world(cls, world: str | Path, as_of: str | datetime) -> CareerPath:
         """Read :data:`TABLES` from a world folder (``unit_elements`` only if the world has it)."""
-        names = [n for n in TABLES if n != "unit_elements" or (Path(world) / f"{n}.parquet").is_file()]
-        return cls(read_tables(world, names), as_of)
+        return cls(read_tables(world, tables_present(world, TABLES)), as_of)
 
     # ------------------------------------------------------------------ build
     def _build_links(self, t: dict[str, pd.DataFrame], group_name: pd.Series) -> None:
@@ -348,4 +352,4 @@ class CareerPath:
         return CareerPathResponse.model_validate(out)
 
 
-__all__ = ["TABLES", "CareerPath", "CareerPathError", "CareerPathUnknownIdError"]
+__all__ = ["TABLES", "CareerPath", "CareerPathError", "CareerPathUnknownIdError", "tables_present"]

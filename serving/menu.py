@@ -16,6 +16,7 @@ import pandas as pd
 from jobcare.world.io import read_tables
 from jobcare.world.taxonomy import EDUCATION
 from serving.career_path import TABLES as CAREER_TABLES
+from serving.career_path import tables_present
 from serving.errors import NotReadyError
 from serving.labour_market import LabourMarket
 from serving.package import RULES, PackageRules, demand_weight, package
@@ -40,10 +41,7 @@ REFRESH_TABLES = (
 def refresh_tables(world: Path) -> dict[str, pd.DataFrame]:
     """Every table a refresh needs, each read once (``unit_elements`` only where the world has it: a
     world generated before it existed answers the career path without elements, and says so)."""
-    names = dict.fromkeys(REFRESH_TABLES + CAREER_TABLES)
-    return read_tables(
-        world, [n for n in names if n != "unit_elements" or (world / f"{n}.parquet").is_file()]
-    )
+    return read_tables(world, tables_present(world, dict.fromkeys(REFRESH_TABLES + CAREER_TABLES)))
 
 
 def build_market(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, scfg) -> LabourMarket:

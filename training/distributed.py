@@ -42,9 +42,9 @@ from training.stage_two import (
     ReplayedRows,
     RequestBatch,
     group_sizes,
+    prepare_requests,
     ranker_data,
     replay_requests,
-    select_requests,
     sort_rows,
 )
 
@@ -199,14 +199,8 @@ class DaskEngine:
     ) -> RankerData:
         """:func:`training.stage_two.build_rows` with the replay run on the workers, one partition of the
         requests (by seeker hash) each; returns the same rows, plus their partitions as futures."""
-        from training.candidates.evaluate import fit_stage_one
-
-        if positive_only is None:
-            positive_only = policy is None
-        if stage is None:  # stage one stays here: ALS fits on one machine
-            stage = fit_stage_one(item_type, t["events"], start, store, repo, ctx, cfg, end)
-        batch = select_requests(
-            item_type, t, store, stage, start, end, max_requests, seed, policy, positive_only
+        stage, batch, positive_only = prepare_requests(
+            item_type, t, store, repo, ctx, cfg, start, end, max_requests, seed, policy, positive_only, stage
         )
         spec = PartitionSpec(
             item_type,

@@ -117,15 +117,27 @@ def build_rows(
     The Dask engine (:mod:`training.distributed`) runs the same two steps, :func:`select_requests` here
     and :func:`replay_requests` on its workers, one partition of the requests each.
     """
+    stage, batch, positive_only = prepare_requests(
+        item_type, t, store, repo, ctx, cfg, start, end, max_requests, seed, policy, positive_only, stage
+    )
+    out = replay_requests(
+        item_type, t, repo, ctx, cfg, batch, stage, start, negatives, seed, positive_only, show_progress
+    )
+    return ranker_data(item_type, [out], batch.requests, stage)
+
+
+def prepare_requests(
+    item_type, t, store, repo, ctx, cfg, start, end, max_requests, seed, policy, positive_only, stage
+) -> tuple[StageOne, RequestBatch, bool]:
+    """What both engines do on the driver before the replay: the default of ``positive_only``, stage one
+    (fitted before ``start`` unless given: ALS stays on one machine) and the window's requests.
+    Returns (stage, batch, positive_only)."""
     if positive_only is None:
         positive_only = policy is None
     if stage is None:
         stage = fit_stage_one(item_type, t["events"], start, store, repo, ctx, cfg, end)
     batch = select_requests(item_type, t, store, stage, start, end, max_requests, seed, policy, positive_only)
-    out = replay_requests(
-        item_type, t, repo, ctx, cfg, batch, stage, start, negatives, seed, positive_only, show_progress
-    )
-    return ranker_data(item_type, [out], batch.requests, stage)
+    return stage, batch, positive_only
 
 
 def select_requests(
