@@ -162,10 +162,11 @@ class JobCare:
     # ------------------------------------------------------------------ recommend
     def _recommend(self, item_type: str, request: RecommendRequest) -> RecommendResponse:
         seeker_id, profile, k, filters = request.seeker_id, request.profile, request.k, request.filters
+        # exactly one of them (RecommendRequest): the id, or a salted hash of the profile
         key = (
             str(seeker_id)
             if seeker_id is not None
-            else (anonymous_key(profile, self.engine.scfg.anonymous_salt) if profile else None)
+            else anonymous_key(profile, self.engine.scfg.anonymous_salt)
         )
         out = _http_errors(
             self.engine.recommend,
