@@ -1,0 +1,184 @@
+"""Research benchmark: how much of the world's latent taste can collaborative filtering learn from the logs?
+
+The world's utility has a latent part, <seeker taste, item factor> / sqrt(d) + item bias (30% of the
+within-seeker variance in the demo world), that no observed column carries: only collaborative signal
+can recover it, and issue 13's course target (0.90 of the oracle, while the observable-only oracle
+reaches 0.864) needs it. This script measures it directly with the answer key (``truth/``; a research
+script, never part of the model path):
+
+- For each item type, on the validation window's explore slates (``train.test_days`` / ``eval_days`` of
+  the config: the same windows as ``jobcare train``), the Pearson correlation between an ALS score and
+  the true latent part over the slate's items the model knows, averaged over slates of warm seekers; and
+  NDCG@10 of ranking the slate by the ALS score, by the true latent part alone (what perfect
+  collaborative filtering could add) and at random.
+- ALS variants, all fitted on the events before the validation window with the service's event weights
+  and decay (``training.interactions.world_interactions``) through the service's own
+  ``ALSRecommender``: per item type over item ids (what the bundles use); per item type over the item's
+  "parent" (postings -> employer, courses -> provider: the world draws an item's factor as 0.8 x its
+  parent's plus noise, and parents live longer than postings or course runs); and one joint model over
+  all three types' parents (a seeker's taste is shared across item types in the world, so their many
+  posting events could inform their course tastes).
+
+Run: ``python benchmarks/latent_recovery.py --world .jobcare/world-demo-7 --config configs/demo.yaml``.
+Writes ``benchmarks/results/latent_recovery.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+# benchmarks/features.py would shadow the `features` package when run as `python benchmarks/...py`
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from evaluation.metrics import ndcg_at_k  # noqa: E402
+from jobcare.config import ProjectConfig, load_config  # noqa: E402
+from jobcare.world.io import read_manifest, read_tables  # noqa: E402
+from jobcare.world.oracle import WorldOracle  # noqa: E402
+from training.candidates.als import ALSRecommender  # noqa: E402
+from training.interactions import world_interactions  # noqa: E402
+from training.ranking_data import session_labels  # noqa: E402
+from training.windows import Windows  # noqa: E402
+
+ITEM_TYPES = ("posting", "course", "certificate")
+
+
+def parents(t: dict) -> dict[str, pd.Series]:
+    """item id -> the parent key whose factor the world's item factor inherits (certificates: none)."""
+    return {
+        "posting": "e" + t["postings"].set_index("posting_id")["employer_id"].astype(str),
+        "course": "p" + t["courses"].set_index("course_id")["provider_id"].astype(str),
+        "certificate": "c" + t["certificates"].set_index("certificate_id").index.to_series().astype(str),
+    }
+
+
+def keyed(inter: pd.DataFrame, item_type: str, mode: str, par: dict) -> pd.DataFrame:
+    """Interactions with the item column as the model's key for ``mode`` (item / parent)."""
+    if mode == "item":
+        return inter
+    return inter.assign(item=par[item_type].reindex(inter["item"].to_numpy()).to_numpy())
+
+
+def slates(t: dict, item_type: str, start, end) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(seeker, items, labels) of the explore sessions in [start, end) with an outcome inside it."""
+    s = t["sessions"]
+    s = s[(s["item_type"] == item_type) & (s["policy"] == "explore") & (s["ts"] >= start) & (s["ts"] < end)]
+    lab = session_labels(t, item_type, s["session_id"], until=end)
+    lab = lab.set_index(["session_id", "item_id"])["label"]
+    imp = t["impressions"]
+    imp = imp[imp["session_id"].isin(s["session_id"])].sort_values(["session_id", "position"])
+    out = []
+    for sid, g in imp.groupby("session_id", sort=True):
+        items = g["item_id"].to_numpy(np.int64)
+        rel = np.array([lab.get((sid, int(i)), 0) for i in items])
+        if rel.max() > 0:
+            out.append((int(g["seeker_id"].iloc[0]), items, rel))
+    return out
+
+
+def parent_keys(par: dict, item_type: str, items: np.ndarray) -> np.ndarray:
+    return par[item_type].reindex(items).to_numpy()
+
+
+def evaluate(model, keys_of, slates_, latent_of, seed: int) -> dict:
+    """Correlation with the true latent part and NDCG@10 (ALS, true latent, random) over the slates."""
+    rng = np.random.default_rng(seed)
+    corr, nd_als, nd_lat, nd_rand, warm = [], [], [], [], 0
+    for seeker, items, rel in slates_:
+        lat = latent_of(seeker, items)
+        sc = model.score(seeker, keys_of(items))
+        known = np.isfinite(sc)
+        nd_lat.append(ndcg_at_k(rel[np.argsort(-lat, kind="stable")], 10))
+        nd_rand.append(ndcg_at_k(rel[rng.permutation(len(rel))], 10))
+        # unknown seeker or item: ranked last (what a candidate generator can do with it)
+        nd_als.append(ndcg_at_k(rel[np.argsort(-np.where(known, sc, -np.inf), kind="stable")], 10))
+        if known.sum() >= 3:
+            warm += 1
+            a, b = sc[known], lat[known]
+            if a.std() > 0 and b.std() > 0:
+                corr.append(float(np.corrcoef(a, b)[0, 1]))
+    return {
+        "slates": len(slates_),
+        "warm_slates": warm,
+        "corr_with_latent_mean": round(float(np.mean(corr)), 4) if corr else None,
+        "corr_ci95_halfwidth": round(float(1.96 * np.std(corr) / np.sqrt(len(corr))), 4) if corr else None,
+        "ndcg_at_10_als": round(float(np.mean(nd_als)), 4),
+        "ndcg_at_10_true_latent": round(float(np.mean(nd_lat)), 4),
+        "ndcg_at_10_random": round(float(np.mean(nd_rand)), 4),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--world", default=".jobcare/world-demo-7")
+    ap.add_argument("--config", default="configs/demo.yaml")
+    ap.add_argument("--out", default="benchmarks/results/latent_recovery.json")
+    args = ap.parse_args()
+    cfg = load_config(args.config, ProjectConfig)
+    world = Path(args.world)
+    t = read_tables(world)
+    win = Windows.of(read_manifest(world)["span"], cfg.train)
+    oracle = WorldOracle(world)
+    par = parents(t)
+    ap_ = cfg.candidates.als
+    weights = cfg.candidates.event_weights
+
+    def latent_of(item_type):
+        def f(seeker, items):
+            s = np.full(len(items), seeker)
+            return oracle.arrays.raw_parts(
+                oracle.params, item_type, s, items, oracle.state_at(win.valid_start)
+            )[1]
+
+        return f
+
+    def als():
+        return ALSRecommender(ap_.factors, ap_.regularization, ap_.alpha, ap_.iterations, random_state=0)
+
+    inter = {it: world_interactions(t["events"], it, win.valid_start, weights) for it in ITEM_TYPES}
+    ev_slates = {it: slates(t, it, win.valid_start, win.test_start) for it in ITEM_TYPES}
+    results: dict = {"variants": {}}
+    t0 = time.perf_counter()
+    joint = als().fit(
+        pd.concat([keyed(inter[it], it, "parent", par) for it in ITEM_TYPES], ignore_index=True)
+    )
+    for it in ITEM_TYPES:
+        row = {}
+        for mode in ("item", "parent"):
+            if mode == "parent" and it == "certificate":
+                continue  # certificates have no parent: the per-item model is the same
+            model = als().fit(keyed(inter[it], it, mode, par))
+            keys = (
+                (lambda items: items)
+                if mode == "item"
+                else (lambda items, it=it: par[it].reindex(items).to_numpy())
+            )
+            row[f"als_{mode}"] = evaluate(model, keys, ev_slates[it], latent_of(it), 0)
+        row["als_joint_parents"] = evaluate(
+            joint, lambda items, it=it: parent_keys(par, it, items), ev_slates[it], latent_of(it), 0
+        )
+        results["variants"][it] = row
+        print(it, json.dumps(row, indent=1), flush=True)
+    results.update(
+        world=str(world),
+        windows=win.as_dict(),
+        als=ap_.model_dump(),
+        seconds=round(time.perf_counter() - t0, 1),
+        machine={"cpus": os.cpu_count(), "python": platform.python_version()},
+    )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
