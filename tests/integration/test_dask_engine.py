@@ -1,8 +1,8 @@
 """The Dask engine (``train.engine: dask``) on the tiny world and a 2-worker ``LocalCluster`` (processes,
 one thread each): rows built on the workers equal the local rows; the ``lightgbm.dask`` ranker's
-validation NDCG@10 is close to the local ranker's on the same rows (within 0.03: 0.01 is not reliably
-met here); the registered bundle is the local kind; a worker killed mid-fit is a named error that leaves
-no registered version."""
+validation NDCG@10 is close to the local ranker's on the same rows (within 0.03, not the issue's 0.01: see
+the comment in the test and the README); the registered bundle is the local kind; a worker killed mid-fit
+is a named error that leaves no registered version."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from training.windows import Windows
 
 pytestmark = pytest.mark.integration
 TREES = 40
-TOLERANCE = 0.03  # validation NDCG@10, dask vs local on the same rows (see the test)
+TOLERANCE = 0.03  # validation NDCG@10, dask vs local on the same rows; 0.01 does not hold (see the test)
 
 
 @pytest.fixture(scope="module")
@@ -127,10 +127,16 @@ def test_dask_champion_is_close_in_ndcg_to_the_local_ranker_and_loads(local, clu
         f"\nval NDCG@10: local {local_ndcg:.4f}, dask {m['val_ndcg_at_10']:.4f}; dask pipeline {secs:.1f} s"
     )
     print(f"local fit {local_fit:.2f} s")
-    # NOT the issue's 0.01: lightgbm.dask finds each feature's bin boundaries on one worker's partition and
-    # ranks the workers in an order that varies between runs, so on the tiny world (150 validation requests)
-    # the dask - local difference measured -0.026 to +0.006 over 4 seeds x 2 runs (the local ranker's own
-    # spread over those seeds: 0.019). 0.03 holds; 0.01 does not, reliably (see the report)
+    # NOT the issue's 0.01. LightGBM's data-parallel learner is not the serial one: (1) each worker bins its
+    # share of the features from its own partition (so the fit also depends on which worker gets rank 0,
+    # which varies between runs); (2) it checks min_child_samples against leaf counts estimated from the
+    # hessians, where the serial learner recounts each leaf; (3) it sums histograms in another order. With
+    # (1) removed (the local bin mappers given to the workers) the dask fits repeat exactly but still differ
+    # from the local one (-0.015 to +0.003); with (1) and (2) removed and feature_fraction 1, the trees agree
+    # for 28+ splits, then float-level ties break differently. On 150 validation requests any such divergence
+    # moves NDCG@10 by about as much as changing only the local ranker's LightGBM seed (-0.013 to +0.009).
+    # Measured dask - local with the shipped code, 40 trees, seeds 0-4 x 2 runs: -0.014 to +0.004
+    # (benchmarks/dask_engine.py, 60 trees, earlier: down to -0.026). So 0.03, not 0.01.
     assert abs(m["val_ndcg_at_10"] - local_ndcg) <= TOLERANCE
     mlflow.set_tracking_uri(cfg.tracking.uri)
     client = MlflowClient()
