@@ -30,7 +30,6 @@ import pandas as pd
 from features import store as fstore
 from features.item_index import item_features
 from features.pair_arrays import SeekerArrays, days, pair_matrix
-from features.pairs import PAIR_FEATURES
 from jobcare.config import ExploreConfig, ProjectConfig
 from jobcare.world.io import read_manifest, read_tables
 from jobcare.world.taxonomy import RIASEC
@@ -42,7 +41,7 @@ from serving.labour_market_schemas import LabourMarketRequest
 from serving.menu import build_market, package_answer, reference, refresh_tables
 from serving.package import RULES, PackageRules
 from serving.profiles import profile_row
-from serving.reasons import contribution_reasons, topic_index
+from serving.reasons import contribution_reasons
 from serving.schemas import Profile
 from serving.state import (
     ITEM_STATE,
@@ -379,23 +378,17 @@ class Engine:
         ecfg = self.scfg.explore if explore else ExploreConfig()
         shown, prop, explored, pool = explore_slate(ranked, k, out["request_id"], ecfg)
         pos = scored.candidates[shown]
-        pairs = pair_matrix(
-            item_type,
-            sa,
-            arrays,
-            pos,
-            days(state.as_of),
-            self.ctx,
-            scored.occ_feats,
-            PAIR_FEATURES[item_type],
-        )
-        bundle = v.bundles[item_type]
+        bundle, plan = v.bundles[item_type], v.reasons[item_type]
         X = scored.matrix[shown]
-        values = {**pairs, **{f: X[:, c] for c, f in enumerate(bundle.features)}}
+        values = {f: X[:, c] for c, f in enumerate(bundle.features)}
+        if plan.extra_pairs:  # what the words read that the model does not take as input
+            values |= pair_matrix(
+                item_type, sa, arrays, pos, days(state.as_of), self.ctx, scored.occ_feats, plan.extra_pairs
+            )
         texts, improve = contribution_reasons(
             item_type,
             bundle.ranker.contributions(X),
-            topic_index(bundle.features),
+            plan.topics,
             values,
             arrays.occ[pos],
             sa.psych,

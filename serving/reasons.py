@@ -12,6 +12,8 @@ topic's words are rendered from the item's values (the pair features of the requ
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 LETTERS = "RIASEC"
@@ -53,6 +55,31 @@ TOPICS = {
 }
 
 
+# the item values :func:`_words` renders (a feature not listed here is never read for the words)
+WORD_INPUTS = (
+    "already_held",
+    "career_gap",
+    "certificate_attributes__pass_rate",
+    "certificates_missing",
+    "certificates_required",
+    "course_attributes__employment_rate",
+    "days_to_close",
+    "days_to_start",
+    "desired_gap_closure",
+    "desired_group_match",
+    "desired_occupation_match",
+    "desired_requires_units",
+    "education_gap",
+    "log_wage_ratio",
+    "missing_units",
+    "n_required_units",
+    "new_unit_share",
+    "readiness",
+    "region_distance_km",
+    "same_region",
+)
+
+
 def top_letters(scores: np.ndarray, n: int = 2) -> str:
     """The ``n`` strongest RIASEC letters of a profile, strongest first (ties by letter order)."""
     order = np.argsort(-np.asarray(scores, float), kind="stable")[:n]
@@ -69,6 +96,22 @@ def topic_index(features: list[str]) -> dict[str, np.ndarray]:
         if cols:
             out[topic] = np.asarray(cols, np.int64)
     return out
+
+
+@dataclass(frozen=True)
+class ReasonPlan:
+    """What the reasons of one model need, worked out once per model load: its topics' column positions
+    and the pair features the words read that are not among the model's inputs (computed for the shown
+    items only)."""
+
+    topics: dict[str, np.ndarray]
+    extra_pairs: tuple[str, ...]
+
+    @classmethod
+    def of(cls, features: list[str], pair_features) -> ReasonPlan:
+        have = set(features)
+        extra = tuple(n for n in pair_features if n in WORD_INPUTS and n not in have)
+        return cls(topic_index(features), extra)
 
 
 def _words(topic: str, positive: bool, v: dict, ctx: dict) -> str | None:
@@ -197,9 +240,12 @@ def contribution_reasons(
         else np.zeros((len(contrib), 0))
     )
     total = np.abs(contrib[:, :-1]).sum(axis=1)
+    # the rendered values as Python floats, one conversion for all items
+    read = [k for k in WORD_INPUTS if k in values]
+    rows = np.column_stack([np.asarray(values[k], np.float64) for k in read]).tolist() if read else None
     reasons, improve = [], []
     for j, occ in enumerate(int(o) for o in occupations):
-        v = {k: float(a[j]) for k, a in values.items()}
+        v = dict(zip(read, rows[j])) if rows is not None else {}
         ctx = {
             "letters": letters,
             "occ_riasec": catalog.occ_riasec[occ],

@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 
 from features.item_arrays import ItemArrays, certificate_demand
+from features.pairs import PAIR_FEATURES
 from jobcare.config import EventWeights
+from serving.reasons import ReasonPlan
 from training.candidates.evaluate import StageOne
 from training.candidates.popularity import PopularityRecommender
 from training.candidates.world import item_side_table, open_mask
@@ -40,6 +42,7 @@ class Variant:
     stages: dict  # item type -> StageIndex over the state's ItemArrays
     plans: dict  # item type -> RankerPlan of the bundle's ranker
     history: dict  # item type -> (EventWeights, trained_until) for ALS's seeker histories
+    reasons: dict  # item type -> serving.reasons.ReasonPlan of the bundle's ranker
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def compile_variant(
 ) -> Variant:
     """Each bundle's stage one over the current items (two-tower embeds every item once) and ranker plan;
     ``popularity`` (the refresh's, per item type) replaces the bundle's frozen one where given."""
-    stages, plans = {}, {}
+    stages, plans, reasons = {}, {}, {}
     for it, b in bundles.items():
         tt = copy.copy(b.two_tower)  # own item index per state; the bundle stays untouched
         tt.set_item_index(item_side_table(it, items[it], ctx))
@@ -105,7 +108,8 @@ def compile_variant(
             it, b.features, seeker_columns, arrays[it], occ_columns if it == "posting" else None
         )
         b.ranker.contributions(np.zeros((1, len(b.features)), np.float32))  # builds the per-leaf tables once
-    return Variant(alias, versions, bundles, stages, plans, history_params(bundles))
+        reasons[it] = ReasonPlan.of(b.features, PAIR_FEATURES[it])
+    return Variant(alias, versions, bundles, stages, plans, history_params(bundles), reasons)
 
 
 def history_params(bundles: dict) -> dict:

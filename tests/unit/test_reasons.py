@@ -93,3 +93,39 @@ def test_the_als_order_baseline_explains_its_score_by_the_als_rank_alone():
     assert c.shape == (2, 4)
     assert np.allclose(c.sum(axis=1), r.predict(X))
     assert np.array_equal(np.flatnonzero(c.any(axis=0)), [1])
+
+
+def test_every_value_the_words_read_is_declared_so_the_shown_items_carry_it():
+    """``contribution_reasons`` hands ``_words`` only the values in ``WORD_INPUTS``: a key read there but
+    not declared would silently read as absent (a wrong sentence, not an error)."""
+    import ast
+    import inspect
+
+    from serving import reasons
+
+    tree = ast.parse(inspect.getsource(reasons._words))
+    read = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "get":
+            if isinstance(node.func.value, ast.Name) and node.func.value.id == "v":
+                read.add(node.args[0].value)
+        elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "v":
+            read.add(node.slice.value)
+        elif isinstance(node, ast.Compare) and isinstance(node.comparators[0], ast.Name):
+            if node.comparators[0].id == "v" and isinstance(node.left, ast.Constant):
+                read.add(node.left.value)
+    assert {"n_required_units", "days_to_close", "log_wage_ratio", "certificates_missing"} <= read
+    assert read <= set(reasons.WORD_INPUTS), read - set(reasons.WORD_INPUTS)
+
+
+def test_the_reason_plan_computes_only_the_pair_values_the_model_does_not_take():
+    from features.pairs import PAIR_FEATURES
+    from serving.reasons import ReasonPlan
+
+    feats = ["coverage", "missing_units", "riasec_congruence", "seeker_x"]
+    plan = ReasonPlan.of(feats, PAIR_FEATURES["posting"])
+    assert "n_required_units" in plan.extra_pairs  # read by the competency words, not a model input
+    assert not {"coverage", "missing_units"} & set(plan.extra_pairs)  # the matrix has them
+    assert "riasec_congruence" not in plan.extra_pairs  # an input, and the words never read it
+    assert set(plan.extra_pairs) <= set(PAIR_FEATURES["posting"])
+    assert plan.topics["competency"].tolist() == [0, 1]
