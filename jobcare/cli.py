@@ -35,6 +35,8 @@ generic_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(generic_app, name="generic")
+auth_app = typer.Typer(help="API keys of the online service (serving.auth).", no_args_is_help=True)
+app.add_typer(auth_app, name="auth")
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -415,6 +417,23 @@ def rollback_cmd(
     console.print(f"{name}: champion -> v{rollback(client, name, reason)} (rolled back)")
 
 
+@app.command("record-digests")
+@_errors_to_exit
+def record_digests_cmd(
+    version: Annotated[str, typer.Argument(help="model version whose files to trust as they are now")],
+    item_type: ItemTypeOpt = "posting",
+    reason: ReasonOpt = "registered before digests were recorded; files checked by hand",
+    config: ConfigOpt = None,
+) -> None:
+    """Record the sha256 digests of VERSION's files in the registry (versions registered without them,
+    which the service refuses). Audited; check the files first: this makes the service accept them."""
+    from training.registry import record_digests
+
+    client, name = _registry(config, item_type)
+    digest = record_digests(client, name, version, reason)
+    console.print(f"{name} v{version}: digests recorded (manifest sha256 {digest})")
+
+
 @app.command("demo")
 @_errors_to_exit
 def demo(
@@ -679,6 +698,32 @@ def generic_recommend(
     recs = GenericModel(model).recommend(who["user"].to_numpy(), k, exclude_seen)
     write_table(recs, out)
     console.print(f"{len(recs):,} recommendations for {recs['user'].nunique():,} users -> {out}")
+
+
+@auth_app.command("hash-key")
+@_errors_to_exit
+def auth_hash_key(
+    key_id: Annotated[str, typer.Option("--id", help="the caller's name in logs, limits and metrics")],
+    stdin: Annotated[
+        bool, typer.Option("--stdin", help="hash the key read from standard input (else a new key)")
+    ] = False,
+    log2_n: Annotated[int, typer.Option(min=10, max=20, help="scrypt cost: n = 2**log2_n")] = 14,
+) -> None:
+    """Print a `serving.auth.key_hashes` entry (stdout) for a new key (printed once, on stderr) or for the
+    key on standard input. Keys are never arguments: those end up in shell history and `ps`."""
+    import re
+
+    from jobcare.config import KEY_ID_RE, ApiKeyHash
+    from jobcare.errors import ConfigError
+    from serving.auth import SCRYPT_P, SCRYPT_R, check_key, hash_key, new_key
+
+    if not re.match(KEY_ID_RE, key_id) or key_id.startswith("env-"):
+        raise ConfigError(f"--id {key_id!r}: rule: {KEY_ID_RE} and not env-* (reserved for JOBCARE_API_KEYS)")
+    key = check_key(sys.stdin.readline().rstrip("\r\n")) if stdin else new_key()
+    entry = ApiKeyHash(id=key_id, hash=hash_key(key, n=2**log2_n, r=SCRYPT_R, p=SCRYPT_P))
+    if not stdin:
+        typer.echo(f"new API key for {key_id} (shown once; give it to the caller only): {key}", err=True)
+    typer.echo(f"- {{id: {entry.id}, hash: '{entry.hash}'}}")
 
 
 def _quiet_filter(record: logging.LogRecord) -> bool:

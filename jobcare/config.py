@@ -191,6 +191,9 @@ class FeaturesConfig(StrictModel):
     repo: Path = Path(".jobcare/feature_repo")
     project: str = Field("jobcare", pattern=r"^[a-z][a-z0-9_]*$")
     redis: str = "127.0.0.1:6379"
+    redis_timeout_seconds: float = Field(
+        0.5, gt=0, description="online store connect / read timeout; over it a request is answered degraded"
+    )
     registry_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
     def resolved(self) -> FeaturesConfig:
@@ -428,19 +431,26 @@ class GenericConfig(StrictModel):
 
 class TrackingConfig(StrictModel):
     """MLflow: tracking URI (sqlite by default; PostgreSQL in production, e.g.
-    ``postgresql+psycopg://postgres@127.0.0.1:5432/jobcare_mlflow``, created if missing) and the
-    artifact folder. ``JOBCARE_MLFLOW_URI`` overrides the URI."""
+    ``postgresql+psycopg://postgres@127.0.0.1:5432/jobcare_mlflow``, created if missing), the
+    artifact folder and the audit log. ``JOBCARE_MLFLOW_URI`` overrides the URI."""
 
     uri: str = "sqlite:///.jobcare/mlflow.db"
     artifacts: Path = Path(".jobcare/mlartifacts")
     experiment: str = "jobcare"
+    audit_log: Path = Field(
+        Path(".jobcare/audit.jsonl"),
+        description="JSON lines: every promotion, rollback, gate decision and service model reload or "
+        "refusal (who, when, why, what); JOBCARE_AUDIT_LOG overrides",
+    )
 
     def resolved(self) -> TrackingConfig:
         import os
 
-        if os.environ.get("JOBCARE_MLFLOW_URI"):
-            return self.model_validate(self.model_dump() | {"uri": os.environ["JOBCARE_MLFLOW_URI"]})
-        return self
+        upd = {}
+        for env, key in (("JOBCARE_MLFLOW_URI", "uri"), ("JOBCARE_AUDIT_LOG", "audit_log")):
+            if os.environ.get(env):
+                upd[key] = os.environ[env]
+        return self.model_validate(self.model_dump() | upd) if upd else self
 
 
 class ABConfig(StrictModel):
@@ -464,25 +474,96 @@ class ExploreConfig(StrictModel):
 
 
 class ImpressionLogConfig(StrictModel):
-    """Where the service appends what it showed: JSONL files rotated by size or age."""
+    """Where the service appends what it showed: JSONL files rotated by size or age. While the disk fails
+    (full, unwritable, folder gone) records wait in memory, at most ``spool_max_records`` per worker; beyond
+    it the oldest are dropped and counted (serving/impressions.py)."""
 
     dir: Path = Path(".jobcare/impressions")
     max_bytes: int = Field(20_000_000, gt=0)
     max_seconds: float = Field(3600.0, gt=0)
+    spool_max_records: int = Field(
+        20_000,
+        gt=0,
+        description="records held in memory per worker while writing fails (about 3.5 KB each: 20,000 is "
+        "about 70 MB); beyond it the oldest is dropped and counted",
+    )
+    retry_seconds: float = Field(
+        1.0, gt=0, description="while writing fails, retry the oldest record this often"
+    )
+
+
+# ``scrypt$<n>$<r>$<p>$<salt hex>$<derived key hex>`` (serving/auth.py hashes and checks; this only parses)
+KEY_HASH_RE = r"^scrypt\$(\d+)\$(\d+)\$(\d+)\$([0-9a-f]{32,128})\$([0-9a-f]{64})$"
+KEY_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class ApiKeyHash(StrictModel):
+    """One API key as a salted scrypt hash (``jobcare auth hash-key`` prints the entry). ``id`` names the
+    caller in logs, limits and metrics; the key itself is never stored."""
+
+    id: str = Field(pattern=KEY_ID_RE, description="the caller's name: letters, digits, . _ -")
+    hash: str = Field(pattern=KEY_HASH_RE, description="scrypt$<n>$<r>$<p>$<salt hex>$<hash hex>")
+
+    @model_validator(mode="after")
+    def _cost_in_bounds(self) -> ApiKeyHash:
+        import re
+
+        n, r, p = (int(x) for x in re.match(KEY_HASH_RE, self.hash).groups()[:3])
+        if n < 2 or n & (n - 1) or not (1 <= r <= 32 and 1 <= p <= 16) or 128 * n * r * p > 2**28:
+            raise ValueError(
+                f"key {self.id}: scrypt n={n} r={r} p={p}: n must be a power of 2, 1 <= r <= 32, "
+                "1 <= p <= 16 and memory 128*n*r*p <= 256 MiB"
+            )
+        return self
+
+
+class RateLimitConfig(StrictModel):
+    """A token bucket per API key: ``per_second`` sustained requests (0: no limit), ``burst`` at once.
+    Both are for the whole service; each worker process enforces its share (serving/auth.py)."""
+
+    per_second: float = Field(0.0, ge=0, description="requests per second per key, all workers; 0: off")
+    burst: int = Field(20, ge=1, description="requests a key may send at once before the rate applies")
 
 
 class AuthConfig(StrictModel):
-    """Optional API keys (header ``X-API-Key`` or ``Authorization: Bearer``); health endpoints stay open.
-    ``JOBCARE_API_KEYS`` (comma-separated) in the environment enables it with those keys."""
+    """Optional API keys (header ``X-API-Key`` or ``Authorization: Bearer``); health, metrics, docs and the
+    report page's files stay open. On when ``enabled`` or when ``JOBCARE_API_KEYS`` (plain keys,
+    comma-separated, ids ``env-1``, ``env-2``, ...) is set; the keys accepted are ``key_hashes`` plus those.
+    Plain keys in a config file are refused: configs get copied, logged and committed."""
 
     enabled: bool = False
-    keys: list[str] = []
+    keys: list[str] = Field(
+        [], description="refused when non-empty: use key_hashes (jobcare auth hash-key) or JOBCARE_API_KEYS"
+    )
+    key_hashes: list[ApiKeyHash] = []
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    new_key_checks_per_second: float = Field(
+        4.0,
+        gt=0,
+        description="per worker: scrypt checks of keys not yet seen valid (a flood of wrong keys costs at "
+        "most this, each check one scrypt per key_hashes entry); over it: 429",
+    )
 
-    def resolved(self) -> AuthConfig:
+    @model_validator(mode="after")
+    def _no_plain_keys_and_unique_ids(self) -> AuthConfig:
+        if self.keys:
+            raise ValueError(
+                f"keys: {len(self.keys)} plain API key(s) in the configuration: refused (rule: keys are "
+                "stored as salted hashes); put `jobcare auth hash-key --id NAME` entries in key_hashes, or "
+                "pass plain keys in the JOBCARE_API_KEYS environment variable"
+            )
+        ids = [h.id for h in self.key_hashes]
+        dup = sorted({i for i in ids if ids.count(i) > 1 or i.startswith("env-")})
+        if dup:
+            raise ValueError(f"key_hashes: ids {dup} repeated or reserved (rule: unique, not env-*)")
+        return self
+
+    @staticmethod
+    def env_keys() -> list[str]:
+        """The plain keys of ``JOBCARE_API_KEYS`` (comma-separated), in order."""
         import os
 
-        env = [k.strip() for k in os.environ.get("JOBCARE_API_KEYS", "").split(",") if k.strip()]
-        return AuthConfig(enabled=True, keys=env) if env else self
+        return [k.strip() for k in os.environ.get("JOBCARE_API_KEYS", "").split(",") if k.strip()]
 
 
 class ServingConfig(StrictModel):

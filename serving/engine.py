@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from features import store as fstore
 from features.item_index import item_features
@@ -39,6 +40,7 @@ from serving.errors import NotReadyError, ServingError, UnknownSeekerError
 from serving.gap import competency_gap
 from serving.labour_market_schemas import LabourMarketRequest
 from serving.menu import build_market, package_answer, reference, refresh_tables
+from serving.model_watch import ModelWatch, WatchHooks
 from serving.package import RULES, PackageRules
 from serving.profiles import profile_row
 from serving.reasons import contribution_reasons
@@ -55,8 +57,9 @@ from serving.state import (
 )
 from training.bundle import load_bundle
 from training.candidates.world import ITEM_KEY, seeker_side_record
+from training.integrity import ArtifactUnavailableError, IntegrityError, ModelLoadError
 from training.offers import allowed_mask
-from training.registry import CHALLENGER, CHAMPION, MODEL_NAMES
+from training.registry import CHALLENGER, CHAMPION, MODEL_NAMES, RegistryUnavailableError, alias_version
 from training.request_path import candidates_and_matrix, context, first_allowed, occupation_columns
 
 log = logging.getLogger(__name__)
@@ -110,7 +113,18 @@ def route_variant(key: str, salt: str, challenger_share: float) -> str:
 class Engine:
     """Loads models and item state, answers recommend and competency-gap requests."""
 
-    def __init__(self, cfg: ProjectConfig, world: str | Path | None = None, load_models: bool = True):
+    def __init__(
+        self,
+        cfg: ProjectConfig,
+        world: str | Path | None = None,
+        load_models: bool = True,
+        hooks: WatchHooks | None = None,
+        wait_for_champion: bool = False,
+    ):
+        """``hooks``: the service's metrics of refusals and registry polls. ``wait_for_champion``: with no
+        loadable champion (none registered, refused, registry unreachable) start anyway, not ready with the
+        reason (:meth:`ready`), and load it when a poll finds one (the service); otherwise
+        :class:`NotReadyError` (offline use)."""
         import os
 
         self.cfg = cfg
@@ -132,28 +146,68 @@ class Engine:
         self.scalar_seeker_columns = self.seeker_reader.scalar_columns
         self._lock = threading.Lock()
         self.state: State | None = None
+        self.watch = ModelWatch(hooks or WatchHooks(), cfg.tracking.resolved().audit_log)
+        self._store_failures, self._store_warned = 0, -1e9  # online-store outage warnings (_store_failed)
+        self.wait_for_champion = wait_for_champion
         self.refresh(load_models=load_models)
 
     # ---------------------------------------------------------------- state
-    def _load_variant(self, alias: str, st: dict) -> Variant | None:
+    def _load_variant(self, alias: str, st: dict, current: Variant | None = None) -> Variant | None:
+        """The models ``alias`` points at, each checked against its registered digests before loading
+        (:func:`training.bundle.load_bundle`). A version already loaded is reused; a refused one (no
+        digests, files not matching, fails to load or compile) is reported and the ``current`` one is kept
+        for that item type. None when some item type has nothing to serve (the reason in
+        ``self.watch.not_ready`` for the champion).
+
+        Raises:
+            RegistryUnavailableError, ArtifactUnavailableError: the registry or its files cannot be read
+                now (nothing is refused; the next poll retries).
+        """
         from mlflow import MlflowClient
-        from mlflow.exceptions import MlflowException
 
         client = MlflowClient()
-        versions, bundles = {}, {}
+        versions, bundles, fresh, missing = {}, {}, {}, []
         for it in self.scfg.item_types:
-            try:
-                mv = client.get_model_version_by_alias(MODEL_NAMES[it], alias)
-            except MlflowException:
+            name = MODEL_NAMES[it]
+            kept = current.versions.get(it) if current is not None else None
+            mv = alias_version(client, name, alias)
+            v = None if mv is None else str(mv.version)
+            if v is not None and v == kept:
+                versions[it], bundles[it] = v, current.bundles[it]
+                continue
+            if v is not None and not self.watch.is_refused(alias, it, v):
+                try:
+                    bundles[it] = load_bundle(f"models:/{name}/{v}", client)
+                    versions[it], fresh[it] = v, kept
+                    continue
+                except IntegrityError as e:
+                    self.watch.refuse(alias, it, e, kept)
+            if kept is not None:  # no alias any more, or a refused version: keep serving the loaded one
+                versions[it], bundles[it] = kept, current.bundles[it]
+            else:
+                why = self.watch.refused.get((alias, it, v)) or f"no `{alias}` version of {name}"
+                missing.append(why)
+        if missing:
+            if alias == CHAMPION:
+                where = self.cfg.tracking.resolved().uri
+                self.watch.not_ready = f"no loadable champion: {'; '.join(missing)} (registry {where})"
+            return None
+        try:
+            variant = self._compile(alias, versions, bundles, st)
+        except Exception as e:  # a bundle that loads but cannot serve: refuse what was new, keep the rest
+            for it, previous in fresh.items():
+                err = ModelLoadError(MODEL_NAMES[it], versions[it], f"does not compile for serving: {e!r}")
+                self.watch.refuse(alias, it, err, previous)
+            if current is None:
                 if alias == CHAMPION:
-                    raise NotReadyError(
-                        f"no `{CHAMPION}` version of {MODEL_NAMES[it]} in the registry at "
-                        f"{self.cfg.tracking.resolved().uri}; run `jobcare train` first"
-                    ) from None
+                    self.watch.not_ready = f"no loadable champion: {e!r}"
                 return None
-            versions[it] = str(mv.version)
-            bundles[it] = load_bundle(f"models:/{MODEL_NAMES[it]}/{mv.version}")
-        return self._compile(alias, versions, bundles, st)
+            return self._compile(alias, current.versions, current.bundles, st)
+        for it, previous in fresh.items():
+            self.watch.reloaded(alias, MODEL_NAMES[it], versions[it], previous)
+        if alias == CHAMPION:
+            self.watch.not_ready = None
+        return variant
 
     def _compile(self, alias: str, versions: dict, bundles: dict, st: dict) -> Variant:
         return compile_variant(
@@ -202,17 +256,35 @@ class Engine:
         with self._lock:
             old = self.state
             if load_models or old is None:
-                from training import tracking
-
-                tracking.start(self.cfg.tracking)
-                variants = {CHAMPION: self._load_variant(CHAMPION, st)}
-                if self.scfg.ab.challenger_share > 0:
-                    ch = self._load_variant(CHALLENGER, st)
-                    if ch is not None:
-                        variants[CHALLENGER] = ch
+                variants = self._load_models(st, old)
             else:
                 variants = {a: self._compile(a, v.versions, v.bundles, st) for a, v in old.variants.items()}
             self.state = State(self.as_of, **st, variants=variants)
+
+    def _load_models(self, st: dict, old: State | None) -> dict:
+        """Every alias's variant over the item state ``st``; what cannot be loaded keeps ``old``'s."""
+        from training import tracking
+
+        current = old.variants if old is not None else {}
+        aliases = [CHAMPION] + ([CHALLENGER] if self.scfg.ab.challenger_share > 0 else [])
+        try:
+            if old is None:
+                tracking.start(self.cfg.tracking)
+            variants = {}
+            for alias in aliases:
+                v = self._load_variant(alias, st, current.get(alias))
+                if v is not None:
+                    variants[alias] = v
+        except Exception as e:  # at start-up any failure to reach the registry (psycopg, MLflow, store)
+            if old is not None or not self.wait_for_champion:
+                raise
+            log.exception("no models loaded at start-up; the registry poll retries")
+            self.watch.poll_failed(e)
+            self.watch.not_ready = f"registry unreachable at start-up: {type(e).__name__}: {e}"
+            return {}
+        if CHAMPION not in variants and not self.wait_for_champion:
+            raise NotReadyError(f"{self.watch.not_ready}; run `jobcare train` first")
+        return variants
 
     def add_variant(self, alias: str, bundles: dict, versions: dict) -> None:
         """Serve ``bundles`` (item type -> Bundle) under ``alias`` as well (offline use: the off-policy
@@ -228,19 +300,20 @@ class Engine:
             self.state = dataclasses.replace(st, variants={**st.variants, alias: v})
 
     def registry_versions(self) -> dict:
-        """The versions the registry's aliases point at now (what a reload would load)."""
+        """The versions the registry's aliases point at now (what a reload would load; None: no alias).
+
+        Raises:
+            RegistryUnavailableError: the database did not answer (never taken for "no alias").
+        """
         from mlflow import MlflowClient
-        from mlflow.exceptions import MlflowException
 
         client = MlflowClient()
         out = {}
         aliases = [CHAMPION] + ([CHALLENGER] if self.scfg.ab.challenger_share > 0 else [])
         for alias in aliases:
             for it in self.scfg.item_types:
-                try:
-                    out[(alias, it)] = str(client.get_model_version_by_alias(MODEL_NAMES[it], alias).version)
-                except MlflowException:
-                    out[(alias, it)] = None
+                mv = alias_version(client, MODEL_NAMES[it], alias)
+                out[(alias, it)] = None if mv is None else str(mv.version)
         return out
 
     def loaded_versions(self) -> dict:
@@ -251,14 +324,32 @@ class Engine:
         return out
 
     def reload_if_moved(self) -> bool:
-        """Reload every variant if any alias now points at another version; True if it swapped."""
-        now = self.registry_versions()
+        """Reload if any alias now points at another version than the one served (refused versions
+        aside); True if it swapped. While the registry is unreachable the loaded models keep serving,
+        ``self.watch`` counts the failed polls and :class:`RegistryUnavailableError` says why; the first
+        poll that reaches it again loads whatever the aliases point at then.
+        """
+        try:
+            now = self.registry_versions()
+        except (RegistryUnavailableError, MlflowException) as e:
+            self.watch.poll_failed(e)
+            raise RegistryUnavailableError(f"registry poll failed, serving the loaded models: {e}") from e
+        self.watch.poll_ok()
         loaded = self.loaded_versions()
-        if all(now.get(k) == loaded.get(k) for k in now if now[k] is not None):
+        moved = [
+            k
+            for k, v in now.items()
+            if v is not None and v != loaded.get(k) and not self.watch.is_refused(k[0], k[1], v)
+        ]
+        if not moved and CHAMPION in self.state.variants:
             return False
-        self.refresh(load_models=True, reuse_items=True)
-        log.info("models reloaded: %s", self.loaded_versions())
-        return True
+        before = loaded
+        try:
+            self.refresh(load_models=True, reuse_items=True)
+        except (RegistryUnavailableError, ArtifactUnavailableError, MlflowException) as e:
+            self.watch.poll_failed(e)
+            raise RegistryUnavailableError(f"reload failed, still serving the loaded models: {e}") from e
+        return self.loaded_versions() != before
 
     # ---------------------------------------------------------------- seekers
     def online_seeker(self, seeker_id: int) -> dict:
@@ -284,9 +375,27 @@ class Engine:
             return self.online_seeker(seeker_id), False
         except UnknownSeekerError:
             raise
-        except Exception as e:  # the online store is down: answer from the item side
-            log.warning("online store unreachable (%s): degraded answer", type(e).__name__)
+        except (ValueError, TypeError, OverflowError) as e:  # the key cannot be encoded: the request's fault
+            raise ServingError(
+                f"seeker_id: {seeker_id} cannot be looked up ({type(e).__name__}: {e}) (rule: an int64 key)"
+            ) from None
+        except Exception as e:  # the online store is unreachable or failing: answer from the item side
+            self._store_failed(e)
             return None, True
+
+    def _store_failed(self, e: Exception) -> None:
+        """One warning per 10 s of an outage, with the count of degraded answers since the last one (not a
+        line per request: hundreds a second under load)."""
+        self._store_failures += 1
+        now = time.monotonic()
+        if now - self._store_warned >= 10.0:
+            log.warning(
+                "online store unreachable (%s: %s): %d degraded answer(s) since the last warning",
+                type(e).__name__,
+                str(e)[:200],
+                self._store_failures,
+            )
+            self._store_warned, self._store_failures = now, 0
 
     # ---------------------------------------------------------------- recommend
     def recommend(
@@ -316,7 +425,7 @@ class Engine:
         timings["seeker_read"] = (time.perf_counter() - t0) * 1e3
         key = log_key or (str(seeker_id) if seeker_id is not None else "anonymous")
         alias = variant or route_variant(key, self.scfg.ab.salt, self.scfg.ab.challenger_share)
-        v = state.variants.get(alias) or state.variants[CHAMPION]
+        v = state.variants.get(alias) or self._champion(state)
         if regions and item_type == "certificate":
             raise ServingError("filters.regions: certificates have no region (rule: filter applies)")
         s = int(seeker_id) if seeker_id is not None else -1
@@ -504,10 +613,15 @@ class Engine:
         return reference(self.catalog, self.state.as_of)
 
     # ---------------------------------------------------------------- health
+    def _champion(self, state: State) -> Variant:
+        if CHAMPION not in state.variants:
+            raise NotReadyError(self.ready()[1])
+        return state.variants[CHAMPION]
+
     def ready(self) -> tuple[bool, str]:
-        """Models loaded and the online store reachable."""
+        """Models loaded and the online store reachable; else False and why (e.g. the champion refused)."""
         if self.state is None or CHAMPION not in self.state.variants:
-            return False, "models not loaded"
+            return False, self.watch.not_ready or "models not loaded"
         try:
             self.seeker_reader.read(0)
         except Exception as e:

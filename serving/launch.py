@@ -46,15 +46,17 @@ def free_port() -> int:
 
 
 def start(config: Path, log_path: Path, env: dict | None = None, ready_timeout: float = 300.0) -> Server:
-    """Start the service with ``JOBCARE_CONFIG=config``; return once ``/readyz`` answers 200."""
+    """Start the service with ``JOBCARE_CONFIG=config``; return once ``/readyz`` answers 200.
+
+    Each server gets its own ``BENTOML_HOME`` (next to ``log_path``) unless ``env`` sets one: every
+    `bentoml serve` start empties ``$BENTOML_HOME/prometheus_multiproc_dir``, so two services sharing it
+    (two tests, a test and a benchmark) would zero each other's ``/metrics`` counters."""
     import httpx
 
     port = free_port()
-    env = {
-        **(env if env is not None else os.environ),
-        "JOBCARE_CONFIG": str(config),
-        "OPENBLAS_NUM_THREADS": "1",
-    }
+    env = dict(env if env is not None else os.environ)
+    env.setdefault("BENTOML_HOME", str(Path(log_path).parent / f"bentoml-home-{port}"))
+    env |= {"JOBCARE_CONFIG": str(config), "OPENBLAS_NUM_THREADS": "1"}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [

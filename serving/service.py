@@ -10,16 +10,16 @@ Endpoints: ``POST /recommend/jobs|courses|certificates``, ``POST /competency-gap
 report page at ``/ui/``, ``POST /admin/reload`` (reloads the worker that answers; every worker also
 follows the registry every ``reload_poll_seconds``); BentoML's ``GET /healthz``, ``/livez``, ``/readyz``
 (models loaded and the online store reachable, via ``__is_ready__``) and Prometheus ``/metrics`` (plus
-``jobcare_responses_total`` and ``jobcare_impressions_written_total``, summed over the workers).
-Errors: 400 with the field and rule, 401 without a valid API key (when enabled), 404 for an unknown
-seeker without a profile, never a stack trace.
+``jobcare_responses_total``, ``jobcare_impressions_written_total`` and the impression log's faults:
+``..._deferred_total``, ``..._dropped_total{reason}``, ``jobcare_impression_write_errors_total{error}``,
+``jobcare_impression_writer_restarts_total``, ``jobcare_impressions_pending``; summed over the workers).
+Errors: 400 with the field and rule, 401 without a valid API key (when enabled), 429 over a key's rate
+limit (serving/auth.py), 404 for an unknown seeker without a profile, never a stack trace.
 """
 
 from __future__ import annotations
 
 import gc
-import hashlib
-import hmac
 import logging
 import os
 import threading
@@ -29,12 +29,16 @@ import bentoml
 from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, ServiceUnavailable
 
 from jobcare.config import ProjectConfig, load_config
+from jobcare.errors import JobcareError
 from serving import ui_app
+from serving.auth import ApiKeyMiddleware
 from serving.career_path_schemas import CareerPathRequest, CareerPathResponse
 from serving.engine import Engine, ServingError, anonymous_key
-from serving.impressions import ImpressionLog
+from serving.error_format import ErrorFormatMiddleware, JsonBodyMiddleware
+from serving.impressions import ImpressionLog, LogHooks
 from serving.labour_market_schemas import LabourMarketRequest, LabourMarketResponse
-from serving.middleware import BodyLimitMiddleware, reply
+from serving.middleware import BodyLimitMiddleware
+from serving.model_watch import WatchHooks
 from serving.package_schemas import PackageRequest, PackageResponse
 from serving.schemas import (
     CompetencyGapRequest,
@@ -44,8 +48,6 @@ from serving.schemas import (
 )
 
 log = logging.getLogger("jobcare.serving")
-OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/", "/ui"})
-OPEN_PREFIXES = ("/ui/",)  # the report page's static files (serving/ui_app.py); its API calls need the key
 
 
 def project_config() -> ProjectConfig:
@@ -64,46 +66,6 @@ def _http_errors(fn, *args, **kwargs):
         raise InvalidArgument(str(e)) from None
 
 
-def is_open_path(path: str) -> bool:
-    """Health, metrics, the docs and the report page's files: served without an API key."""
-    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
-
-
-class ApiKeyMiddleware:
-    """401 for a request without a valid key (``X-API-Key`` or ``Authorization: Bearer``) when API keys
-    are enabled; health, metrics and the docs stay open. Keys are compared as SHA-256 digests."""
-
-    def __init__(self, app, keys: list[str] | None = None):
-        self.app = app
-        auth = project_config().serving.auth.resolved() if keys is None else None
-        keys = keys if keys is not None else (auth.keys if auth.enabled else [])
-        self.digests = [hashlib.sha256(k.encode()).digest() for k in keys]
-
-    def _ok(self, headers: dict) -> bool:
-        key = headers.get(b"x-api-key", b"")
-        bearer = headers.get(b"authorization", b"")
-        if not key and bearer.lower().startswith(b"bearer "):
-            key = bearer[7:]
-        d = hashlib.sha256(key).digest()
-        return bool(key) and any(hmac.compare_digest(d, x) for x in self.digests)
-
-    async def __call__(self, scope, receive, send):
-        if (
-            self.digests
-            and scope["type"] == "http"
-            and not is_open_path(scope["path"])
-            and not self._ok(dict(scope.get("headers", [])))
-        ):
-            await reply(
-                send,
-                401,
-                "missing or invalid API key (header X-API-Key or Authorization: Bearer)",
-                ((b"www-authenticate", b"Bearer"),),
-            )
-            return
-        await self.app(scope, receive, send)
-
-
 # Prometheus counters through bentoml.metrics (multiprocess mode): /metrics sums them over every worker.
 RESPONSES = bentoml.metrics.Counter(
     name="jobcare_responses",
@@ -112,6 +74,61 @@ RESPONSES = bentoml.metrics.Counter(
 )
 IMPRESSIONS_WRITTEN = bentoml.metrics.Counter(
     name="jobcare_impressions_written", documentation="Impression records written to disk."
+)
+# The impression log's faults (serving/impressions.py): nothing it fails to write goes uncounted.
+IMPRESSIONS_DEFERRED = bentoml.metrics.Counter(
+    name="jobcare_impressions_deferred",
+    documentation="Impression records that had to wait in memory because writing to disk failed.",
+)
+IMPRESSIONS_DROPPED = bentoml.metrics.Counter(
+    name="jobcare_impressions_dropped",
+    documentation="Impression records never written, by reason (spool_full: the oldest waiting record "
+    "over serving.impression_log.spool_max_records; unserialisable; writer_crash; shutdown; closed).",
+    labelnames=["reason"],
+)
+IMPRESSION_WRITE_ERRORS = bentoml.metrics.Counter(
+    name="jobcare_impression_write_errors",
+    documentation="Failed impression-log writes by errno name (ENOSPC, EROFS, EEXIST, ...; file_removed).",
+    labelnames=["error"],
+)
+IMPRESSION_WRITER_RESTARTS = bentoml.metrics.Counter(
+    name="jobcare_impression_writer_restarts",
+    documentation="Impression-log writer threads restarted after a crash.",
+)
+IMPRESSIONS_PENDING = bentoml.metrics.Gauge(
+    name="jobcare_impressions_pending",
+    documentation="Impression records in memory not yet on disk (summed over live workers).",
+    multiprocess_mode="livesum",
+)
+RATE_LIMITED = bentoml.metrics.Counter(
+    name="jobcare_rate_limited",
+    documentation="429 answers by API key id (serving.auth.rate_limit; unverified: new-key check budget).",
+    labelnames=["key_id"],
+)
+# Model trust and the registry (serving/model_watch.py): refused versions and registry polls.
+MODEL_REFUSED = bentoml.metrics.Counter(
+    name="jobcare_model_refused",
+    documentation="Registered model versions refused, by reason (digest_mismatch, no_digests, load_failed).",
+    labelnames=["reason"],
+)
+REGISTRY_REACHABLE = bentoml.metrics.Gauge(
+    name="jobcare_registry_reachable",
+    documentation="Per live worker (label pid): 1 if the registry database answered its last poll, else 0.",
+    multiprocess_mode="liveall",
+)
+REGISTRY_POLL_FAILURES = bentoml.metrics.Counter(
+    name="jobcare_registry_poll_failures", documentation="Registry polls or reloads that failed to reach it."
+)
+
+
+def _registry_poll(ok: bool) -> None:
+    REGISTRY_REACHABLE.set(1 if ok else 0)
+    if not ok:
+        REGISTRY_POLL_FAILURES.inc()
+
+
+MODEL_HOOKS = WatchHooks(
+    refused=lambda reason: MODEL_REFUSED.labels(reason=reason).inc(), poll=_registry_poll
 )
 
 # Processes and threads per process, measured on 2 cores (benchmarks/serve_load.py, README "Serving"):
@@ -125,12 +142,25 @@ THREADS = int(os.environ.get("JOBCARE_THREADS", "1"))
 class JobCare:
     def __init__(self) -> None:
         cfg = project_config()
-        self.engine = Engine(cfg)
+        # no loadable champion (none, refused, registry down): not ready, with the reason; the poll loads it
+        self.engine = Engine(cfg, hooks=MODEL_HOOKS, wait_for_champion=True)
         gc.collect()
         gc.freeze()  # the loaded state is long-lived: keep it out of the cyclic collector's pauses
         lc = cfg.serving.impression_log
         self.impressions = ImpressionLog(
-            lc.dir, lc.max_bytes, lc.max_seconds, on_written=IMPRESSIONS_WRITTEN.inc
+            lc.dir,
+            lc.max_bytes,
+            lc.max_seconds,
+            lc.spool_max_records,
+            lc.retry_seconds,
+            hooks=LogHooks(
+                written=IMPRESSIONS_WRITTEN.inc,
+                deferred=IMPRESSIONS_DEFERRED.inc,
+                dropped=lambda reason, n: IMPRESSIONS_DROPPED.labels(reason=reason).inc(n),
+                write_error=lambda error: IMPRESSION_WRITE_ERRORS.labels(error=error).inc(),
+                restarted=IMPRESSION_WRITER_RESTARTS.inc,
+                pending=IMPRESSIONS_PENDING.set,
+            ),
         )
         self._stop = threading.Event()
         self._threads = [
@@ -148,6 +178,8 @@ class JobCare:
         while not self._stop.wait(period):
             try:
                 fn()
+            except JobcareError as e:  # named (registry unreachable, ...): counted and logged where raised
+                log.warning("background %s failed: %s", getattr(fn, "__name__", fn), e)
             except Exception:  # keep serving the current state; the next round retries
                 log.exception("background %s failed", getattr(fn, "__name__", fn))
 
@@ -284,6 +316,10 @@ class JobCare:
         }
 
 
-JobCare.add_asgi_middleware(ApiKeyMiddleware)
+JobCare.add_asgi_middleware(
+    ApiKeyMiddleware, workers=WORKERS, on_limited=lambda key_id: RATE_LIMITED.labels(key_id=key_id).inc()
+)
 JobCare.add_asgi_middleware(BodyLimitMiddleware)
+JobCare.add_asgi_middleware(JsonBodyMiddleware)  # 415 for a body that is not JSON
+JobCare.add_asgi_middleware(ErrorFormatMiddleware)  # every validation 400 names its field and rule
 JobCare.mount_asgi_app(ui_app.create_app(), path=ui_app.MOUNT_PATH)  # the report page at /ui/

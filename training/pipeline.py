@@ -31,12 +31,22 @@ from mlflow import MlflowClient
 from features import store as fstore
 from jobcare.config import ProjectConfig
 from jobcare.contracts import validate_world
+from jobcare.faultpoints import pause_point
 from jobcare.world.io import MANIFEST, read_manifest, read_tables
 from training import tracking
 from training.bundle import Bundle, load_bundle, log_bundle
 from training.candidates.evaluate import fit_stage_one
 from training.distributed import check_engine, engine_session
-from training.registry import CHALLENGER, CHAMPION, MODEL_NAMES, champion_version, paired_bootstrap, set_alias
+from training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    MODEL_NAMES,
+    champion_version,
+    paired_bootstrap,
+    promotion_lock,
+    register,
+    set_alias,
+)
 from training.request_path import context
 from training.stage_two import explore_ndcg, fit_and_evaluate, ndcg_by_request
 from training.windows import Windows
@@ -186,11 +196,14 @@ def _run(
                 res["final_content"],
             )
             fitted[it] = (res, bundle)
-        # registered only now that every item type is fitted and evaluated
-        for it, (res, bundle) in fitted.items():
-            m = res["metrics"]
+        # registered only now that every item type is fitted and evaluated, and every version before any
+        # alias moves: a run killed while registering leaves versions (with digests) but no alias moved
+        versions = {}
+        for it, (_, bundle) in fitted.items():
             uri = log_bundle(bundle, Path(tmp) / it, name=f"{it}_bundle")
-            version = str(mlflow.register_model(uri, MODEL_NAMES[it]).version)
+            versions[it] = register(client, uri, MODEL_NAMES[it])
+        for it, (res, _) in fitted.items():
+            m, version = res["metrics"], versions[it]
             decision = gate(client, MODEL_NAMES[it], version, res, tc.gate)
             mlflow.log_metrics(
                 {f"{PREFIX[it]}gate_{k}": v for k, v in decision.items() if isinstance(v, float)}
@@ -242,22 +255,55 @@ def gate(client: MlflowClient, name: str, version: str, res: dict, cfg) -> dict:
     The evidence: both models order the same validation explore slates (the unbiased protocol); the paired
     bootstrap over seekers of the per-seeker NDCG@10 difference must have its lower bound above
     ``cfg.min_improvement``. With fewer than ``cfg.min_explore_seekers`` explore seekers the logged-label
-    rows of the validation window decide instead, and the reason says so."""
+    rows of validation decide instead, and the reason says so.
+
+    The comparison is against the champion at promotion time: under the model's promotion lock
+    (:func:`training.registry.promotion_lock`) the champion is read again right before the alias moves,
+    and if another run (or an operator) moved it meanwhile, the comparison is run again against it."""
     champ = champion_version(client, name)
+    decision = judge(client, name, version, res, cfg, champ)
+    pause_point("before_promotion")  # fault-injection tests only: the decision made, no alias moved
+    with promotion_lock(getattr(client, "tracking_uri", None), name):
+        now = champion_version(client, name)
+        was, is_ = _version(champ), _version(now)
+        if was != is_:
+            log.info(
+                "%s: champion moved from v%s to v%s while v%s was gated; comparing again",
+                name,
+                was,
+                is_,
+                version,
+            )
+            decision = judge(client, name, version, res, cfg, now)
+            note = f" (compared again: the champion moved from v{was} to v{is_} during the gate)"
+            decision["reason"] += note
+            if "why" in decision:
+                decision["why"] += note
+            decision["champion_moved_from"] = was
+        set_alias(client, name, decision["alias"], version, decision.get("why", decision["reason"]))
+    return decision
+
+
+def _version(mv) -> str | None:
+    return None if mv is None else str(mv.version)
+
+
+def judge(client: MlflowClient, name: str, version: str, res: dict, cfg, champ) -> dict:
+    """The gate's decision for ``version`` against champion version ``champ`` (None: there is none), with
+    ``alias`` and ``reason``; moves no alias."""
     if champ is None:
-        set_alias(client, name, CHAMPION, version, "first version: no champion to beat")
-        return {"alias": CHAMPION, "reason": "first version"}
-    old_bundle = load_bundle(f"models:/{name}@{CHAMPION}")
+        return {"alias": CHAMPION, "reason": "first version", "why": "first version: no champion to beat"}
+    old_bundle = load_bundle(f"models:/{name}/{champ.version}")
     explore, valid = res["valid_explore"], res["valid"]
     per = res["per_request_explore"]
     use_explore = explore is not None and len(per) and per["seeker_id"].nunique() >= cfg.min_explore_seekers
     data = explore if use_explore else valid
     missing = [c for c in old_bundle.features if c not in data.rows.columns]
     if missing:
-        set_alias(
-            client, name, CHALLENGER, version, f"champion needs features {missing[:5]} the new rows lack"
-        )
-        return {"alias": CHALLENGER, "reason": "champion not comparable (features)"}
+        return {
+            "alias": CHALLENGER,
+            "reason": f"champion v{champ.version} needs features {missing[:5]} the new rows lack",
+        }
     if use_explore:
         old_per = explore_ndcg(explore, old_bundle.ranker, old_bundle.features, old_bundle.item_type)
         new = per.groupby("seeker_id")["model"].mean()
@@ -269,10 +315,10 @@ def gate(client: MlflowClient, name: str, version: str, res: dict, cfg) -> dict:
         old = _per_seeker(per_req, valid.requests, "ndcg")
         n = 0 if explore is None else per["seeker_id"].nunique()
         protocol = f"logged labels (only {n} explore seekers < min_explore_seekers {cfg.min_explore_seekers})"
-    return decide(client, name, version, new, old, champ.version, protocol, cfg)
+    return decide(new, old, str(champ.version), protocol, cfg)
 
 
-def decide(client, name: str, version: str, new: pd.Series, old: pd.Series, champ: str, protocol: str, cfg):
+def decide(new: pd.Series, old: pd.Series, champ: str, protocol: str, cfg) -> dict:
     """The gate's rule on per-seeker NDCG@10 of the new model and the champion (same seekers)."""
     boot = paired_bootstrap(new, old, cfg.n_boot, seed=0)
     better = boot["ci_low"] > cfg.min_improvement
@@ -281,7 +327,6 @@ def decide(client, name: str, version: str, new: pd.Series, old: pd.Series, cham
         f"{boot['mean_diff']:+.4f} [{boot['ci_low']:+.4f}, {boot['ci_high']:+.4f}] vs v{champ}; "
         f"rule: lower bound > {cfg.min_improvement}"
     )
-    set_alias(client, name, CHAMPION if better else CHALLENGER, version, reason)
     return {
         "alias": CHAMPION if better else CHALLENGER,
         "reason": reason,

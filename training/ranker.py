@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from jobcare.errors import JobcareError
+from jobcare.faultpoints import pause_point
 
 PROTECTED_DEFAULT = ("gender", "age")
 
@@ -165,6 +166,7 @@ class LambdaRankRanker:
                     reference=train,
                 )
             ]
+        pause_point("ranker_fit")  # fault-injection tests only (jobcare.faultpoints): no-op otherwise
         self.booster_ = lgb.train(
             self._lgb_params(),
             train,

@@ -24,19 +24,30 @@ def ensure_database(uri: str) -> None:
 
 
 def start(cfg: TrackingConfig) -> str:
-    """Point MLflow at ``cfg`` and make sure the experiment exists with our artifact folder; return its id."""
+    """Point MLflow at ``cfg``, the audit log at ``cfg.audit_log``, and make sure the experiment exists
+    with our artifact folder; return its id."""
     import mlflow
+
+    from training import audit
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     cfg = cfg.resolved()
+    audit.configure(cfg.audit_log)  # promotions, rollbacks and reloads of this process are logged there
     if cfg.uri.startswith("sqlite:///"):
         Path(cfg.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     elif cfg.uri.startswith("postgresql"):
         ensure_database(cfg.uri)
     mlflow.set_tracking_uri(cfg.uri)
+    from mlflow.exceptions import MlflowException
+
     exp = mlflow.get_experiment_by_name(cfg.experiment)
     if exp is None:
         art = Path(cfg.artifacts).resolve()
         art.mkdir(parents=True, exist_ok=True)
-        return mlflow.create_experiment(cfg.experiment, artifact_location=art.as_uri())
+        try:
+            return mlflow.create_experiment(cfg.experiment, artifact_location=art.as_uri())
+        except MlflowException:  # another run created it meanwhile (two trainings on one registry)
+            exp = mlflow.get_experiment_by_name(cfg.experiment)
+            if exp is None:
+                raise
     return exp.experiment_id

@@ -84,7 +84,9 @@ def served(tiny_world, local_repo, tmp_path_factory):
     )
     cfg.train = tiny_train(max_requests=100, negatives_per_request=10)
     cfg.train.ranker.n_estimators = 30
-    cfg.tracking = TrackingConfig(uri=f"sqlite:///{tmp}/mlflow.db", artifacts=tmp / "artifacts")
+    cfg.tracking = TrackingConfig(
+        uri=f"sqlite:///{tmp}/mlflow.db", artifacts=tmp / "artifacts", audit_log=tmp / "audit.jsonl"
+    )
     cfg.serving.world = tiny_world
     cfg.serving.impression_log.dir = tmp / "impressions"
     cfg.serving.reload_poll_seconds = 0  # tests reload explicitly

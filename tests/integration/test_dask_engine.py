@@ -54,7 +54,11 @@ def _cfg(tmp_path, local_repo, scheduler: str | None = None, trees: int = TREES)
     if scheduler is not None:
         cfg.train.engine = "dask"
         cfg.train.dask.scheduler = scheduler
-    cfg.tracking = TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", artifacts=tmp_path / "artifacts")
+    cfg.tracking = TrackingConfig(
+        uri=f"sqlite:///{tmp_path}/mlflow.db",
+        artifacts=tmp_path / "artifacts",
+        audit_log=tmp_path / "audit.jsonl",
+    )
     return cfg
 
 

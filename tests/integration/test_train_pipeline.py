@@ -30,7 +30,11 @@ def _cfg(tmp_path, local_repo, **train_kw) -> ProjectConfig:
     )
     cfg.train = tiny_train(item_types=["posting"], max_requests=150, negatives_per_request=10, **train_kw)
     cfg.train.ranker.n_estimators = 40
-    cfg.tracking = TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", artifacts=tmp_path / "artifacts")
+    cfg.tracking = TrackingConfig(
+        uri=f"sqlite:///{tmp_path}/mlflow.db",
+        artifacts=tmp_path / "artifacts",
+        audit_log=tmp_path / "audit.jsonl",
+    )
     return cfg
 
 
@@ -113,7 +117,11 @@ def test_same_world_config_and_seed_give_the_same_metrics_in_another_process(tra
 
     cfg, first = trained
     other = cfg.model_copy(deep=True)
-    other.tracking = TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", artifacts=tmp_path / "artifacts")
+    other.tracking = TrackingConfig(
+        uri=f"sqlite:///{tmp_path}/mlflow.db",
+        artifacts=tmp_path / "artifacts",
+        audit_log=tmp_path / "audit.jsonl",
+    )
     path = tmp_path / "train.json"
     path.write_text(other.model_dump_json())
     code = (
@@ -171,7 +179,9 @@ def pg_tracking_uri(postgres_url, unique_project):
 def test_production_tracking_on_postgresql(tiny_world, local_repo, tmp_path, pg_tracking_uri):
     """The pipeline logs and registers for real on MLflow's PostgreSQL backend (a fresh database)."""
     cfg = _cfg(tmp_path, local_repo)
-    cfg.tracking = TrackingConfig(uri=pg_tracking_uri, artifacts=tmp_path / "pg_artifacts")
+    cfg.tracking = TrackingConfig(
+        uri=pg_tracking_uri, artifacts=tmp_path / "pg_artifacts", audit_log=tmp_path / "audit.jsonl"
+    )
     res = train(tiny_world, cfg)
     mlflow.set_tracking_uri(cfg.tracking.uri)
     client = MlflowClient()
