@@ -153,6 +153,31 @@ def world_respond(
     console.print(f"{len(df):,} actions on {len(records):,} logged responses -> {out}")
 
 
+@world_app.command("simulate")
+@_errors_to_exit
+def world_simulate(
+    world: Annotated[Path, typer.Option(help="world folder to continue")],
+    from_date: Annotated[str, typer.Option("--from", help="a midnight (UTC) in the span")],
+    days: Annotated[int, typer.Option(help="days to simulate")],
+    arms: Annotated[str, typer.Option(help="A=URI,B=URI, URI: baseline:legacy|random|oracle")],
+    out: Annotated[Path, typer.Option(help="folder for the continued tables and the report")],
+    split: Annotated[float, typer.Option(help="share of seekers routed to arm B")] = 0.5,
+    seed: Annotated[int, typer.Option(help="seed of the continuation")] = 0,
+    config: ConfigOpt = None,
+) -> None:
+    """Online A/B inside the world: continue it from --from with each seeker's arm as the logging policy;
+    the continued tables and the true online effect per arm (online_ab.json / online_ab.md)."""
+    from evaluation.online_ab import run_online_ab
+
+    res = run_online_ab(world, _config(config), from_date, days, arms, split, seed, out)
+    a, h = res["metrics"]["applies"], res["metrics"]["hires"]
+    console.print(
+        f"{res['days']} days from {res['from']} in {res['seconds']:.1f}s -> {out}: per seeker B - A: applies "
+        f"{a['diff']:+.3f} [{a['ci_low']:+.3f}, {a['ci_high']:+.3f}], hires "
+        f"{h['diff']:+.3f} [{h['ci_low']:+.3f}, {h['ci_high']:+.3f}]"
+    )
+
+
 @world_app.command("summary")
 @_errors_to_exit
 def world_summary(

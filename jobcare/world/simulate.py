@@ -44,6 +44,7 @@ APPLY_EVENT = {"posting": "apply", "course": "enrol", "certificate": "register"}
 CHURN_PER_DAY = 1 / 300
 EXIT_IF_HIRED = 0.8
 POP_HALF_LIFE_DAYS = 14.0
+LEGACY = "legacy"  # a slate policy's answer for "the world's own logging policy shows this slate"
 SESSION_START_H, SESSION_END_H = 8.0, 22.0  # sessions happen in the day; outcomes before 06:00
 
 
@@ -64,6 +65,25 @@ class SimulationInput:
     epsilon: dict  # item type -> share of explore slates
     session_rate: float
     session_mix: dict  # item type -> share of sessions
+
+
+@dataclass
+class Resume:
+    """The world's dynamic state at the start of ``first_day``, to continue a simulation from there
+    (:mod:`jobcare.world.online` rebuilds it from a generated world's tables). Without it
+    :func:`simulate` starts from day 0 with nothing applied, filled or enrolled."""
+
+    first_day: int
+    activity: np.ndarray  # per seeker, the session-rate multiplier (the world's first random draw)
+    alive: np.ndarray  # bool per seeker: not hired-and-left nor churned before ``first_day``
+    p_filled: np.ndarray  # per posting, the day (float) it reached its headcount, else inf
+    p_hires: np.ndarray
+    p_applies: np.ndarray
+    c_enrolled: np.ndarray
+    pop: dict  # item type -> decayed action counts (the legacy score's popularity)
+    excluded: dict  # item type -> {seeker: set of items acted on}
+    due: dict  # day -> [(item type, seeker, item, session id, time)] outcomes still to resolve
+    next_session: int
 
 
 class _Columns:
@@ -122,24 +142,41 @@ def decode(col: str, codes) -> np.ndarray:
     return np.asarray(CODES[col], dtype=object)[np.asarray(codes, dtype=np.int64)]
 
 
+def session_activity(rng: np.random.Generator, n_seekers: int) -> np.ndarray:
+    """Each seeker's session-rate multiplier, Gamma(0.7, 1/0.7): the simulation's first random draw."""
+    return rng.gamma(0.7, 1 / 0.7, n_seekers)
+
+
 def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
 def simulate(
-    inp: SimulationInput, rng: np.random.Generator, show_progress: bool = True, sinks: dict | None = None
+    inp: SimulationInput,
+    rng: np.random.Generator,
+    show_progress: bool = True,
+    sinks: dict | None = None,
+    resume: Resume | None = None,
+    slate_policy=None,
 ) -> dict[str, pd.DataFrame]:
     """Run the simulation; return sessions, events, outcome tables.
 
     Impressions and their per-impression truth are the largest outputs (tens of millions of rows at
     national scale): they are streamed to ``sinks["impressions"]`` and ``sinks["truth_impressions"]``
     (callables taking a dict of arrays) in chunks, never held whole.
+
+    ``resume`` continues from its ``first_day`` with its state (its arrays are updated in place);
+    ``slate_policy`` replaces the legacy logging policy: ``slate_policy.begin_day(d, live)`` is called
+    before each day's sessions (``live``: the buffers and counters so far) and
+    ``slate_policy(item_type, session_ids, seekers, days, open_items, excluded)`` returns, per session,
+    None (nothing to show), :data:`LEGACY` (the world's own policy) or what :func:`choose_slate`
+    returns. Without either, the output is the world's own, byte for byte.
     """
     sinks = sinks or {}
     A, P = inp.arrays, inp.params
     n_s = len(inp.seekers)
     reg_day = _days(inp.seekers["registered_at"], inp)
-    activity = rng.gamma(0.7, 1 / 0.7, n_s)
+    activity = session_activity(rng, n_s) if resume is None else resume.activity
     alive = np.ones(n_s, dtype=bool)
     exits = _Columns("seeker_id", "day", "reason")
 
@@ -183,7 +220,15 @@ def simulate(
     decay = math.exp(-math.log(2) / POP_HALF_LIFE_DAYS)
     n_registered = 0
 
-    for d in tqdm(range(inp.days), desc="simulate days", disable=not show_progress, unit="day"):
+    first_day = 0
+    if resume is not None:
+        first_day, alive, p_filled, p_hires = resume.first_day, resume.alive, resume.p_filled, resume.p_hires
+        p_applies, c_enrolled, pop, due = resume.p_applies, resume.c_enrolled, resume.pop, resume.due
+        excluded, next_session = resume.excluded, resume.next_session
+    live = {"events": events, "comp_events": comp_events, "cert_events": cert_events, "exits": exits}
+    live |= {"alive": alive, "p_filled": p_filled, "p_hires": p_hires, "p_applies": p_applies}
+    live["c_enrolled"] = c_enrolled
+    for d in tqdm(range(first_day, inp.days), desc="simulate days", disable=not show_progress, unit="day"):
         # 1. outcomes due today, resolved before 06:00 in the order they were scheduled
         for kind, s, item, sess, t in due.pop(d, []):
             if not alive[s]:
@@ -280,6 +325,8 @@ def simulate(
             "course": np.flatnonzero((c_recruit <= t0) & (c_start > d + 1) & (c_enrolled < c_cap)),
             "certificate": np.arange(len(inp.certificates)),
         }
+        if slate_policy is not None:
+            slate_policy.begin_day(d, live)
         for ti, it in enumerate(ITEM_TYPES):
             m = sess_type == ti
             if not m.any():
@@ -306,6 +353,7 @@ def simulate(
                 on_apply=lambda s, item, t, sid, it=it: _on_apply(
                     it, s, item, t, sid, rng, due, excluded, pop, p_applies, c_enrolled, c_cap, c_end
                 ),
+                slate_policy=slate_policy,
             )
         _decay(pop, decay)
 
@@ -366,48 +414,40 @@ def _run_sessions(
     truth,
     events,
     on_apply,
+    slate_policy=None,
 ) -> None:
     """Build slates for one item type's sessions of a day, simulate responses, log everything."""
-    K, eps = inp.slate_size, inp.epsilon[it]
-    n_open = open_idx.size
-    if n_open == 0:
+    if open_idx.size == 0:
         return
-    occ = item_occ[open_idx]
-    base = (pop[open_idx] / (1 + pop[open_idx])) + jitter[open_idx]
-    col_of = {int(item): c for c, item in enumerate(open_idx)}
+    if slate_policy is None:
+        chosen = _legacy_slates(
+            it, seeker, open_idx, inp, A, rng, pop, jitter, item_occ, item_region, excluded
+        )
+    else:  # a pluggable policy; sessions it answers with LEGACY get the world's own slates
+        picked = list(slate_policy(it, sid, seeker, day, open_idx, excluded))
+        leg = np.array([g for g, x in enumerate(picked) if isinstance(x, str) and x == LEGACY], np.int64)
+        if leg.size:
+            own = _legacy_slates(
+                it, seeker[leg], open_idx, inp, A, rng, pop, jitter, item_occ, item_region, excluded
+            )
+            for r, slate in own:
+                picked[leg[r]] = slate
+        chosen = enumerate(picked)
     rows_s, rows_i, rows_p, rows_prop, rows_slate, rows_sid, rows_day = [], [], [], [], [], [], []
     shown_sessions: list[tuple[int, bool, int]] = []
-    for start in range(0, sid.size, 512):
-        sl = slice(start, start + 512)
-        s_chunk = seeker[sl]
-        score = (
-            2.0 * (A.seek_desired[s_chunk][:, :, None] == occ[None, None, :]).any(axis=1)
-            + 1.0 * (A.seek_group[s_chunk][:, None] == A.occ_group[occ][None, :])
-            + 1.0 * (A.seek_region[s_chunk][:, None] == item_region[open_idx][None, :])
-            + base[None, :]
-        )
-        if it == "certificate":
-            score[inp.state.certificates[s_chunk][:, open_idx]] = -np.inf
-        for r, s in enumerate(s_chunk):
-            for item in excluded.get(int(s), ()):
-                c = col_of.get(item)
-                if c is not None:
-                    score[r, c] = -np.inf
-        for r in range(len(s_chunk)):
-            slate = choose_slate(score[r], K, eps, rng)
-            if slate is None:
-                continue
-            shown, prop, slate_prop, explore, n_av = slate
-            k = shown.size
-            g = start + r
-            shown_sessions.append((g, explore, n_av))
-            rows_s.append(np.full(k, s_chunk[r]))
-            rows_i.append(open_idx[shown])
-            rows_p.append(np.arange(k))
-            rows_prop.append(prop)
-            rows_slate.append(slate_prop)
-            rows_sid.append(np.full(k, sid[g]))
-            rows_day.append(np.full(k, day[g]))
+    for g, slate in chosen:
+        if slate is None:
+            continue
+        shown, prop, slate_prop, explore, n_av = slate
+        k = shown.size
+        shown_sessions.append((g, explore, n_av))
+        rows_s.append(np.full(k, seeker[g]))
+        rows_i.append(open_idx[shown])
+        rows_p.append(np.arange(k))
+        rows_prop.append(prop)
+        rows_slate.append(slate_prop)
+        rows_sid.append(np.full(k, sid[g]))
+        rows_day.append(np.full(k, day[g]))
     if not rows_s:
         return
     g_idx = np.array([x[0] for x in shown_sessions])
@@ -474,6 +514,32 @@ def _run_sessions(
         day=apply_day,
         session_id=sid_all[a_idx],
     )
+
+
+def _legacy_slates(it, seeker, open_idx, inp, A, rng, pop, jitter, item_occ, item_region, excluded):
+    """The world's logging policy over one item type's sessions of a day: (session index, slate) in order."""
+    K, eps = inp.slate_size, inp.epsilon[it]
+    occ = item_occ[open_idx]
+    base = (pop[open_idx] / (1 + pop[open_idx])) + jitter[open_idx]
+    col_of = {int(item): c for c, item in enumerate(open_idx)}
+    for start in range(0, seeker.size, 512):
+        sl = slice(start, start + 512)
+        s_chunk = seeker[sl]
+        score = (
+            2.0 * (A.seek_desired[s_chunk][:, :, None] == occ[None, None, :]).any(axis=1)
+            + 1.0 * (A.seek_group[s_chunk][:, None] == A.occ_group[occ][None, :])
+            + 1.0 * (A.seek_region[s_chunk][:, None] == item_region[open_idx][None, :])
+            + base[None, :]
+        )
+        if it == "certificate":
+            score[inp.state.certificates[s_chunk][:, open_idx]] = -np.inf
+        for r, s in enumerate(s_chunk):
+            for item in excluded.get(int(s), ()):
+                c = col_of.get(item)
+                if c is not None:
+                    score[r, c] = -np.inf
+        for r in range(len(s_chunk)):
+            yield start + r, choose_slate(score[r], K, eps, rng)
 
 
 def choose_slate(score: np.ndarray, k: int, epsilon: float, rng: np.random.Generator):
