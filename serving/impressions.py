@@ -467,8 +467,10 @@ def read_records(folder: str | Path) -> pd.DataFrame:
             rec.setdefault("pool", rec["items"])
             recs.append({c: rec[c] for c in RECORD_COLUMNS})
     df = pd.DataFrame(recs, columns=RECORD_COLUMNS)
-    df["time"] = pd.to_datetime(df["time"], utc=True)
-    df["as_of"] = pd.to_datetime(df["as_of"], utc=True)
+    # ISO 8601 in whatever precision each record has: Python's isoformat() leaves out the microseconds
+    # when they are 0 (one record in a million), which broke format inference in a 10-minute soak
+    df["time"] = pd.to_datetime(df["time"], utc=True, format="ISO8601")
+    df["as_of"] = pd.to_datetime(df["as_of"], utc=True, format="ISO8601")
     return df
 
 

@@ -218,7 +218,7 @@ class JobCare:
         self.impressions.append(
             {
                 "request_id": out["request_id"],
-                "time": datetime.now(UTC).isoformat(),
+                "time": datetime.now(UTC).isoformat(timespec="microseconds"),
                 "as_of": out["as_of"],  # the world's clock the answer was computed at
                 "seeker": key,  # the id, or a salted hash for an inline profile: never its contents
                 "variant": out["variant"],

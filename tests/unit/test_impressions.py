@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 
+import pandas as pd
 import pytest
 
 from serving.impressions import ImpressionLog, LogHooks, read_records
@@ -270,3 +271,17 @@ def test_a_full_disk_leaves_no_torn_line_and_no_empty_files(tmp_path):
 def test_the_bounds_must_be_positive(tmp_path, bad):
     with pytest.raises(ValueError, match="spool_max_records >= 1 and retry_seconds > 0"):
         ImpressionLog(tmp_path, **bad)
+
+
+def test_records_whose_times_differ_in_precision_are_read_back(tmp_path):
+    """Python's isoformat() leaves out the microseconds when they are 0: one record in a million carried
+    a time like that and the reader's inferred format failed on it (found by a 10-minute soak)."""
+    log = ImpressionLog(tmp_path)
+    times = ["2026-12-05T15:14:50.123456+00:00", "2026-12-05T15:14:50+00:00", "2026-12-05T15:14:51.5Z"]
+    for i, t in enumerate(times):
+        log.append({**rec(i), "time": t, "as_of": "2024-12-30 23:59:59.999999+00:00" if i else "2024-12-31"})
+    log.close()
+    df = read_records(tmp_path)
+    assert df["time"].dt.strftime("%S.%f").tolist() == ["50.123456", "50.000000", "51.500000"]
+    assert str(df["time"].dt.tz) == "UTC"
+    assert df["as_of"].iloc[0] == df["as_of"].iloc[1] + pd.Timedelta(microseconds=1)
