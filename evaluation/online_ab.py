@@ -8,6 +8,9 @@ one session in the continued period, and only those caused by the continued sess
 the cut that is decided after it is the same for both arms and is left out). A seeker is in one arm
 only, so the comparison is two-sample: the difference of per-seeker means B - A with a 95% percentile
 bootstrap over seekers resampled within each arm.
+
+An arm is a baseline (:mod:`evaluation.online_arms`) or a registry model URI, served through the service's
+request path over the continued world's features (:mod:`evaluation.online_engine`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 METRICS = ("views", "applies", "hires", "completions", "certificate_passes", "enrolments", "registrations")
 SEGMENTS = ("gender", "age_band", "region")
 MIN_SEGMENT = 20
+MODEL_URIS = ("models:/", "runs:/")
 
 
 class OnlineABError(JobcareError):
@@ -42,8 +46,8 @@ class Arm:
 
 
 def parse_arms(text: str) -> list[Arm]:
-    """``A=URI,B=URI`` -> two arms; named errors for a missing ``=``, an empty or repeated name, or an
-    unknown ``baseline:`` policy."""
+    """``A=URI,B=URI`` -> two arms; named errors for a missing ``=``, an empty or repeated name, an unknown
+    ``baseline:`` policy or a URI that is neither a baseline nor an MLflow model URI."""
     arms = []
     for part in [p.strip() for p in text.split(",") if p.strip()]:
         if "=" not in part:
@@ -53,14 +57,11 @@ def parse_arms(text: str) -> list[Arm]:
             raise OnlineABError(f"--arms: {part!r} needs both a name and a URI (rule: NAME=URI)")
         if uri.startswith("baseline:") and uri not in BASELINE_ARMS:
             raise OnlineABError(f"--arms: {uri!r} is not an online baseline; one of {list(BASELINE_ARMS)}")
-        if uri.startswith(("models:/", "runs:/")):
+        if not uri.startswith(("baseline:", *MODEL_URIS)):
             raise OnlineABError(
-                f"--arms: {uri!r}: registry models as arms are not supported yet (the engine's request path "
-                f"over the continued world's features is the next step of issue 18); use one of "
+                f"--arms: {uri!r}: need an MLflow model URI ({', '.join(MODEL_URIS)}...) or one of "
                 f"{list(BASELINE_ARMS)}"
             )
-        if not uri.startswith("baseline:"):
-            raise OnlineABError(f"--arms: {uri!r}: need one of {list(BASELINE_ARMS)}")
         arms.append(Arm(name, uri))
     if len(arms) != 2 or arms[0].name == arms[1].name:
         raise OnlineABError(f"--arms: {text!r}: exactly two arms with different names (rule: A=URI,B=URI)")
@@ -201,6 +202,18 @@ def markdown(res: dict) -> str:
             lines.append(f"| {m} | {r['mean_a']:.4f} | {r['mean_b']:.4f} | {r['diff']:+.4f} {ci} |")
         else:
             lines.append(f"| {m} | {r['mean_a']} | {r['mean_b']} | too few to compare |")
+    for name, m in res.get("model_arms", {}).items():
+        lines += [
+            "",
+            f"Arm {name} serves " + "; ".join(f"{it}: {lab}" for it, lab in m["serves"].items()) + ".",
+        ]
+        if m["data_cutoff_after_cut"]:
+            lines.append(
+                f"Caution: the {', '.join(m['data_cutoff_after_cut'])} model(s) of arm {name} were trained "
+                f"on events up to {max(m['trained_until'].values())}, after the continuation's start: their "
+                "stage one has seen these seekers' own future in the world's original run, an advantage no "
+                "real A/B test has."
+            )
     lines += ["", "| postings side | " + " | ".join(x["name"] for x in res["arms"]) + " |", "|---|---|---|"]
     for k in (
         "applicants_per_opening_mean",
@@ -212,27 +225,79 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_policies(arms, inp, cfg, world, seed: int, first_day: int):
-    """One slate policy per arm (None: the world's legacy policy)."""
-    out = []
+def build_policies(arms, inp, cfg, world, seed: int, oracle=None, cut=None, salt: str = ""):
+    """One slate policy per arm (None: the world's legacy policy) and, for registry model arms, what each
+    serves and the shared day state (:func:`evaluation.online_engine.build_engine_arms`; needs ``oracle``'s
+    tables and the ``cut``)."""
+    out: list = [None] * len(arms)
     ecfg = cfg.serving.explore
+    named = []
     for k, arm in enumerate(arms):
         if arm.uri == "baseline:legacy":
-            out.append(None)
+            out[k] = None
         elif arm.uri == "baseline:random":
-            out.append(RandomArm(inp, seed + k))
+            out[k] = RandomArm(inp, seed + k)
         elif arm.uri == "baseline:oracle":
-            out.append(OracleArm(inp, ecfg, f"{ecfg.salt}:{arm.name}"))
-        else:  # parse_arms admits baselines only
+            out[k] = OracleArm(inp, ecfg, f"{ecfg.salt}:{arm.name}")
+        elif arm.uri.startswith(MODEL_URIS):
+            named.append((k, arm))
+        else:  # parse_arms admits nothing else
             raise OnlineABError(f"--arms: {arm.uri!r} has no online policy")
-    return out
+    days, info = None, {}
+    if named:
+        from evaluation.online_engine import build_engine_arms
+
+        start = pd.Timestamp(oracle.manifest["span"]["start"])
+        models, days, info = build_engine_arms(
+            [(a.name, a.uri) for _, a in named], cfg, world, oracle.tables, start, cut, inp, salt
+        )
+        for k, arm in named:
+            out[k] = models[arm.name]
+    return out, days, info
+
+
+def model_requests(policies, arms) -> pd.DataFrame | None:
+    """Every session a model arm served: its request id, model version, candidates and the model's top
+    ``pool`` item ids in order (what the service's impression log keeps to value other policies)."""
+    rows = [{"arm": a.name, **r} for p, a in zip(policies, arms) for r in getattr(p, "requests", None) or []]
+    return pd.DataFrame(rows) if rows else None
+
+
+def engine_timing(days, policies, arms) -> dict:
+    """Seconds of the model arms: the daily rebuild (features, item state; shared), each arm's model
+    compilation and scoring, and the model arms' sessions per second over both."""
+    per = {
+        a.name: {"sessions": len(p.requests), "seconds": p.seconds}
+        for p, a in zip(policies, arms)
+        if hasattr(p, "requests")
+    }
+    total = days.seconds + sum(x["seconds"] for x in per.values())
+    n = sum(x["sessions"] for x in per.values())
+    return {
+        "rebuild_days": days.n_days,
+        "rebuild_seconds": days.seconds,
+        "arms": per,
+        "model_sessions_per_second": n / total if total else None,
+    }
 
 
 def run_online_ab(
-    world, cfg, date, days: int, arms_text: str, split: float, seed: int, out, n_boot=2000
+    world,
+    cfg,
+    date,
+    days: int,
+    arms_text: str,
+    split: float,
+    seed: int,
+    out,
+    n_boot=2000,
+    ope_window: int | None = None,
+    ope_max_requests: int = 1000,
 ) -> dict:
     """Continue ``world`` from ``date`` for ``days`` days with the two arms; write the continued tables,
-    the assignment and the report (JSON + Markdown) to ``out``; return the report."""
+    the assignment and the report (JSON + Markdown) to ``out``; return the report. ``ope_window`` (days)
+    adds the A/B report's off-policy estimates on the explore slates of that many days before ``date``
+    next to the online effect (:mod:`evaluation.online_ope`)."""
     from jobcare.world import online
     from jobcare.world.oracle import WorldOracle
 
@@ -245,11 +310,14 @@ def run_online_ab(
     salt = f"online-ab:{seed}"
     seekers = oracle.tables["seekers"]
     assignment = arm_of(seekers["seeker_id"].to_numpy(), salt, split)
-    router = ArmRouter(build_policies(arms, inp, cfg, world, seed, first_day), assignment)
+    cut = pd.Timestamp(oracle.manifest["span"]["start"]) + pd.Timedelta(days=first_day)
+    policies, engine_days, model_info = build_policies(arms, inp, cfg, world, seed, oracle, cut, salt)
+    router = ArmRouter(policies, assignment)
     first_session = resume.next_session
     t0 = time.perf_counter()
     cont = online.continue_world(oracle, first_day, days, inp, resume, rng, router)
     elapsed = time.perf_counter() - t0
+    served = model_requests(policies, arms)
     out = Path(out)
     arm_names = pd.Series(np.asarray([a.name for a in arms])[assignment], index=seekers["seeker_id"])
     df = per_seeker(cont.tables, seekers, first_session, cont.cut)
@@ -267,11 +335,21 @@ def run_online_ab(
         "n_sessions": {a.name: int(router.calls[k]) for k, a in enumerate(arms)},
         "seconds": elapsed,
         "sessions_per_second": float(len(cont.tables["sessions"]) / elapsed) if elapsed else None,
+        "model_arms": model_info,
+        **({"engine": engine_timing(engine_days, policies, arms)} if engine_days is not None else {}),
         **report(df, arms, n_boot, seed),
         "postings": postings_side(
             cont.tables, oracle.tables["postings"], arm_names, cont.cut, end, first_session
         ),
     }
+    md = markdown(res)
+    if ope_window:
+        from evaluation import online_ope
+
+        res["ope_vs_online"] = online_ope.ope_vs_online(
+            world, cfg, res, cont.tables, arm_names, ope_window, ope_max_requests
+        )
+        md += "\n" + online_ope.markdown(res["ope_vs_online"])
     for name, table in cont.tables.items():
         write_table(table, out / f"{name}.parquet")
     write_table(
@@ -279,6 +357,8 @@ def run_online_ab(
         out / "assignment.parquet",
     )
     write_table(df.reset_index(names="seeker_id"), out / "per_seeker.parquet")
+    if served is not None:
+        write_table(served, out / "model_requests.parquet")
     (out / "online_ab.json").write_text(json.dumps(res, indent=2, sort_keys=True, default=str))
-    (out / "online_ab.md").write_text(markdown(res))
+    (out / "online_ab.md").write_text(md)
     return res

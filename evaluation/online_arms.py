@@ -9,8 +9,9 @@ as :func:`jobcare.world.simulate.choose_slate` does.
 - ``baseline:random``: a uniformly random K-permutation of the available items (exact propensities).
 - ``baseline:oracle``: the available items by the world's true expected utility at the session, then the
   service's exploration (:func:`serving.engine.explore_slate`, ``serving.explore``).
-- a registry model URI: :class:`EngineArm`, the service's request path (stage one, ranker) over the
-  continued world's features, then the same exploration.
+- a registry model URI (``models:/...``, ``runs:/...``): :class:`evaluation.online_engine.EngineArm`, the
+  service's request path (stage one, union, ranker) over the continued world's features as of the day,
+  then the same exploration.
 """
 
 from __future__ import annotations
@@ -47,14 +48,18 @@ def available(item_type: str, seeker: int, open_items: np.ndarray, excluded: dic
     return np.flatnonzero(ok)
 
 
-def served_slate(ranked_cols: np.ndarray, k: int, request_id: str, ecfg: ExploreConfig):
-    """The service's exploration over a ranking (columns, best first) as a world slate tuple."""
+def served_slate(
+    ranked_cols: np.ndarray, k: int, request_id: str, ecfg: ExploreConfig, n_available: int | None = None
+):
+    """The service's exploration over a ranking (columns, best first) as a world slate tuple; the number
+    available is ``n_available`` (default: the ranking's length; a model ranks only its candidates)."""
     if ranked_cols.size == 0:
         return None
     shown, prop, explored, pool = explore_slate(np.arange(ranked_cols.size), k, request_id, ecfg)
     kk = shown.size
     slate_prop = (1 - ecfg.epsilon) * (shown < kk) + ecfg.epsilon * kk / pool * (shown < pool)
-    return ranked_cols[shown], prop, slate_prop, explored, int(ranked_cols.size)
+    n_av = int(ranked_cols.size) if n_available is None else int(n_available)
+    return ranked_cols[shown], prop, slate_prop, explored, n_av
 
 
 class RandomArm:

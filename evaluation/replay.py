@@ -65,10 +65,12 @@ def replay(
     policy: str | None = None,
     oracle=None,
     stage=None,
+    end: pd.Timestamp | None = None,
 ) -> Replay:
     """Replay the window: requests with an outcome (default), or every session of one logging ``policy``
     (e.g. "explore": the slates only, no sampled candidates, for the off-policy estimates). ``stage``:
-    a stage one already fitted before this window (another replay's), not fitted again."""
+    a stage one already fitted before this window (another replay's), not fitted again. ``end``: the
+    window's end (default the span's)."""
     from evaluation.reference import has_truth, world_oracle
 
     world = Path(world)
@@ -76,7 +78,7 @@ def replay(
     t = read_tables(world, ["events", "sessions", "impressions", "postings", "courses", "competency_units"])
     store = fstore.open_store(repo)
     ctx = context(repo, len(t["competency_units"]))
-    end = pd.Timestamp(read_manifest(world)["span"]["end"])
+    end = pd.Timestamp(read_manifest(world)["span"]["end"] if end is None else end)
     start = end - pd.Timedelta(days=window_days)
     try:
         data = build_rows(

@@ -159,17 +159,26 @@ def world_simulate(
     world: Annotated[Path, typer.Option(help="world folder to continue")],
     from_date: Annotated[str, typer.Option("--from", help="a midnight (UTC) in the span")],
     days: Annotated[int, typer.Option(help="days to simulate")],
-    arms: Annotated[str, typer.Option(help="A=URI,B=URI, URI: baseline:legacy|random|oracle")],
+    arms: Annotated[
+        str,
+        typer.Option(help="A=URI,B=URI, URI: baseline:legacy|random|oracle or a model (models:/NAME@ALIAS)"),
+    ],
     out: Annotated[Path, typer.Option(help="folder for the continued tables and the report")],
     split: Annotated[float, typer.Option(help="share of seekers routed to arm B")] = 0.5,
     seed: Annotated[int, typer.Option(help="seed of the continuation")] = 0,
+    ope_window: Annotated[
+        Optional[int],
+        typer.Option(help="also: off-policy estimates on the explore slates of this many days before --from"),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Online A/B inside the world: continue it from --from with each seeker's arm as the logging policy;
     the continued tables and the true online effect per arm (online_ab.json / online_ab.md)."""
     from evaluation.online_ab import run_online_ab
 
-    res = run_online_ab(world, _config(config), from_date, days, arms, split, seed, out)
+    res = run_online_ab(
+        world, _config(config), from_date, days, arms, split, seed, out, ope_window=ope_window
+    )
     a, h = res["metrics"]["applies"], res["metrics"]["hires"]
     console.print(
         f"{res['days']} days from {res['from']} in {res['seconds']:.1f}s -> {out}: per seeker B - A: applies "

@@ -198,6 +198,13 @@ def resume_at(oracle, first_day: int, rng: np.random.Generator) -> tuple[Resume,
         lst.sort(key=lambda x: x[4])
     st = oracle.state_at(cut)
     state = CompetencyState(st.levels.copy(), st.certificates.copy())
+    # the world's loop holds every seeker's initial competencies from day 0 (the tables stamp them at
+    # registration): those of seekers registering after the cut belong to the state too
+    ce, sc = t["seeker_competency_events"], t["seeker_certificates"]
+    late = ce[(ce["source"] == "initial") & (ce["ts"] > cut)]
+    state.raise_levels(late["seeker_id"].to_numpy(), late["unit_id"].to_numpy(), late["level"].to_numpy())
+    late = sc[(sc["source"] == "initial") & (sc["acquired_at"] > cut)]
+    state.certificates[late["seeker_id"].to_numpy(), late["certificate_id"].to_numpy()] = True
     resume = Resume(
         first_day=first_day,
         activity=activity,

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from evaluation.online_ab import OnlineABError, gini, parse_arms, two_sample_bootstrap
-from evaluation.online_arms import arm_of, available
+from evaluation.online_arms import arm_of, available, served_slate
+from evaluation.online_features import latest
+from features.item_index import latest_rows
+from jobcare.config import ExploreConfig
+from jobcare.world.io import write_table
 from jobcare.world.online import ContinuationError, first_day_of
+from serving.engine import explore_slate
 
 MANIFEST = {"span": {"start": "2024-01-01 00:00:00+00:00", "days": 120}}
 
@@ -21,10 +27,49 @@ def test_parse_arms_and_its_named_errors():
         ("A baseline:random,B=baseline:oracle", "no '='"),
         ("A=baseline:rules,B=baseline:oracle", "not an online baseline"),
         ("A=,B=baseline:oracle", "name and a URI"),
-        ("A=models:/jobcare-postings@champion,B=baseline:oracle", "not supported yet"),
+        ("A=jobcare-postings@champion,B=baseline:oracle", "need an MLflow model URI"),
     ):
         with pytest.raises(OnlineABError, match=rule):
             parse_arms(bad)
+    a, b = parse_arms("A=models:/jobcare-postings@champion,B=models:/jobcare-courses/3")
+    assert (a.uri, b.uri) == ("models:/jobcare-postings@champion", "models:/jobcare-courses/3")
+    assert parse_arms("A=runs:/abc/posting_bundle,B=baseline:random")[0].uri == "runs:/abc/posting_bundle"
+
+
+def test_served_slate_is_explore_slate_over_the_ranking_and_logs_the_available_count():
+    ecfg = ExploreConfig(epsilon=0.5, pool=6, salt="s")
+    ranked = np.array([9, 4, 7, 1, 3, 8, 2, 5])  # world columns, best first
+    hits = 0
+    for rid in (f"r{i}" for i in range(40)):
+        cols, prop, slate_prop, explored, n_av = served_slate(ranked, 4, rid, ecfg, n_available=50)
+        idx, want_prop, want_explored, pool = explore_slate(ranked, 4, rid, ecfg)
+        assert cols.tolist() == idx.tolist() and np.allclose(prop, want_prop) and explored == want_explored
+        assert n_av == 50 and pool == 6
+        # P(in slate): (1 - eps) for the top 4 + eps * 4 / 6 for anything in the pool
+        top = np.isin(cols, ranked[:4])
+        assert np.allclose(slate_prop, 0.5 * top + 0.5 * 4 / 6)
+        hits += explored
+    assert 0 < hits < 40
+    assert served_slate(ranked, 4, "r", ecfg)[4] == ranked.size
+
+
+def test_latest_is_the_repositorys_as_of_rule(tmp_path):
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    df = pd.DataFrame(
+        {
+            "k": [2, 1, 1, 2, 1, 3],
+            "v": [20, 10, 11, 21, 12, 30],
+            "event_timestamp": [t0, t0, t0 + pd.Timedelta(days=1), t0, t0 + pd.Timedelta(days=3), t0],
+            "created_timestamp": [t0, t0, t0, t0 + pd.Timedelta(hours=1), t0, t0],
+        }
+    )
+    df.loc[5, "event_timestamp"] = t0 + pd.Timedelta(days=5)
+    write_table(df, tmp_path / "x.parquet")
+    at = t0 + pd.Timedelta(days=2)
+    got = latest(df, "k", at)
+    assert got.set_index("k")["v"].to_dict() == {1: 11, 2: 21}  # k=2: the later created row; k=3 not yet
+    want = latest_rows(tmp_path / "x.parquet", "k", at)
+    assert got["v"].tolist() == want["v"].tolist()
 
 
 def test_first_day_rules():
