@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from evaluation.online_arms import BASELINE_ARMS, ArmRouter, OracleArm, RandomArm, arm_of
+from jobcare.config import CongestionConfig
 from jobcare.errors import JobcareError
 from jobcare.world.io import write_table
 
@@ -39,10 +41,58 @@ class OnlineABError(JobcareError):
     """Bad arms or split (which field, which rule)."""
 
 
+class ArmOptionError(OnlineABError):
+    """A bad ``?option=value`` on an arm's model URI (which arm, which option, which rule)."""
+
+
+ARM_OPTIONS = ("congestion",)
+
+
 @dataclass(frozen=True)
 class Arm:
+    """``uri`` as given (options included, the report's label); ``congestion``: the arm's
+    ``?congestion=WEIGHT`` (None: the config's ``serving.congestion``, as the service would serve)."""
+
     name: str
     uri: str
+    congestion: CongestionConfig | None = None
+
+    @property
+    def model_uri(self) -> str:
+        """The MLflow URI without the arm's options."""
+        return self.uri.split("?", 1)[0]
+
+
+def arm_options(name: str, uri: str) -> dict:
+    """A model arm's options from ``URI?key=value&key=value``: ``congestion=W`` turns on the congestion-aware
+    re-ranking (:mod:`serving.congestion`) with weight ``W`` for this arm (0: on, order unchanged).
+
+    Raises:
+        ArmOptionError: an option on a baseline, an unknown or repeated option, a missing ``=`` or a
+            weight that is not a number in the config's range.
+    """
+    if "?" not in uri:
+        return {}
+    base, query = uri.split("?", 1)
+    if not base.startswith(MODEL_URIS):
+        raise ArmOptionError(f"--arms: {name}={uri}: options are for model URIs only (rule: models:/...?k=v)")
+    out: dict = {}
+    for item in query.split("&"):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise ArmOptionError(f"--arms: {name}={uri}: {item!r} is not key=value (e.g. ?congestion=0.5)")
+        key = key.strip()
+        if key not in ARM_OPTIONS or key in out:
+            raise ArmOptionError(
+                f"--arms: {name}={uri}: option {key!r} unknown or repeated (rule: one of {list(ARM_OPTIONS)})"
+            )
+        try:
+            out[key] = CongestionConfig(enabled=True, weight=float(value))
+        except (ValueError, ValidationError):
+            raise ArmOptionError(
+                f"--arms: {name}={uri}: congestion={value!r} is not a weight (rule: a number, 0 <= W <= 100)"
+            ) from None
+    return out
 
 
 def parse_arms(text: str) -> list[Arm]:
@@ -55,14 +105,14 @@ def parse_arms(text: str) -> list[Arm]:
         name, uri = (x.strip() for x in part.split("=", 1))
         if not name or not uri:
             raise OnlineABError(f"--arms: {part!r} needs both a name and a URI (rule: NAME=URI)")
-        if uri.startswith("baseline:") and uri not in BASELINE_ARMS:
+        if uri.startswith("baseline:") and uri not in BASELINE_ARMS and "?" not in uri:
             raise OnlineABError(f"--arms: {uri!r} is not an online baseline; one of {list(BASELINE_ARMS)}")
-        if not uri.startswith(("baseline:", *MODEL_URIS)):
+        if not uri.startswith(("baseline:", *MODEL_URIS)):  # options are checked by arm_options
             raise OnlineABError(
                 f"--arms: {uri!r}: need an MLflow model URI ({', '.join(MODEL_URIS)}...) or one of "
                 f"{list(BASELINE_ARMS)}"
             )
-        arms.append(Arm(name, uri))
+        arms.append(Arm(name, uri, **arm_options(name, uri)))
     if len(arms) != 2 or arms[0].name == arms[1].name:
         raise OnlineABError(f"--arms: {text!r}: exactly two arms with different names (rule: A=URI,B=URI)")
     return arms
@@ -207,6 +257,8 @@ def markdown(res: dict) -> str:
             "",
             f"Arm {name} serves " + "; ".join(f"{it}: {lab}" for it, lab in m["serves"].items()) + ".",
         ]
+        if m.get("congestion_weight") is not None:
+            lines.append(f"Its postings are re-ranked by congestion, weight {m['congestion_weight']:g}.")
         if m["data_cutoff_after_cut"]:
             lines.append(
                 f"Caution: the {', '.join(m['data_cutoff_after_cut'])} model(s) of arm {name} were trained "
@@ -249,7 +301,15 @@ def build_policies(arms, inp, cfg, world, seed: int, oracle=None, cut=None, salt
 
         start = pd.Timestamp(oracle.manifest["span"]["start"])
         models, days, info = build_engine_arms(
-            [(a.name, a.uri) for _, a in named], cfg, world, oracle.tables, start, cut, inp, salt
+            [(a.name, a.model_uri) for _, a in named],
+            cfg,
+            world,
+            oracle.tables,
+            start,
+            cut,
+            inp,
+            salt,
+            congestion={a.name: a.congestion for _, a in named if a.congestion is not None},
         )
         for k, arm in named:
             out[k] = models[arm.name]

@@ -26,7 +26,9 @@ import pandas as pd
 from evaluation.online_arms import available, served_slate
 from evaluation.online_features import ContinuedFeatures, SeekerRows
 from features.pair_arrays import SeekerArrays
+from jobcare.config import CongestionConfig
 from jobcare.errors import JobcareError
+from serving.congestion import rerank
 from serving.state import State, compile_items, compile_variant, recent_popularity
 from training.offers import OfferIndex
 
@@ -78,10 +80,22 @@ class EngineArm:
             the champion's for the others).
         alias: the variant's name; ``request_salt``: prefix of every request id (exploration is keyed by it).
         world_in: the continuation's simulation input (slate size, held certificates).
+        congestion: the arm's congestion-aware re-ranking (:mod:`serving.congestion`, applied after
+            ``predict`` and before exploration); None: the config's ``serving.congestion``.
     """
 
-    def __init__(self, days: EngineDays, bundles: dict, versions: dict, alias: str, request_salt, world_in):
+    def __init__(
+        self,
+        days: EngineDays,
+        bundles: dict,
+        versions: dict,
+        alias: str,
+        request_salt,
+        world_in,
+        congestion: CongestionConfig | None = None,
+    ):
         self.days, self.bundles, self.versions = days, bundles, versions
+        self.congestion = congestion  # None: the config's serving.congestion, as the service serves
         self.alias, self.salt, self.inp = alias, request_salt, world_in
         self.variant = None
         self._d = None
@@ -112,6 +126,7 @@ class EngineArm:
         e, st, v, rows = self.days.engine, self.days.state, self.variant, self.days.seekers
         arrays = st.arrays[it]
         ecfg = e.scfg.explore
+        ccfg = self.congestion if self.congestion is not None else e.scfg.congestion
         pending: list = []
         for s in seeker:
             cols = available(it, s, open_items, excluded, self.inp.state.certificates)
@@ -150,6 +165,7 @@ class EngineArm:
                     f"{self.alias}: the engine proposed {it}s the world does not offer seeker "
                     f"{int(seeker[g])} (rule: candidates come from the allowed mask)"
                 )
+            sc, cong = rerank(sc, scored.candidates, st, it, ccfg)  # after predict, before exploration
             ranked = np.argsort(-sc, kind="stable")
             rid = f"{self.salt}:{int(sid[g])}"
             slate = served_slate(
@@ -165,6 +181,7 @@ class EngineArm:
                     "model_version": str(self.versions.get(it)),
                     "n_candidates": int(n),
                     "pool": ids[ranked[:pool]].astype(np.int64),
+                    **({"congestion_weight": cong["weight"]} if cong is not None else {}),
                 }
             )
             out.append(slate)
@@ -172,8 +189,19 @@ class EngineArm:
         return out
 
 
-def build_engine_arms(named: list[tuple[str, str]], cfg, world, tables, start, cut, world_in, salt):
-    """One :class:`EngineArm` per (arm name, model URI), sharing one engine and one :class:`EngineDays`.
+def build_engine_arms(
+    named: list[tuple[str, str]],
+    cfg,
+    world,
+    tables,
+    start,
+    cut,
+    world_in,
+    salt,
+    congestion: dict | None = None,
+):
+    """One :class:`EngineArm` per (arm name, model URI), sharing one engine and one :class:`EngineDays`;
+    ``congestion``: arm name -> its :class:`jobcare.config.CongestionConfig` (others: the config's).
 
     Returns:
         (arms by name, :class:`EngineDays`, per arm what it serves: item type -> model label, data cutoff
@@ -216,13 +244,18 @@ def build_engine_arms(named: list[tuple[str, str]], cfg, world, tables, start, c
         bundles = {**champ.bundles, bundle.item_type: bundle}
         labels = {it: f"models:/{MODEL_NAMES[it]}/{champ.versions[it]} (champion)" for it in ITEM_TYPES}
         labels[bundle.item_type] = uri
-        arms[name] = EngineArm(days, bundles, labels, f"online:{name}", f"{salt}:{name}", world_in)
+        ccfg = (congestion or {}).get(name)
+        arms[name] = EngineArm(
+            days, bundles, labels, f"online:{name}", f"{salt}:{name}", world_in, congestion=ccfg
+        )
+        ccfg = ccfg or cfg.serving.congestion
         cutoffs = {it: str(b.meta.get("trained_until")) for it, b in bundles.items()}
         info[name] = {
             "uri": uri,
             "item_type": bundle.item_type,
             "serves": labels,
             "trained_until": cutoffs,
+            "congestion_weight": ccfg.weight if ccfg.enabled else None,
             "data_cutoff_after_cut": sorted(
                 it for it, c in cutoffs.items() if c != "None" and pd.Timestamp(c) > cut
             ),

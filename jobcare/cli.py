@@ -161,7 +161,10 @@ def world_simulate(
     days: Annotated[int, typer.Option(help="days to simulate")],
     arms: Annotated[
         str,
-        typer.Option(help="A=URI,B=URI, URI: baseline:legacy|random|oracle or a model (models:/NAME@ALIAS)"),
+        typer.Option(
+            help="A=URI,B=URI, URI: baseline:legacy|random|oracle or a model (models:/NAME@ALIAS), "
+            "a model optionally with ?congestion=W (congestion-aware re-ranking for that arm)"
+        ),
     ],
     out: Annotated[Path, typer.Option(help="folder for the continued tables and the report")],
     split: Annotated[float, typer.Option(help="share of seekers routed to arm B")] = 0.5,

@@ -473,6 +473,16 @@ class ExploreConfig(StrictModel):
     salt: str = "jobcare-explore-1"
 
 
+class CongestionConfig(StrictModel):
+    """Congestion-aware re-ranking of postings (issue 18, serving/congestion.py), off by default: after the
+    ranker, each candidate posting's score is discounted by its expected congestion at the service clock,
+    score - weight * log1p(applicants so far / openings not yet filled), before exploration. Trades a
+    seeker's own fit for fewer crowded postings (objective: total hires). Weight 0 keeps the order."""
+
+    enabled: bool = False
+    weight: float = Field(0.5, ge=0, le=100, description="ranker-score units per unit of log1p(load)")
+
+
 class ImpressionLogConfig(StrictModel):
     """Where the service appends what it showed: JSONL files rotated by size or age. While the disk fails
     (full, unwritable, folder gone) records wait in memory, at most ``spool_max_records`` per worker; beyond
@@ -577,6 +587,7 @@ class ServingConfig(StrictModel):
     )
     ab: ABConfig = ABConfig()
     explore: ExploreConfig = ExploreConfig()
+    congestion: CongestionConfig = CongestionConfig()
     impression_log: ImpressionLogConfig = ImpressionLogConfig()
     auth: AuthConfig = AuthConfig()
     reload_poll_seconds: float = Field(10.0, ge=0, description="registry alias poll period; 0 disables")

@@ -36,6 +36,7 @@ from jobcare.world.io import read_manifest, read_tables
 from jobcare.world.taxonomy import RIASEC
 from serving.career_path import CareerPath
 from serving.career_path_schemas import CareerPathRequest
+from serving.congestion import rerank
 from serving.errors import NotReadyError, ServingError, UnknownSeekerError
 from serving.gap import competency_gap
 from serving.labour_market_schemas import LabourMarketRequest
@@ -415,6 +416,9 @@ class Engine:
         ``out["logging"]`` (not part of the response) holds what the impression log needs to value other
         policies: the policy that chose the slate, epsilon, each shown item's propensity and the model's
         top-``pool`` ids in its order. ``explore=False`` serves the model's own order (a target policy).
+        With ``serving.congestion`` on, postings are ranked by the discounted scores
+        (:mod:`serving.congestion`), the items' ``score`` is that, and ``logging["congestion"]`` holds its
+        weight (absent when off).
         """
         if not 1 <= k <= 100:
             raise ServingError(f"k: {k} is outside 1-100")
@@ -483,6 +487,8 @@ class Engine:
         scores = v.bundles[item_type].ranker.predict(scored.matrix)
         t3 = time.perf_counter()
         timings["predict"] = (t3 - t2) * 1e3
+        # congestion-aware re-ranking (off by default): after the ranker, before exploration
+        scores, congestion = rerank(scores, scored.candidates, state, item_type, self.scfg.congestion)
         ranked = np.argsort(-scores, kind="stable")
         ecfg = self.scfg.explore if explore else ExploreConfig()
         shown, prop, explored, pool = explore_slate(ranked, k, out["request_id"], ecfg)
@@ -517,6 +523,7 @@ class Engine:
             "epsilon": ecfg.epsilon,
             "propensities": [round(float(x), 8) for x in prop],
             "pool": ids[ranked[:pool]].tolist(),
+            **({"congestion": congestion} if congestion is not None else {}),
         }
         return out
 

@@ -52,6 +52,21 @@ class OfferIndex:
         used = np.bincount(items[:n], minlength=ids.max() + 1)[ids]
         return ids[used >= limit]
 
+    def load(self, ts: pd.Timestamp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(item ids, blocking events before ``ts``, capacity left at ``ts``) of the items with a capacity:
+        for postings the applies so far and the openings not yet filled (hires at or before ``ts``, as
+        :meth:`closed` counts them). Empty arrays for an item type without a capacity."""
+        if self._cap is None:
+            z = np.zeros(0, np.int64)
+            return z, z, z
+        cts, items, ids, limit = self._cap
+        n = np.searchsorted(cts, ts.value // 1000, side="right")
+        size = int(max(ids.max(), self._h_item.max(initial=-1))) + 1
+        used = np.bincount(items[:n], minlength=size)[ids]
+        before = self._h_blocking & (self._h_ts < pd.Timestamp(ts).value)
+        acted = np.bincount(self._h_item[before], minlength=size)[ids]
+        return ids, acted, limit - used
+
     def blocked(self, seeker: int, ts: pd.Timestamp) -> np.ndarray:
         """Items the seeker already acted on before ``ts``."""
         lo, hi = self._rows(seeker)

@@ -254,3 +254,74 @@ def test_two_model_arms_share_the_day_and_the_same_model_shows_no_effect(tiny_wo
     assert set(req["arm"]) == {"A", "B"} and req["request_id"].is_unique
     a = res["metrics"]["applies"]
     assert a["ci_low"] < 0 < a["ci_high"], a
+
+
+def test_congestion_arm_runs_and_logs_the_services_exploration(tiny_world, served, tmp_path, monkeypatch):
+    """``?congestion=W`` re-ranks the arm's postings after predict and before exploration: the logged slates
+    and propensities are still exactly explore_slate over the logged (re-ranked) order; the weight is in
+    the report and on the arm's posting requests only; the other arm is the plain champion. The counts the
+    stage reads each day (the day's offer index) are the simulator's live ones before the day's sessions."""
+    from evaluation.online_engine import EngineDays
+    from serving.congestion import congestion
+
+    checked = []
+    begin = EngineDays.begin_day
+
+    def probe(self, d, live):
+        begin(self, d, live)
+        st = self.state
+        ids, applied, left = st.offers["posting"].load(st.as_of)
+        head = self.features.static["postings"].set_index("posting_id")["headcount"]
+        assert np.array_equal(applied, live["p_applies"][ids]), d
+        assert np.array_equal(left, head.reindex(ids).to_numpy() - live["p_hires"][ids]), d
+        c = congestion(st)
+        pos = st.arrays["posting"].positions(ids)
+        ok = (pos >= 0) & (live["p_hires"][ids] < head.reindex(ids).to_numpy())
+        want = np.log1p(
+            live["p_applies"][ids][ok] / (head.reindex(ids).to_numpy() - live["p_hires"][ids])[ok]
+        )
+        assert np.allclose(c[pos[ok]], want), d
+        checked.append(d)
+
+    monkeypatch.setattr(EngineDays, "begin_day", probe)
+    arms = "A=models:/jobcare-postings@champion,B=models:/jobcare-postings@champion?congestion=1.0"
+    res = run_online_ab(tiny_world, _cfg(served), FROM, 14, arms, 0.5, 5, tmp_path)
+    assert len(set(checked)) == 14
+    info = res["model_arms"]
+    assert info["B"]["congestion_weight"] == 1.0 and info["A"]["congestion_weight"] is None
+    assert info["B"]["serves"]["posting"] == "models:/jobcare-postings@champion"
+    assert "re-ranked by congestion, weight 1" in (tmp_path / "online_ab.md").read_text()
+    req = pd.read_parquet(tmp_path / "model_requests.parquet")
+    on = req["congestion_weight"].notna()
+    assert on.any() and (req.loc[on, "arm"] == "B").all() and (req.loc[on, "item_type"] == "posting").all()
+    assert ((req["arm"] == "B") & (req["item_type"] == "posting") & ~on).sum() == 0
+    imp = pd.read_parquet(tmp_path / "impressions.parquet")
+    by_session = dict(tuple(imp.sort_values(["session_id", "position"]).groupby("session_id")))
+    ecfg = ExploreConfig(epsilon=0.3, pool=20, salt="online-test")
+    k = read_manifest(tiny_world)["config"].get("slate_size", 10)
+    for r in req[on].itertuples(index=False):
+        items, prop, _, _ = explore_slate(np.asarray(r.pool), k, r.request_id, ecfg)
+        got = by_session[r.session_id]
+        assert got["item_id"].tolist() == items.tolist()
+        assert np.array_equal(got["propensity"].to_numpy(), prop)
+
+
+def test_congestion_off_leaves_the_response_and_weight_zero_the_order(served):
+    """Off (the default): no ``congestion`` in the logging; on with weight 0: the same slate and scores."""
+    from jobcare.config import CongestionConfig
+    from serving.engine import Engine
+
+    eng = Engine(served[0])
+    assert not eng.scfg.congestion.enabled
+    seekers = [0, 1, 2, 3, 5, 8]
+    off = [eng.recommend("posting", seeker_id=s, k=10, explore=False) for s in seekers]
+    eng.scfg = eng.scfg.model_copy(update={"congestion": CongestionConfig(enabled=True, weight=0.0)})
+    zero = [eng.recommend("posting", seeker_id=s, k=10, explore=False) for s in seekers]
+    eng.scfg = eng.scfg.model_copy(update={"congestion": CongestionConfig(enabled=True, weight=2.0)})
+    strong = [eng.recommend("posting", seeker_id=s, k=10, explore=False) for s in seekers]
+    for a, b, c in zip(off, zero, strong):
+        assert "congestion" not in a["logging"]
+        assert b["logging"]["congestion"] == {"weight": 0.0} and c["logging"]["congestion"] == {"weight": 2.0}
+        assert [(i["id"], i["score"]) for i in a["items"]] == [(i["id"], i["score"]) for i in b["items"]]
+        assert a["logging"]["pool"] == b["logging"]["pool"]
+    assert any(a["logging"]["pool"] != c["logging"]["pool"] for a, c in zip(off, strong))
