@@ -89,10 +89,8 @@ def soak(cfg_path: Path, log_dir: Path, seekers, rate: float, seconds: float, wa
     from serving.impressions import read_records
     from serving.launch import start
 
-    # a BENTOML_HOME of its own: every `bentoml serve` start wipes $BENTOML_HOME/prometheus_multiproc_dir,
-    # so another service started on this machine during the soak would zero this one's /metrics counters
-    env = {**os.environ, "BENTOML_HOME": str(log_dir / "bentoml_home")}
-    server = start(cfg_path, log_dir / "bentoml.log", env=env)
+    # serving.launch.start gives the server a BENTOML_HOME of its own (a start wipes its Prometheus folder)
+    server = start(cfg_path, log_dir / "bentoml.log")
     base, local, served = server.base_url, threading.local(), [0]
     lock = threading.Lock()
 

@@ -16,8 +16,11 @@ from jobcare.config import ProjectConfig
 FROM, DAYS = "2024-03-01", 60  # tiny world: day 60 of 120
 
 
-def _digest(folder) -> dict:
-    names = ["sessions", "impressions", "events", "seeker_exits", "truth/impressions", "assignment"]
+TABLES = ("sessions", "impressions", "events", "seeker_exits", "truth/impressions", "assignment")
+
+
+def table_digests(folder, names=TABLES) -> dict:
+    """sha256 per continued table (identical tables for the same seed); shared with the model-arm tests."""
     return {
         n: hashlib.sha256(pd.read_parquet(folder / f"{n}.parquet").to_csv().encode()).hexdigest()
         for n in names
@@ -49,9 +52,9 @@ def test_same_seed_gives_identical_tables_and_another_seed_does_not(tiny_world, 
     _, out = oracle_vs_random
     arms = "A=baseline:random,B=baseline:oracle"
     run_online_ab(tiny_world, ProjectConfig(), FROM, DAYS, arms, 0.5, 3, tmp_path / "again")
-    assert _digest(tmp_path / "again") == _digest(out)
+    assert table_digests(tmp_path / "again") == table_digests(out)
     run_online_ab(tiny_world, ProjectConfig(), FROM, DAYS, arms, 0.5, 4, tmp_path / "other")
-    assert _digest(tmp_path / "other")["events"] != _digest(out)["events"]
+    assert table_digests(tmp_path / "other")["events"] != table_digests(out)["events"]
 
 
 def test_logged_propensities_are_the_arms_exact_ones(oracle_vs_random):

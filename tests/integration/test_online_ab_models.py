@@ -4,8 +4,6 @@ with the service's exploration, the champion beats a random arm on applies, and 
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +14,7 @@ from features.item_index import item_features, latest_rows
 from jobcare.config import ExploreConfig, ProjectConfig
 from jobcare.world.io import read_manifest
 from serving.engine import explore_slate
+from tests.integration.test_online_ab import table_digests
 
 FROM, DAYS = "2024-03-01", 28  # tiny world: day 60 of 120
 OPE_DAYS = 30  # the off-policy estimates read the explore slates of days 30-60
@@ -30,11 +29,9 @@ def _cfg(served):
 
 
 def _digest(folder) -> dict:
-    names = ["sessions", "impressions", "events", "truth/impressions", "assignment", "model_requests"]
-    return {
-        n: hashlib.sha256(pd.read_parquet(folder / f"{n}.parquet").to_csv().encode()).hexdigest()
-        for n in names
-    }
+    return table_digests(
+        folder, ("sessions", "impressions", "events", "truth/impressions", "assignment", "model_requests")
+    )
 
 
 @pytest.fixture(scope="module")

@@ -33,14 +33,9 @@ def limited_server(served, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("limited")
     path = tmp / "serving.yaml"
     path.write_text(yaml.safe_dump(data))
-    # its own BENTOML_HOME: `bentoml serve` empties the Prometheus directory of its home at start, which
-    # would wipe the counters of the session's in-process app (asgi_client) and of the `live` server
-    env = {
-        **os.environ,
-        "JOBCARE_API_KEYS": ENV_KEY,
-        "JOBCARE_WORKERS": "2",
-        "BENTOML_HOME": str(tmp / "bentoml"),
-    }
+    # serving.launch.start gives the server its own BENTOML_HOME: a start empties its Prometheus folder,
+    # which would wipe the counters of the session's in-process app (asgi_client)
+    env = {**os.environ, "JOBCARE_API_KEYS": ENV_KEY, "JOBCARE_WORKERS": "2"}
     server = start(path, tmp / "bentoml.log", env=env, ready_timeout=180)
     yield server.base_url, key
     server.stop()
