@@ -20,6 +20,7 @@ import yaml
 
 from jobcare.config import FeaturesConfig
 from jobcare.errors import JobcareError
+from jobcare.stages import stage
 from jobcare.world.io import read_manifest
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ def render_repo(world: str | Path, cfg: FeaturesConfig) -> Path:
 
     repo = Path(cfg.repo)
     (repo / "data").mkdir(parents=True, exist_ok=True)
-    rows = build_feature_tables(world, repo / "data")
+    with stage("feature_tables"):
+        rows = build_feature_tables(world, repo / "data")
     (repo / "feature_store.yaml").write_text(yaml.safe_dump(store_yaml(cfg), sort_keys=False))
     (repo / "definitions.py").write_text(SHIM)
     manifest = read_manifest(world)
@@ -136,7 +138,7 @@ def apply(repo: str | Path) -> dict:
     from features.definitions import ALL_OBJECTS
 
     store = open_store(repo)
-    with in_repo(store):
+    with stage("apply"), in_repo(store):
         store.apply(ALL_OBJECTS)
     return {
         "feature_views": sorted(v.name for v in store.list_feature_views()),
@@ -153,18 +155,24 @@ def serving_clock(span_end) -> pd.Timestamp:
     return (end if end.tzinfo else end.tz_localize("UTC")) - pd.Timedelta(seconds=1)
 
 
-def materialize(repo: str | Path, incremental: bool = False, end: pd.Timestamp | None = None) -> pd.Timestamp:
+def materialize(
+    repo: str | Path,
+    incremental: bool = False,
+    end: pd.Timestamp | None = None,
+    views: list[str] | None = None,
+) -> pd.Timestamp:
     """Load the latest feature values up to ``end`` (default: :func:`serving_clock` of the world's span)
-    into the online store."""
+    into the online store; ``views``: only these feature views (default: every one). Incremental: from
+    where each view's last materialisation ended."""
     meta = repo_meta(repo)
     store = open_store(repo)
     end = pd.Timestamp(end or serving_clock(meta["span"]["end"])).to_pydatetime()
-    with in_repo(store):
+    with stage("materialize_incremental" if incremental else "materialize"), in_repo(store):
         if incremental:
-            store.materialize_incremental(end_date=end)
+            store.materialize_incremental(end_date=end, feature_views=views)
         else:
             start = (pd.Timestamp(meta["span"]["start"]) - pd.Timedelta(days=400)).to_pydatetime()
-            store.materialize(start_date=start, end_date=end)
+            store.materialize(start_date=start, end_date=end, feature_views=views)
     return pd.Timestamp(end)
 
 

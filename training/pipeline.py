@@ -32,6 +32,7 @@ from features import store as fstore
 from jobcare.config import ProjectConfig
 from jobcare.contracts import validate_world
 from jobcare.faultpoints import pause_point
+from jobcare.stages import StageRecorder, stage
 from jobcare.world.io import MANIFEST, read_manifest, read_tables
 from training import tracking
 from training.bundle import Bundle, load_bundle, log_bundle
@@ -99,17 +100,21 @@ def train(world: str | Path, cfg: ProjectConfig, console=None, oracle=None) -> d
     tc = cfg.train
     windows = Windows.of(read_manifest(world)["span"], tc)  # before any work: the windows fit the span
     check_engine(tc)  # and what the Dask engine cannot do (train.engine dask: rows and fits on a cluster)
-    validate_world(world)  # bad data stops here: nothing is logged, no alias moves
-    repo = ensure_repo(world, cfg)
-    t = read_tables(world, ["events", "sessions", "impressions", "postings", "courses", "competency_units"])
-    store = fstore.open_store(repo)
-    ctx = context(repo, len(t["competency_units"]))
-    with engine_session(tc, world, repo, len(t["competency_units"])) as engine:
-        return _run(world, cfg, windows, repo, t, store, ctx, engine, console, oracle)
+    with StageRecorder() as rec:  # per-stage time and peak memory, logged as stages.json in the run
+        with stage("contracts"):
+            validate_world(world)  # bad data stops here: nothing is logged, no alias moves
+        repo = ensure_repo(world, cfg)
+        with stage("read_logs"):
+            tables = ["events", "sessions", "impressions", "postings", "courses", "competency_units"]
+            t = read_tables(world, tables)
+        store = fstore.open_store(repo)
+        ctx = context(repo, len(t["competency_units"]))
+        with engine_session(tc, world, repo, len(t["competency_units"])) as engine:
+            return _run(world, cfg, windows, repo, t, store, ctx, engine, console, oracle, rec)
 
 
 def _run(
-    world: Path, cfg: ProjectConfig, windows: Windows, repo: Path, t, store, ctx, engine, console, oracle
+    world: Path, cfg: ProjectConfig, windows: Windows, repo: Path, t, store, ctx, engine, console, oracle, rec
 ):
     """The MLflow run of :func:`train`: every item type fitted and evaluated, then registered and gated.
 
@@ -174,12 +179,12 @@ def _run(
             mlflow.log_figure(fig, f"{it}/feature_importance.png")
             _close(fig)
             # a fresh model: stage one refitted on every event before the data cutoff (the end of the logs)
-            stage = fit_stage_one(it, t["events"], windows.end, store, repo, ctx, cfg.candidates, windows.end)
+            fresh = fit_stage_one(it, t["events"], windows.end, store, repo, ctx, cfg.candidates, windows.end)
             bundle = Bundle(
                 it,
-                stage.popularity,
-                stage.als,
-                stage.two_tower,
+                fresh.popularity,
+                fresh.als,
+                fresh.two_tower,
                 res["final_ranker"],
                 res["features"],
                 dict(cfg.candidates.quotas),
@@ -199,12 +204,14 @@ def _run(
         # registered only now that every item type is fitted and evaluated, and every version before any
         # alias moves: a run killed while registering leaves versions (with digests) but no alias moved
         versions = {}
-        for it, (_, bundle) in fitted.items():
-            uri = log_bundle(bundle, Path(tmp) / it, name=f"{it}_bundle")
-            versions[it] = register(client, uri, MODEL_NAMES[it])
+        with stage("registration"):
+            for it, (_, bundle) in fitted.items():
+                uri = log_bundle(bundle, Path(tmp) / it, name=f"{it}_bundle")
+                versions[it] = register(client, uri, MODEL_NAMES[it])
         for it, (res, _) in fitted.items():
             m, version = res["metrics"], versions[it]
-            decision = gate(client, MODEL_NAMES[it], version, res, tc.gate)
+            with stage("gate"):
+                decision = gate(client, MODEL_NAMES[it], version, res, tc.gate)
             mlflow.log_metrics(
                 {f"{PREFIX[it]}gate_{k}": v for k, v in decision.items() if isinstance(v, float)}
             )
@@ -220,7 +227,9 @@ def _run(
                     f"{it}: {summary_line(m, res['best_baseline'])}; {MODEL_NAMES[it]} v{version} -> "
                     f"{decision['alias']} ({decision['reason']})"
                 )
+        mlflow.log_dict(rec.stages, "stages.json")  # seconds, calls and peak RSS (MiB) per stage
         out["run_id"] = run.info.run_id
+        out["stages"] = rec.stages
     return out
 
 

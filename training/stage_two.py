@@ -22,6 +22,7 @@ from evaluation.stats import ratio_ci
 from features import store as fstore
 from jobcare.config import CandidatesConfig
 from jobcare.errors import JobcareError
+from jobcare.stages import stage as timed
 from training.candidates.evaluate import StageOne, fit_stage_one, union_at
 from training.candidates.world import ITEM_KEY, seeker_side_table
 from training.offers import OfferIndex
@@ -117,13 +118,16 @@ def build_rows(
     The Dask engine (:mod:`training.distributed`) runs the same two steps, :func:`select_requests` here
     and :func:`replay_requests` on its workers, one partition of the requests each.
     """
-    stage, batch, positive_only = prepare_requests(
-        item_type, t, store, repo, ctx, cfg, start, end, max_requests, seed, policy, positive_only, stage
-    )
-    out = replay_requests(
-        item_type, t, repo, ctx, cfg, batch, stage, start, negatives, seed, positive_only, show_progress
-    )
-    return ranker_data(item_type, [out], batch.requests, stage)
+    if stage is None:  # timed on its own (``{item_type}/stage_one``), not as part of the rows
+        stage = fit_stage_one(item_type, t["events"], start, store, repo, ctx, cfg, end)
+    with timed(f"{item_type}/{'explore_rows' if policy == 'explore' else 'ranker_rows'}"):
+        stage, batch, positive_only = prepare_requests(
+            item_type, t, store, repo, ctx, cfg, start, end, max_requests, seed, policy, positive_only, stage
+        )
+        out = replay_requests(
+            item_type, t, repo, ctx, cfg, batch, stage, start, negatives, seed, positive_only, show_progress
+        )
+        return ranker_data(item_type, [out], batch.requests, stage)
 
 
 def prepare_requests(
@@ -563,30 +567,40 @@ def fit_and_evaluate(
         show_progress,
     )
     feats = train.features
-    ranker = fit_ranker(ranker_params, seed, train, feats, shuffle_labels, eval_data=valid, engine=engine)
+    fit_stage, eval_stage = f"{item_type}/ranker_fit", f"{item_type}/evaluation"
+    with timed(fit_stage):
+        ranker = fit_ranker(ranker_params, seed, train, feats, shuffle_labels, eval_data=valid, engine=engine)
     v = valid.rows
-    nd = ndcg_by_request(v, ranker.predict(v[feats]))
-    nd_als = ndcg_by_request(v, -v["cand_rank_als"].to_numpy(float))
-    nd_oracle = ndcg_by_request(v, oracle_scores(v, valid.requests, item_type, oracle)) if oracle else None
-    req = valid.requests.set_index("request_id")
-    cold = ~pd.Series(valid.stage.als.users_.index(req["seeker_id"].to_numpy()) >= 0, index=req.index)
-    cold = cold.reindex(nd.index)
+    with timed(eval_stage):
+        nd = ndcg_by_request(v, ranker.predict(v[feats]))
+        nd_als = ndcg_by_request(v, -v["cand_rank_als"].to_numpy(float))
+        nd_oracle = None
+        if oracle:
+            nd_oracle = ndcg_by_request(v, oracle_scores(v, valid.requests, item_type, oracle))
+        req = valid.requests.set_index("request_id")
+        cold = ~pd.Series(valid.stage.als.users_.index(req["seeker_id"].to_numpy()) >= 0, index=req.index)
+        cold = cold.reindex(nd.index)
     args = (item_type, t, store, repo, ctx, cfg)
     val_ex = explore_rows(
         *args, w.valid_start, w.test_start, max_explore_requests, seed + 2, show_progress, valid.stage
     )
     cfeats = content_features(feats)
-    content = fit_ranker(ranker_params, seed, train, cfeats, shuffle_labels, engine=engine)
-    val_per = explore_ndcg(val_ex, ranker, feats, item_type, oracle, content)
+    with timed(fit_stage):
+        content = fit_ranker(ranker_params, seed, train, cfeats, shuffle_labels, engine=engine)
+    with timed(eval_stage):
+        val_per = explore_ndcg(val_ex, ranker, feats, item_type, oracle, content)
     best = max((b for b in SINGLE_BASELINES if b in val_per), key=lambda b: val_per[b].mean(), default=None)
     # the shipped recipe: the same settings refitted on train + validation rows (what a model trained at
     # T1 would be); the test window, with its own stage one (fitted on the events before T1), reports it
     # once and is never chosen on
     both = stack_windows(train, valid, engine)
-    final = fit_ranker(ranker_params, seed, both, feats, shuffle_labels, engine=engine)
+    with timed(fit_stage):
+        final = fit_ranker(ranker_params, seed, both, feats, shuffle_labels, engine=engine)
     test_ex = explore_rows(*args, w.test_start, w.end, max_explore_requests, seed + 3, show_progress, None)
-    final_content = fit_ranker(ranker_params, seed, both, cfeats, shuffle_labels, engine=engine)
-    test_per = explore_ndcg(test_ex, final, feats, item_type, oracle, final_content)
+    with timed(fit_stage):
+        final_content = fit_ranker(ranker_params, seed, both, cfeats, shuffle_labels, engine=engine)
+    with timed(eval_stage):
+        test_per = explore_ndcg(test_ex, final, feats, item_type, oracle, final_content)
     metrics = {
         **explore_metrics("val", val_per, best, seed),
         **explore_metrics("test", test_per, best, seed),

@@ -97,6 +97,21 @@ def test_first_run_registers_a_champion_whose_bundle_loads_and_ranks(trained, ti
     assert len(bundle.score(rows)) == 2
     items, _ = bundle.als.recommend(int(bundle.als.users_.keys[0]), 5)
     assert len(items) == 5
+    # the run's per-stage time and memory (stages.json): stage one fitted before the train, validation and
+    # test windows and once more on every event for the registered bundle; four LambdaRank fits (ranker and
+    # content ablation, each on train and on train + validation); explore slates of validation and test
+    stages = mlflow.artifacts.load_dict(f"runs:/{first['run_id']}/stages.json")
+    assert stages == first["stages"]
+    calls = {name: s["calls"] for name, s in stages.items()}
+    assert {k: calls[k] for k in ("contracts", "read_logs", "registration", "gate")} == dict.fromkeys(
+        ("contracts", "read_logs", "registration", "gate"), 1
+    )
+    assert calls["posting/stage_one"] == calls["posting/stage_one/als"] == 4
+    assert calls["posting/ranker_fit"] == 4 and calls["posting/explore_rows"] == 2
+    assert calls["posting/ranker_rows"] == 2  # train and validation windows
+    assert "feature_tables" not in stages  # the repository was already rendered for this world
+    assert stages["posting/stage_one/als"]["seconds"] < stages["posting/stage_one"]["seconds"]
+    assert all(s["peak_rss_mib"] > 100 for s in stages.values())
 
 
 def _explore_with_outcome(world, start, end) -> int:

@@ -22,6 +22,7 @@ from features import store as fstore
 from features.item_index import item_features
 from features.pairs import PairContext
 from jobcare.config import CandidatesConfig
+from jobcare.stages import stage
 from jobcare.world.io import read_manifest, read_tables
 from training.candidates.als import ALSRecommender
 from training.candidates.popularity import PopularityRecommender
@@ -62,24 +63,29 @@ def fit_stage_one(
     """Fit popularity, ALS and two-tower on the events of ``item_type`` before ``until``."""
     import time
 
-    weights = cfg.event_weights
-    inter = world_interactions(events, item_type, until, weights)
-    secs = {}
-    t = time.perf_counter()
-    pop = PopularityRecommender(random_state=cfg.seed).fit(inter)
-    secs["popularity"] = time.perf_counter() - t
-    t = time.perf_counter()
-    als = ALSRecommender(**cfg.als.model_dump(), random_state=cfg.seed).fit(inter)
-    secs["als"] = time.perf_counter() - t
-    users = pd.DataFrame({"seeker_id": np.unique(inter["user"]).astype(np.int64), "event_timestamp": until})
-    ufeat = fstore.historical_features(store, users, "seeker_online_v1")
-    items = item_side_table(item_type, item_features(repo, item_type, catalogue_at), ctx)
-    t = time.perf_counter()
-    tt = TwoTowerRecommender(**cfg.two_tower.model_dump(), random_state=cfg.seed).fit(
-        inter, seeker_side_table(ufeat), items
-    )
-    tt.set_item_index(items)  # every item of the catalogue, including those opened after ``until``
-    secs["two_tower"] = time.perf_counter() - t
+    with stage(f"{item_type}/stage_one"):
+        weights = cfg.event_weights
+        inter = world_interactions(events, item_type, until, weights)
+        secs = {}
+        t = time.perf_counter()
+        pop = PopularityRecommender(random_state=cfg.seed).fit(inter)
+        secs["popularity"] = time.perf_counter() - t
+        t = time.perf_counter()
+        with stage(f"{item_type}/stage_one/als"):
+            als = ALSRecommender(**cfg.als.model_dump(), random_state=cfg.seed).fit(inter)
+        secs["als"] = time.perf_counter() - t
+        user_ids = np.unique(inter["user"]).astype(np.int64)
+        users = pd.DataFrame({"seeker_id": user_ids, "event_timestamp": until})
+        with stage(f"{item_type}/stage_one/seeker_features"):
+            ufeat = fstore.historical_features(store, users, "seeker_online_v1")
+            items = item_side_table(item_type, item_features(repo, item_type, catalogue_at), ctx)
+        t = time.perf_counter()
+        with stage(f"{item_type}/stage_one/two_tower"):
+            tt = TwoTowerRecommender(**cfg.two_tower.model_dump(), random_state=cfg.seed).fit(
+                inter, seeker_side_table(ufeat), items
+            )
+            tt.set_item_index(items)  # every item of the catalogue, including those opened after ``until``
+        secs["two_tower"] = time.perf_counter() - t
     return StageOne(item_type, pop, als, tt, secs)
 
 

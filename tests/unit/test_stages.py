@@ -1,0 +1,45 @@
+"""jobcare.stages: named stages timed, aggregated per name, with the peak memory sampled while they ran."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from jobcare.stages import StageRecorder, stage
+
+
+def test_stages_are_summed_per_name_nested_and_only_while_a_recorder_is_active():
+    with stage("before"):  # no recorder: logged only
+        pass
+    with StageRecorder(interval=0.01) as rec:
+        for _ in range(3):
+            with stage("fit"):
+                time.sleep(0.02)
+        with stage("outer"):
+            with stage("outer/inner"):
+                time.sleep(0.05)
+            time.sleep(0.02)
+    with stage("after"):
+        pass
+    assert list(rec.stages) == ["fit", "outer", "outer/inner"]  # in the order first entered
+    assert rec.stages["fit"]["calls"] == 3 and 0.06 <= rec.stages["fit"]["seconds"] < 0.5
+    inner, outer = rec.stages["outer/inner"]["seconds"], rec.stages["outer"]["seconds"]
+    assert 0.05 <= inner and inner + 0.02 <= outer < inner + 0.5
+    assert rec.seconds()["fit"] == round(rec.stages["fit"]["seconds"], 3)
+
+
+def test_the_peak_of_a_stage_sees_memory_that_is_freed_before_it_ends():
+    with StageRecorder(interval=0.005) as rec:
+        with stage("small"):
+            time.sleep(0.03)
+        with stage("big"):
+            block = np.ones(400 * 2**20 // 8)  # 400 MiB, touched
+            time.sleep(0.1)
+            del block
+        with stage("small_again"):
+            time.sleep(0.03)
+    small, big = rec.stages["small"]["peak_rss_mib"], rec.stages["big"]["peak_rss_mib"]
+    assert big - small > 350
+    assert rec.stages["small_again"]["peak_rss_mib"] < big - 350
+    assert rec.peak_rss_mib == max(s["peak_rss_mib"] for s in rec.stages.values())
