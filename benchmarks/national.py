@@ -72,7 +72,7 @@ def recreate_database(name: str) -> str:
     return f"{PG}/{name}"
 
 
-def child(world: Path, config: Path, work: Path, redis_db: int, k: int) -> dict:
+def child(world: Path, config: Path, work: Path, redis_db: int, k: int, workers: int) -> dict:
     """Steps 1-4 of the module docstring on ``world``; returns the measurements."""
     import httpx
     import numpy as np
@@ -101,6 +101,7 @@ def child(world: Path, config: Path, work: Path, redis_db: int, k: int) -> dict:
         "project": f"jobcare_bench_{scale}",
         "redis": f"127.0.0.1:6379,db={redis_db}",
         "registry_url": feast_url,
+        "materialize_workers": workers,
     }
     raw["tracking"] = {
         **raw.get("tracking", {}),
@@ -123,9 +124,9 @@ def child(world: Path, config: Path, work: Path, redis_db: int, k: int) -> dict:
         repo = fstore.render_repo(world, fcfg)
         fstore.apply(repo)
         with stage("materialize_seekers"):
-            fstore.materialize(repo, end=clock - pd.Timedelta(days=1), views=SEEKER_VIEWS)
+            fstore.materialize(repo, end=clock - pd.Timedelta(days=1), views=SEEKER_VIEWS, workers=workers)
         with stage("materialize_items"):
-            fstore.materialize(repo, end=clock - pd.Timedelta(days=1), views=ITEM_VIEWS)
+            fstore.materialize(repo, end=clock - pd.Timedelta(days=1), views=ITEM_VIEWS, workers=workers)
         fstore.materialize(repo, incremental=True, end=clock)
         res = train(world, cfg)
         out["retrain_seconds"] = time.perf_counter() - t0
@@ -188,7 +189,14 @@ def run_child(world: Path, a) -> dict:
     with tempfile.TemporaryDirectory(prefix="national-bench-", dir=a.work_root) as work:
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONHASHSEED="0")
         cmd = [sys.executable, __file__, "--child", str(world), "--config", str(a.config), "--work", work]
-        cmd += ["--redis-db", str(a.redis_db), "--k", str(a.k)]
+        cmd += [
+            "--redis-db",
+            str(a.redis_db),
+            "--k",
+            str(a.k),
+            "--materialize-workers",
+            str(a.materialize_workers),
+        ]
         p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
         log = Path(a.out).with_suffix(f".{Path(world).name}.log")
         log.write_text(p.stderr)
@@ -214,6 +222,7 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "demo.yaml")
     ap.add_argument("--redis-db", type=int, default=9)
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--materialize-workers", type=int, default=2, help="features.materialize_workers")
     ap.add_argument("--work-root", type=Path, default=None, help="where the temporary repositories go")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "national.json")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -223,7 +232,7 @@ def main() -> None:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        print(json.dumps(child(a.child, a.config, a.work, a.redis_db, a.k)))
+        print(json.dumps(child(a.child, a.config, a.work, a.redis_db, a.k, a.materialize_workers)))
         return
     if a.world is None:
         raise SystemExit("--world DIR: the national world (jobcare world generate --scale national)")
@@ -231,6 +240,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "date": time.strftime("%Y-%m-%d"),
         "config": str(a.config),
+        "materialize_workers": a.materialize_workers,
         "targets": TARGETS,
         "worlds": {},
     }

@@ -160,20 +160,80 @@ def materialize(
     incremental: bool = False,
     end: pd.Timestamp | None = None,
     views: list[str] | None = None,
+    workers: int = 1,
 ) -> pd.Timestamp:
     """Load the latest feature values up to ``end`` (default: :func:`serving_clock` of the world's span)
     into the online store; ``views``: only these feature views (default: every one). Incremental: from
-    where each view's last materialisation ended."""
+    where each view's last materialisation ended.
+
+    ``workers`` > 1: the views are split into that many groups of about equal rows, each materialised by
+    its own process (Feast turns every row into protobuf values in Python, one core per process: at
+    national scale this is most of the time; ``benchmarks/national.py``). Each process pays Feast's
+    import (a few seconds), so it only pays off for large tables."""
+    meta = repo_meta(repo)
+    end = pd.Timestamp(end or serving_clock(meta["span"]["end"])).to_pydatetime()
+    with stage("materialize_incremental" if incremental else "materialize"):
+        if workers <= 1:
+            _materialize_views(str(repo), incremental, end, views)
+        else:
+            _materialize_parallel(repo, incremental, end, views, workers)
+    return pd.Timestamp(end)
+
+
+def _materialize_views(repo: str, incremental: bool, end, views: list[str] | None) -> None:
+    """Materialise ``views`` (None: all) of ``repo`` in this process."""
     meta = repo_meta(repo)
     store = open_store(repo)
-    end = pd.Timestamp(end or serving_clock(meta["span"]["end"])).to_pydatetime()
-    with stage("materialize_incremental" if incremental else "materialize"), in_repo(store):
+    with in_repo(store):
         if incremental:
             store.materialize_incremental(end_date=end, feature_views=views)
         else:
             start = (pd.Timestamp(meta["span"]["start"]) - pd.Timedelta(days=400)).to_pydatetime()
             store.materialize(start_date=start, end_date=end, feature_views=views)
-    return pd.Timestamp(end)
+
+
+def view_groups(cost: dict[str, int], n: int) -> list[list[str]]:
+    """The views of ``cost`` in ``n`` groups of about equal total cost (largest first, each to the
+    lightest group); empty groups are left out."""
+    groups: list[list[str]] = [[] for _ in range(n)]
+    load = [0] * n
+    for name in sorted(cost, key=lambda v: (-cost[v], v)):
+        i = load.index(min(load))
+        groups[i].append(name)
+        load[i] += cost[name]
+    return [g for g in groups if g]
+
+
+def _entities(repo: Path, view) -> int:
+    """How many entities a view's feature table holds: what materialising it writes (one row each)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from features.definitions import ENTITIES
+
+    key = next(e.join_key for e in ENTITIES if e.name == view.entities[0])
+    table = pq.read_table(Path(repo) / "data" / f"{view.name}.parquet", columns=[key])
+    return int(pc.count_distinct(table[key]).as_py())
+
+
+def _materialize_parallel(repo, incremental: bool, end, views, workers: int) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from features.definitions import FEATURE_VIEWS
+
+    unknown = sorted(set(views or ()) - {v.name for v in FEATURE_VIEWS})
+    if unknown:
+        raise FeatureStoreError(
+            f"materialize: unknown feature views {unknown} (rule: names of FEATURE_VIEWS)"
+        )
+    chosen = [v for v in FEATURE_VIEWS if views is None or v.name in views]
+    groups = view_groups({v.name: _entities(repo, v) for v in chosen}, workers)
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked Feast or Redis state
+    with ProcessPoolExecutor(len(groups), mp_context=spawn) as pool:
+        futures = [pool.submit(_materialize_views, str(repo), incremental, end, g) for g in groups]
+        for f in futures:
+            f.result()  # a failed group raises here, with its own error
 
 
 def historical_features(store, entity_df: pd.DataFrame, service: str) -> pd.DataFrame:

@@ -309,7 +309,7 @@ def features_materialize(
 
     cfg = _features_cfg(config, repo, profile)
     t0 = time.perf_counter()
-    end = store.materialize(cfg.repo, incremental=incremental)
+    end = store.materialize(cfg.repo, incremental=incremental, workers=cfg.materialize_workers)
     console.print(
         f"materialised up to {end} into the {store.repo_meta(cfg.repo)['profile']} online store "
         f"in {time.perf_counter() - t0:.1f}s"
@@ -511,7 +511,7 @@ def demo(
         f"applied {len(applied['feature_views'])} feature views, services {applied['feature_services']}"
     )
     t1 = time.perf_counter()
-    store.materialize(repo)
+    store.materialize(repo, workers=fcfg.materialize_workers)
     console.print(f"materialised in {time.perf_counter() - t1:.0f}s")
     console.rule("5/7 candidate generation: time-split recall of each source (logged to MLflow)")
     from training.candidates.report import evaluate_and_log

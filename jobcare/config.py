@@ -195,6 +195,22 @@ class FeaturesConfig(StrictModel):
         0.5, gt=0, description="online store connect / read timeout; over it a request is answered degraded"
     )
     registry_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    materialize_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="processes materialising feature views in parallel (2 on 2 cores at national scale; "
+        "each pays Feast's import, so 1 is faster on small worlds); production profile only",
+    )
+
+    @model_validator(mode="after")
+    def _parallel_needs_redis(self) -> FeaturesConfig:
+        if self.materialize_workers > 1 and self.profile != "production":
+            raise ValueError(
+                f"materialize_workers {self.materialize_workers} needs profile production (Redis): "
+                "the local profile's SQLite online store takes one writer at a time"
+            )
+        return self
 
     def resolved(self) -> FeaturesConfig:
         """A copy with the environment overrides applied."""

@@ -77,7 +77,7 @@ def ensure_repo(world: Path, cfg: ProjectConfig) -> Path:
         fcfg = cfg.features.resolved()
         repo = fstore.render_repo(world, fcfg)
         fstore.apply(repo)
-        fstore.materialize(repo)
+        fstore.materialize(repo, workers=fcfg.materialize_workers)
     return repo
 
 

@@ -172,7 +172,9 @@ def test_production_profile_redis_and_postgres_registry(
     assert "registry_type: sql" in (repo / "feature_store.yaml").read_text()
     applied = store.apply(repo)
     assert "job_ranker_v1" in applied["feature_services"]
-    store.materialize(repo)
+    # two processes, each materialising its own group of views (features.materialize_workers): the parity
+    # below reads every seeker view and a posting view back from Redis
+    store.materialize(repo, workers=2)
     end = pd.Timestamp(store.repo_meta(repo)["span"]["end"])
     p = tiny_tables["postings"]
     _assert_parity(
@@ -190,7 +192,10 @@ def test_production_profile_redis_and_postgres_registry(
             sqlalchemy.text("select count(*) from feature_views where project_id = :p"), {"p": unique_project}
         ).scalar()
     assert n == 9
-    store.open_store(repo).teardown()
+    # each view's materialisation interval was recorded by the process that wrote it
+    fresh = store.open_store(repo)
+    assert all(v.materialization_intervals for v in fresh.list_feature_views())
+    fresh.teardown()
 
 
 def test_training_and_serving_paths_give_identical_pair_features(tiny_world, tmp_path, tiny_tables):

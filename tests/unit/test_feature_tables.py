@@ -85,3 +85,23 @@ def test_competency_rows_change_when_a_course_is_completed():
     s1 = comp[comp["seeker_id"] == 1].set_index("event_timestamp")
     assert s1.loc[T("2024-01-02"), "n_units"] == 0  # empty state at registration
     assert s1.loc[T("2024-02-01"), "certificate_ids"] == [4]
+
+
+def test_views_are_split_into_groups_of_about_equal_cost_and_parallel_needs_redis():
+    from pydantic import ValidationError
+
+    from features.store import view_groups
+    from jobcare.config import FeaturesConfig
+
+    # national scale: four seeker views of 1M entities each, five small item views
+    cost = {"profile": 10**6, "psych": 10**6, "competency": 10**6, "activity": 10**6, "posting": 2 * 10**5}
+    cost |= {"course": 3000, "cert": 300, "occ": 400, "popularity": 2 * 10**5}
+    groups = view_groups(cost, 2)
+    assert sorted(v for g in groups for v in g) == sorted(cost)  # every view once
+    loads = [sum(cost[v] for v in g) for g in groups]
+    assert abs(loads[0] - loads[1]) <= 3000  # 2.2M vs 2.2M (+/- the small ones)
+    assert [len(set(g) & {"profile", "psych", "competency", "activity"}) for g in groups] == [2, 2]
+    assert view_groups({"a": 5}, 3) == [["a"]]  # no empty group
+    with pytest.raises(ValidationError, match="materialize_workers 2 needs profile production"):
+        FeaturesConfig(materialize_workers=2)
+    assert FeaturesConfig(profile="production", materialize_workers=2).materialize_workers == 2
