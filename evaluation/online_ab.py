@@ -402,7 +402,12 @@ def run_online_ab(
             cont.tables, oracle.tables["postings"], arm_names, cont.cut, end, first_session
         ),
     }
-    md = markdown(res)
+    from evaluation import online_fairness
+
+    so = online_fairness.session_outcomes(cont.tables, first_session)
+    names = [a.name for a in arms]
+    res["fairness"] = online_fairness.fairness(so, df, names, min(n_boot, 1000), seed)
+    md = markdown(res) + online_fairness.markdown(res["fairness"], names)
     if ope_window:
         from evaluation import online_ope
 

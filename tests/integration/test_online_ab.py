@@ -91,3 +91,34 @@ def test_legacy_continuation_resembles_the_worlds_own(tiny_world, tiny_tables, t
         assert 0.8 < n_new / n_own < 1.25, (et, n_new, n_own)
     h = res["metrics"]["hires"]
     assert h["ci_low"] < 0 < h["ci_high"]  # the same policy in both arms: no effect
+
+
+def test_closed_loop_fairness_recomputed_from_the_written_tables(oracle_vs_random):
+    """Per arm and group: the apply hit rate and the relevant exposure (summed true p_apply of the slate)
+    recounted from the output tables; the oracle's slates offer every group more expected applies."""
+    res, out = oracle_vs_random
+    fair = res["fairness"]["dims"]
+    s = pd.read_parquet(out / "sessions.parquet")
+    s = s[s["item_type"] == "posting"]
+    ev = pd.read_parquet(out / "events.parquet")
+    truth = pd.read_parquet(out / "truth" / "impressions.parquet")
+    seg = pd.read_parquet(out / "per_seeker.parquet").set_index("seeker_id")
+    hit = s["session_id"].isin(ev.loc[ev["event_type"] == "apply", "session_id"])
+    exp = truth.groupby("session_id")["p_apply"].sum().reindex(s["session_id"]).fillna(0).to_numpy()
+    frame = pd.DataFrame({"hit": hit.to_numpy(float), "exp": exp}, index=s["seeker_id"].to_numpy())
+    frame = frame.join(seg[["arm", "gender", "age_band"]])
+    for dim in ("gender", "age_band"):
+        for arm in ("A", "B"):
+            got = fair[dim]["arms"][arm]
+            want = frame[frame["arm"] == arm].groupby(dim)[["hit", "exp"]].mean()
+            assert sorted(got["groups"]) == sorted(want.index.astype(str))
+            for g, row in want.iterrows():
+                assert got["groups"][str(g)]["apply_hit_rate"] == pytest.approx(row["hit"])
+                assert got["groups"][str(g)]["exposure"] == pytest.approx(row["exp"])
+            assert got["hit_rate_ratio"] == pytest.approx(want["hit"].min() / want["hit"].max())
+            assert got["exposure_ratio"] == pytest.approx(want["exp"].min() / want["exp"].max())
+        for g in fair[dim]["arms"]["A"]["groups"]:
+            assert (
+                fair[dim]["arms"]["B"]["groups"][g]["exposure"]
+                > fair[dim]["arms"]["A"]["groups"][g]["exposure"]
+            )
