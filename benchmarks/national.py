@@ -30,6 +30,7 @@ every run starts from an empty registry and the first version is champion. Write
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -186,7 +187,13 @@ def service_rss_mib(pid: int) -> float:
 
 
 def run_child(world: Path, a) -> dict:
-    with tempfile.TemporaryDirectory(prefix="national-bench-", dir=a.work_root) as work:
+    if a.keep:
+        work = tempfile.mkdtemp(prefix="national-bench-", dir=a.work_root)
+        print(f"{world}: repositories, registry artifacts and configs kept in {work}", file=sys.stderr)
+        folder = contextlib.nullcontext(work)
+    else:
+        folder = tempfile.TemporaryDirectory(prefix="national-bench-", dir=a.work_root)
+    with folder as work:
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONHASHSEED="0")
         cmd = [sys.executable, __file__, "--child", str(world), "--config", str(a.config), "--work", work]
         cmd += [
@@ -197,11 +204,15 @@ def run_child(world: Path, a) -> dict:
             "--materialize-workers",
             str(a.materialize_workers),
         ]
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
-        log = Path(a.out).with_suffix(f".{Path(world).name}.log")
-        log.write_text(p.stderr)
+        log = Path(a.out).with_suffix(f".{Path(world).name}.log")  # written as it runs: watch it
+        with open(log, "w") as err:
+            p = subprocess.run(
+                cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=ROOT, check=False
+            )
         if p.returncode != 0:
-            raise SystemExit(f"{world}: failed (exit {p.returncode}); log in {log}:\n{p.stderr[-4000:]}")
+            raise SystemExit(
+                f"{world}: failed (exit {p.returncode}); log in {log}:\n{log.read_text()[-4000:]}"
+            )
         return json.loads(p.stdout.strip().splitlines()[-1])
 
 
@@ -228,6 +239,11 @@ def main() -> None:
     ap.add_argument("--materialize-workers", type=int, default=2, help="features.materialize_workers")
     ap.add_argument("--work-root", type=Path, default=None, help="where the temporary repositories go")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "national.json")
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep each world's work folder (feature repository, MLflow artifacts, configs) after the run",
+    )
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()

@@ -223,7 +223,7 @@ def check_semantics(
     reg = tables["seekers"].set_index("seeker_id")["registered_at"]
     known = ev["seeker_id"].isin(reg.index).to_numpy()
     bad = np.zeros(len(ev), bool)
-    bad[known] = ev["ts"].to_numpy()[known] < reg.reindex(ev["seeker_id"][known]).to_numpy()
+    bad[known] = _ns(ev["ts"])[known] < _ns(reg.reindex(ev["seeker_id"][known]))
     if bad.any():
         out.append(
             Violation(
@@ -244,9 +244,9 @@ def check_semantics(
     sub = ev[m]
     if len(sub):
         pi = p.set_index("posting_id")
-        o = pi["open_at"].reindex(sub["item_id"]).to_numpy()
-        cl = pi["close_at"].reindex(sub["item_id"]).to_numpy()
-        b = (sub["ts"].to_numpy() < o) | (sub["ts"].to_numpy() > cl)
+        o, cl = _ns(pi["open_at"].reindex(sub["item_id"])), _ns(pi["close_at"].reindex(sub["item_id"]))
+        ts = _ns(sub["ts"])
+        b = (ts < o) | (ts > cl)
         if b.any():
             out.append(
                 Violation(
@@ -258,6 +258,15 @@ def check_semantics(
                 )
             )
     return out
+
+
+NAT = np.iinfo(np.int64).min  # NaT as int64 nanoseconds
+
+
+def _ns(s: pd.Series) -> np.ndarray:
+    """Datetimes as int64 nanoseconds since the epoch (UTC; NaT as :data:`NAT`). ``to_numpy()`` of a
+    tz-aware column builds one Timestamp object per row: minutes on the national world's 16M events."""
+    return pd.DatetimeIndex(s).asi8
 
 
 def _check_funnel(ev: pd.DataFrame) -> list[Violation]:
@@ -274,9 +283,8 @@ def _check_funnel(ev: pd.DataFrame) -> list[Violation]:
         keys = pd.MultiIndex.from_arrays(
             [rows["seeker_id"], rows["item_type"], rows["item_id"], np.full(len(rows), outcome_needed)]
         )
-        prior = first.reindex(keys).to_numpy()
-        ts = rows["ts"].to_numpy()
-        bad = pd.isna(prior) | (prior > ts)
+        prior = _ns(first.reindex(keys))
+        bad = (prior == NAT) | (prior > _ns(rows["ts"]))
         if bad.any():
             out.append(
                 Violation(

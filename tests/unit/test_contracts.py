@@ -112,3 +112,29 @@ def test_validate_world_raises_on_corrupt_files(tiny_world, tmp_path):
     with pytest.raises(ContractError) as e:
         validate_world(bad)
     assert {"duplicate_key", "id_not_dense"} <= e.value.rules
+
+
+def test_events_before_registration_and_outside_the_posting_window_are_counted_exactly(
+    tiny_tables, tiny_world
+):
+    """The time checks compare int64 nanoseconds (not one Timestamp object per row): exact counts, and a
+    moment equal to the bound is no violation."""
+    t = _copy(tiny_tables)
+    ev, seekers, postings = t["events"], t["seekers"], t["postings"].set_index("posting_id")
+    # three events of one seeker moved to 1 s before its registration, one exactly at it (allowed)
+    s = int(ev["seeker_id"].iloc[0])
+    reg = seekers.set_index("seeker_id").at[s, "registered_at"]
+    rows = ev.index[ev["seeker_id"] == s][:4]
+    ev.loc[rows[:3], "ts"] = reg - pd.Timedelta(seconds=1)
+    ev.loc[rows[3], "ts"] = reg
+    v = _first(validate_tables(t, *_span(tiny_world)), "event_before_registration")
+    assert v.n_rows == 3
+    # two posting views moved after their posting's close, one exactly at the close (allowed)
+    t = _copy(tiny_tables)
+    ev = t["events"]
+    views = ev.index[(ev["event_type"] == "view") & (ev["item_type"] == "posting")][:3]
+    close = postings["close_at"].reindex(ev.loc[views, "item_id"]).to_numpy()
+    ev.loc[views[:2], "ts"] = close[:2] + pd.Timedelta(seconds=1)
+    ev.loc[views[2], "ts"] = close[2]
+    v = _first(validate_tables(t, *_span(tiny_world)), "posting_event_outside_window")
+    assert v.n_rows == 2 and {e["event_id"] for e in v.examples} == set(ev.loc[views[:2], "event_id"])
