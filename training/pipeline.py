@@ -33,7 +33,7 @@ from jobcare.config import ProjectConfig
 from jobcare.contracts import validate_world
 from jobcare.faultpoints import pause_point
 from jobcare.stages import StageRecorder, stage
-from jobcare.world.io import MANIFEST, read_manifest, read_tables
+from jobcare.world.io import MANIFEST, read_manifest
 from training import tracking
 from training.bundle import Bundle, load_bundle, log_bundle
 from training.candidates.evaluate import fit_stage_one
@@ -49,7 +49,7 @@ from training.registry import (
     set_alias,
 )
 from training.request_path import context
-from training.stage_two import explore_ndcg, fit_and_evaluate, ndcg_by_request
+from training.stage_two import explore_ndcg, fit_and_evaluate, ndcg_by_request, read_logs
 from training.windows import Windows
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,7 @@ def train(world: str | Path, cfg: ProjectConfig, console=None, oracle=None) -> d
             validate_world(world)  # bad data stops here: nothing is logged, no alias moves
         repo = ensure_repo(world, cfg)
         with stage("read_logs"):
-            tables = ["events", "sessions", "impressions", "postings", "courses", "competency_units"]
-            t = read_tables(world, tables)
+            t = read_logs(world)
         store = fstore.open_store(repo)
         ctx = context(repo, len(t["competency_units"]))
         with engine_session(tc, world, repo, len(t["competency_units"])) as engine:

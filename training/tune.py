@@ -26,7 +26,7 @@ import yaml
 from features import store as fstore
 from jobcare.config import ProjectConfig
 from jobcare.contracts import validate_world
-from jobcare.world.io import read_manifest, read_tables
+from jobcare.world.io import read_manifest
 from training import tracking
 from training.candidates.als import ALSRecommender
 from training.interactions import world_interactions
@@ -40,6 +40,7 @@ from training.stage_two import (
     explore_rows,
     group_sizes,
     ndcg_by_request,
+    read_logs,
 )
 from training.windows import Windows
 
@@ -92,7 +93,7 @@ def tune(
     world = Path(world)
     validate_world(world)
     repo = ensure_repo(world, cfg)
-    t = read_tables(world, ["events", "sessions", "impressions", "postings", "courses", "competency_units"])
+    t = read_logs(world)
     store = fstore.open_store(repo)
     ctx = context(repo, len(t["competency_units"]))
     tc = cfg.train
