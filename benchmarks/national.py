@@ -226,6 +226,32 @@ def growth(national: dict, demo: dict) -> dict:
     return out
 
 
+def markdown(res: dict) -> str:
+    """The README's table: per stage, demo and national seconds (calls), growth, national peak RSS."""
+    demo, nat = res["worlds"].get("demo", {}), res["worlds"]["national"]
+    lines = [
+        "| stage | demo s | national s | growth | national peak RSS |",
+        "|---|---|---|---|---|",
+    ]
+    for name, s in nat["stages"].items():
+        if name == "materialize":  # the inner Feast call of materialize_seekers / materialize_items
+            continue
+        d = demo.get("stages", {}).get(name)
+        calls = f" ({s['calls']})" if s["calls"] > 1 else ""
+        rss = f"{s['peak_rss_mib'] / 1024:.1f} GB" if s.get("peak_rss_mib") else ""
+        g = res.get("growth", {}).get(name)
+        lines.append(
+            f"| {name} | {d['seconds']:.1f} | {s['seconds']:.1f}{calls} | {g:.1f}x | {rss} |"
+            if d
+            else f"| {name} | | {s['seconds']:.1f}{calls} | | {rss} |"
+        )
+    lines.append(
+        f"| **retrain** (features to registration) | {demo.get('retrain_seconds', float('nan')):.0f} | "
+        f"**{nat['retrain_seconds']:.0f}** | | **{nat['retrain_peak_rss_mib'] / 1024:.1f} GB** |"
+    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--world", type=Path, help="the national world (generated once, reused)")
@@ -244,9 +270,13 @@ def main() -> None:
         action="store_true",
         help="keep each world's work folder (feature repository, MLflow artifacts, configs) after the run",
     )
+    ap.add_argument("--markdown", type=Path, help="print the README table of a results JSON and stop")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.markdown:
+        print(markdown(json.loads(a.markdown.read_text())))
+        return
     if a.child:
         import logging
 

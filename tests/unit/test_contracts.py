@@ -138,3 +138,18 @@ def test_events_before_registration_and_outside_the_posting_window_are_counted_e
     ev.loc[views[2], "ts"] = close[2]
     v = _first(validate_tables(t, *_span(tiny_world)), "posting_event_outside_window")
     assert v.n_rows == 2 and {e["event_id"] for e in v.examples} == set(ev.loc[views[:2], "event_id"])
+
+
+def test_duplicated_keys_sorted_fast_path_equals_pandas():
+    import numpy as np
+
+    from jobcare.contracts import duplicated_keys
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"s": rng.integers(0, 50, 400), "p": rng.integers(0, 8, 400)})
+    for frame in (df, df.sort_values(["s", "p"], ignore_index=True)):  # unsorted: pandas; sorted: one pass
+        want = frame.duplicated(["s", "p"], keep=False).to_numpy()
+        assert want.any() and (duplicated_keys(frame, ["s", "p"]) == want).all()
+    uniq = df.drop_duplicates(["s", "p"]).sort_values(["s", "p"], ignore_index=True)
+    assert not duplicated_keys(uniq, ["s", "p"]).any()
+    assert duplicated_keys(pd.DataFrame({"s": ["a", "a"]}), ["s"]).tolist() == [True, True]  # not integers
