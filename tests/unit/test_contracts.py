@@ -147,9 +147,14 @@ def test_duplicated_keys_sorted_fast_path_equals_pandas():
 
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"s": rng.integers(0, 50, 400), "p": rng.integers(0, 8, 400)})
-    for frame in (df, df.sort_values(["s", "p"], ignore_index=True)):  # unsorted: pandas; sorted: one pass
-        want = frame.duplicated(["s", "p"], keep=False).to_numpy()
-        assert want.any() and (duplicated_keys(frame, ["s", "p"]) == want).all()
+    df["n"] = -rng.integers(0, 3, 400)  # a negative key column: offsets by its minimum
+    for frame in (
+        df,
+        df.sort_values(["s", "p"], ignore_index=True),
+    ):  # unsorted: one int64; sorted: neighbours
+        for key in (["s", "p"], ["s", "p", "n"]):
+            want = frame.duplicated(key, keep=False).to_numpy()
+            assert want.any() and (duplicated_keys(frame, key) == want).all()
     uniq = df.drop_duplicates(["s", "p"]).sort_values(["s", "p"], ignore_index=True)
     assert not duplicated_keys(uniq, ["s", "p"]).any()
     assert duplicated_keys(pd.DataFrame({"s": ["a", "a"]}), ["s"]).tolist() == [True, True]  # not integers
