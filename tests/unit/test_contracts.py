@@ -158,3 +158,21 @@ def test_duplicated_keys_sorted_fast_path_equals_pandas():
     uniq = df.drop_duplicates(["s", "p"]).sort_values(["s", "p"], ignore_index=True)
     assert not duplicated_keys(uniq, ["s", "p"]).any()
     assert duplicated_keys(pd.DataFrame({"s": ["a", "a"]}), ["s"]).tolist() == [True, True]  # not integers
+
+
+def test_funnel_counts_equal_a_recount_by_merge(tiny_tables, tiny_world):
+    """Applies without an earlier view of the same item by the same seeker, counted by the packed-key
+    funnel check and by a plain merge of the events with their first views."""
+    t = _copy(tiny_tables)
+    ev = t["events"]
+    views = ev.index[(ev["event_type"] == "view") & (ev["item_type"] == "posting")]
+    t["events"] = ev.drop(views[::7]).reset_index(drop=True)  # every 7th posting view lost
+    e = t["events"]
+    first_view = e[e["event_type"] == "view"].groupby(["seeker_id", "item_type", "item_id"])["ts"].min()
+    ap = e[e["event_type"] == "apply"].join(
+        first_view.rename("seen"), on=["seeker_id", "item_type", "item_id"]
+    )
+    want = int((ap["seen"].isna() | (ap["seen"] > ap["ts"])).sum())
+    assert want > 0
+    v = _first(validate_tables(t, *_span(tiny_world)), "action_without_view")
+    assert v.n_rows == want
