@@ -16,7 +16,7 @@ import pandas as pd
 
 from jobcare.errors import ContractError, Violation
 from jobcare.schemas import ITEM_TABLES, SCHEMAS, TableSchema
-from jobcare.world.io import read_manifest, read_tables
+from jobcare.world.io import read_manifest, read_table
 
 SPAN_COLUMNS = {
     "seekers": ["registered_at"],
@@ -33,7 +33,11 @@ OUTCOME_OF = {"hire": "apply", "complete": "enrol", "acquire": "register"}
 _KIND_CHECK = {
     "int": lambda s: pd.api.types.is_integer_dtype(s.dtype),
     "float": lambda s: pd.api.types.is_float_dtype(s.dtype) or pd.api.types.is_integer_dtype(s.dtype),
-    "str": lambda s: pd.api.types.is_object_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype),
+    "str": lambda s: (
+        pd.api.types.is_object_dtype(s.dtype)
+        or pd.api.types.is_string_dtype(s.dtype)
+        or (isinstance(s.dtype, pd.CategoricalDtype) and pd.api.types.is_object_dtype(s.dtype.categories))
+    ),
     "ts": lambda s: isinstance(s.dtype, pd.DatetimeTZDtype),
     "list": lambda s: pd.api.types.is_object_dtype(s.dtype),
 }
@@ -319,7 +323,7 @@ def _check_funnel(ev: pd.DataFrame) -> list[Violation]:
     item = combined_key([ev["seeker_id"].to_numpy(), it_codes, ev["item_id"].to_numpy()]) if len(ev) else None
     if item is None:  # ids too wide to pack: the same rule on a four-column groupby
         keys = ["seeker_id", "item_type", "item_id"]
-        item = ev.groupby(keys, sort=False, dropna=False).ngroup().to_numpy(np.int64)
+        item = ev.groupby(keys, sort=False, dropna=False, observed=True).ngroup().to_numpy(np.int64)
     n_types = max(len(et_names), 1)
     first = pd.Series(ts).groupby(item * n_types + et_codes).min()
     for action, outcome_needed, rule in (
@@ -371,7 +375,8 @@ def validate_tables(
 def validate_world(world: str | Path) -> dict:
     """Validate a world folder; return {table: rows} or raise ContractError listing every violation."""
     manifest = read_manifest(world)
-    tables = read_tables(world, [n for n in SCHEMAS if (Path(world) / f"{n}.parquet").is_file()])
+    present = [n for n in SCHEMAS if (Path(world) / f"{n}.parquet").is_file()]
+    tables = {n: read_table(world, n, categories=True) for n in present}  # strings as categoricals
     start, end = pd.Timestamp(manifest["span"]["start"]), pd.Timestamp(manifest["span"]["end"])
     violations = validate_tables(tables, start, end)
     if violations:
