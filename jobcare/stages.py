@@ -2,7 +2,8 @@
 
 Each finished stage is logged at INFO (name, seconds, resident memory). While a :class:`StageRecorder` is
 active (``jobcare train`` keeps one for its MLflow run; ``benchmarks/national.py`` reads it), it also
-collects every stage with the peak resident memory sampled while it ran. A stage entered several times
+collects every stage with the peak resident memory sampled while it ran (this process and its children,
+summed: the processes that materialise feature views in parallel count too). A stage entered several times
 (stage one is fitted before each window) is one entry with the summed time, the number of calls and the
 highest peak. Stages may nest; names use ``/`` for the item type (``posting/stage_one``).
 """
@@ -24,7 +25,8 @@ class StageRecorder:
     """Collects the stages run inside ``with StageRecorder() as rec:`` (this process, every thread).
 
     ``rec.stages``: name -> {"seconds", "calls", "peak_rss_mib"}, in the order stages were first entered;
-    ``rec.peak_rss_mib``: the highest resident memory sampled while the recorder was active."""
+    ``rec.peak_rss_mib``: the highest resident memory (this process and its children) sampled while the
+    recorder was active."""
 
     def __init__(self, interval: float = 0.1):
         self.stages: dict[str, dict] = {}
@@ -54,12 +56,22 @@ class StageRecorder:
             self._sample()
 
     def _sample(self) -> float:
-        mib = self._proc.memory_info().rss / 2**20
+        mib = self._tree_rss() / 2**20
         with self._lock:
             self.peak_rss_mib = max(self.peak_rss_mib, mib)
             for entry in self._open.values():
                 entry[1] = max(entry[1], mib)
         return mib
+
+    def _tree_rss(self) -> int:
+        """Resident bytes of this process and its children (parallel materialisation, Dask workers)."""
+        total = self._proc.memory_info().rss
+        for child in self._proc.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:  # exited between the listing and the read
+                pass
+        return total
 
     def _begin(self, name: str) -> list:
         entry = [name, 0.0]

@@ -43,3 +43,16 @@ def test_the_peak_of_a_stage_sees_memory_that_is_freed_before_it_ends():
     assert big - small > 350
     assert rec.stages["small_again"]["peak_rss_mib"] < big - 350
     assert rec.peak_rss_mib == max(s["peak_rss_mib"] for s in rec.stages.values())
+
+
+def test_the_memory_of_child_processes_counts():
+    import subprocess
+    import sys
+
+    code = "import numpy, time; a = numpy.ones(300 * 2**20 // 8); time.sleep(1.5)"
+    with StageRecorder(interval=0.05) as rec:
+        with stage("alone"):
+            time.sleep(0.2)
+        with stage("with_child"):
+            subprocess.run([sys.executable, "-c", code], check=True)
+    assert rec.stages["with_child"]["peak_rss_mib"] - rec.stages["alone"]["peak_rss_mib"] > 250
