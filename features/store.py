@@ -170,10 +170,11 @@ def materialize(
     into the online store; ``views``: only these feature views (default: every one). Incremental: from
     where each view's last materialisation ended.
 
-    ``workers`` > 1: the views are split into that many groups of about equal rows, each materialised by
-    its own process (Feast turns every row into protobuf values in Python, one core per process: at
-    national scale this is most of the time; ``benchmarks/national.py``). Each process pays Feast's
-    import (a few seconds), so it only pays off for large tables."""
+    ``workers`` > 1 (production profile): the views are split into that many groups of about equal entity
+    counts (what materialising writes), each materialised by its own process (Feast turns every row into
+    protobuf values in Python, one core per process: at national scale this is most of the time;
+    ``benchmarks/national.py``). Each process pays Feast's import (a few seconds), so it only pays off for
+    large tables."""
     meta = repo_meta(repo)
     end = pd.Timestamp(end or serving_clock(meta["span"]["end"])).to_pydatetime()
     with stage("materialize_incremental" if incremental else "materialize"):
