@@ -365,6 +365,15 @@ def train_cmd(
     console.print(f"MLflow run {res['run_id']} ({cfg.tracking.resolved().uri})")
 
 
+def champions_line(trained: dict, item_types: list[str]) -> str:
+    """``jobcare demo``'s last line: each item type's model, alias and version from ``train``'s result
+    (which also holds ``run_id`` and ``stages``)."""
+    return ", ".join(
+        f"{trained[it]['model']}@{trained[it]['gate']['alias']} = v{trained[it]['version']}"
+        for it in item_types
+    )
+
+
 def _set_engine(cfg: ProjectConfig, engine: Optional[str], scheduler: Optional[str]) -> None:
     """Apply ``--engine`` / ``--scheduler`` to ``cfg.train`` (a scheduler implies the Dask engine)."""
     from jobcare.errors import ConfigError
@@ -548,9 +557,7 @@ def demo(
         f"{ab['decision']} (on {ab['decision_basis']}): NDCG@10 B - A {h['mean_diff']:+.4f} "
         f"[{h['ci_low']:+.4f}, {h['ci_high']:+.4f}], p = {h['p_value']:.4f}"
     )
-    champions = ", ".join(
-        f"{v['model']}@{v['gate']['alias']} = v{v['version']}" for k, v in trained.items() if k != "run_id"
-    )
+    champions = champions_line(trained, cfg.train.item_types)
     console.rule("done")
     console.print(
         f"finished in {time.perf_counter() - t0:.0f}s. Look at:\n"

@@ -49,3 +49,19 @@ def test_every_shipped_config_loads():
     for f in files:
         load_config(f, ProjectConfig)  # unknown or invalid keys would raise ConfigError
     assert load_config("configs/train.yaml", ProjectConfig).train.max_requests == 20000
+
+
+def test_demo_champions_line_reads_the_item_types_of_a_train_result():
+    """``train`` returns the item types plus ``run_id`` and ``stages`` (per-stage timings): the demo's last
+    line names each item type's model and skips the rest (a KeyError on ``stages`` once ended the demo)."""
+    from jobcare.cli import champions_line
+
+    res = {
+        "posting": {"model": "jobcare-postings", "gate": {"alias": "champion"}, "version": "3"},
+        "course": {"model": "jobcare-courses", "gate": {"alias": "challenger"}, "version": "2"},
+        "run_id": "abc",
+        "stages": {"contracts": {"seconds": 1.0, "calls": 1, "peak_rss_mib": 500.0}},
+    }
+    assert champions_line(res, ["posting", "course"]) == (
+        "jobcare-postings@champion = v3, jobcare-courses@challenger = v2"
+    )
