@@ -57,7 +57,7 @@ def market(out: Path, tables: dict, cut: pd.Timestamp, end: pd.Timestamp) -> dic
 
 def offline_ndcg(cfg, tables: dict, cut: pd.Timestamp, days: int, weights) -> dict:
     from features import store as fstore
-    from serving.congestion import expected_congestion
+    from serving.congestion import discount, expected_congestion
     from training import tracking
     from training.bundle import load_bundle
     from training.offers import OfferIndex
@@ -89,7 +89,7 @@ def offline_ndcg(cfg, tables: dict, cut: pd.Timestamp, days: int, weights) -> di
     nd0 = keep(ndcg_by_request(ex, base))
     out = {"requests_with_apply": int(has_pos.sum()), "champion_ndcg_at_10": round(float(nd0.mean()), 4)}
     for w in weights:
-        nd = keep(ndcg_by_request(ex, base - w * cong))
+        nd = keep(ndcg_by_request(ex, discount(base, cong, w)))
         d = (nd - nd0).to_numpy()
         boot = np.random.default_rng(1).choice(d, (2000, d.size)).mean(1)
         out[f"w{w:g}"] = {

@@ -31,9 +31,9 @@ def expected_congestion(applicants, openings) -> np.ndarray:
     return np.log1p(a / o)
 
 
-def discount(scores, applicants, openings, weight: float) -> np.ndarray:
-    """The re-ranked scores: ``scores - weight * expected_congestion(applicants, openings)``."""
-    return np.asarray(scores, np.float64) - weight * expected_congestion(applicants, openings)
+def discount(scores, congestion_values, weight: float) -> np.ndarray:
+    """The re-ranked scores: ``scores - weight * congestion`` (:func:`expected_congestion` per item)."""
+    return np.asarray(scores, np.float64) - weight * np.asarray(congestion_values, np.float64)
 
 
 def congestion(state, item_type: str = ITEM_TYPE) -> np.ndarray:
@@ -60,5 +60,6 @@ def rerank(
     item arrays) and ``{"weight": ...}`` for the response's logging."""
     if cfg is None or not cfg.enabled or item_type != ITEM_TYPE:
         return scores, None
-    c = congestion(state, item_type)[candidates]
-    return (np.asarray(scores, np.float64) - cfg.weight * c), {"weight": float(cfg.weight)}
+    return discount(scores, congestion(state, item_type)[candidates], cfg.weight), {
+        "weight": float(cfg.weight)
+    }

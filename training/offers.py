@@ -47,10 +47,14 @@ class OfferIndex:
         """Items full at ``ts`` (capacity events at or before ``ts``)."""
         if self._cap is None:
             return np.zeros(0, np.int64)
-        cts, items, ids, limit = self._cap
+        _, _, ids, limit = self._cap
+        return ids[self._used(ts, int(ids.max()) + 1) >= limit]
+
+    def _used(self, ts: pd.Timestamp, size: int) -> np.ndarray:
+        """Per capacity item (``self._cap``'s ids): its capacity events at or before ``ts``."""
+        cts, items, ids, _ = self._cap
         n = np.searchsorted(cts, ts.value // 1000, side="right")
-        used = np.bincount(items[:n], minlength=ids.max() + 1)[ids]
-        return ids[used >= limit]
+        return np.bincount(items[:n], minlength=size)[ids]
 
     def load(self, ts: pd.Timestamp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(item ids, blocking events before ``ts``, capacity left at ``ts``) of the items with a capacity:
@@ -59,10 +63,9 @@ class OfferIndex:
         if self._cap is None:
             z = np.zeros(0, np.int64)
             return z, z, z
-        cts, items, ids, limit = self._cap
-        n = np.searchsorted(cts, ts.value // 1000, side="right")
+        _, _, ids, limit = self._cap
         size = int(max(ids.max(), self._h_item.max(initial=-1))) + 1
-        used = np.bincount(items[:n], minlength=size)[ids]
+        used = self._used(ts, size)
         before = self._h_blocking & (self._h_ts < pd.Timestamp(ts).value)
         acted = np.bincount(self._h_item[before], minlength=size)[ids]
         return ids, acted, limit - used

@@ -19,7 +19,8 @@ T0 = pd.Timestamp("2024-01-10", tz="UTC")
 
 def test_discount_by_hand():
     # applicants per opening: 0, 3/1, 2/2, 4/2, 5/0 (no opening left counts as one)
-    got = discount([1.0, 1.0, 1.0, 2.0, 0.0], [0, 3, 2, 4, 5], [1, 1, 2, 2, 0], weight=0.5)
+    c = expected_congestion([0, 3, 2, 4, 5], [1, 1, 2, 2, 0])
+    got = discount([1.0, 1.0, 1.0, 2.0, 0.0], c, weight=0.5)
     want = [
         1.0,
         1.0 - 0.5 * math.log(4),
@@ -33,10 +34,13 @@ def test_discount_by_hand():
 
 def test_more_applicants_per_opening_scores_lower():
     a = np.arange(10)
-    got = discount(np.ones(10), a, np.full(10, 2), weight=0.3)
+    got = discount(np.ones(10), expected_congestion(a, np.full(10, 2)), weight=0.3)
     assert (np.diff(got) < 0).all()
     # same applicants, more openings left: less discount
-    assert discount([1.0], [4], [4], 0.3)[0] > discount([1.0], [4], [1], 0.3)[0]
+    assert (
+        discount([1.0], expected_congestion([4], [4]), 0.3)[0]
+        > discount([1.0], expected_congestion([4], [1]), 0.3)[0]
+    )
 
 
 class _Arrays:
