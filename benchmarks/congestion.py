@@ -35,23 +35,19 @@ CHAMP = "models:/jobcare-postings@champion"
 
 
 def market(out: Path, tables: dict, cut: pd.Timestamp, end: pd.Timestamp) -> dict:
-    """Over every continued apply: applies, hires, applicants per opening of the postings open then."""
-    from evaluation.online_ab import gini
+    """Over every continued apply: applies, hires and the postings side of the online report
+    (:func:`evaluation.online_ab.postings_side`) with every seeker in one group (both arms run one policy)."""
+    from evaluation.online_ab import postings_side
 
     ev = pd.read_parquet(out / "events.parquet")
-    ses = pd.read_parquet(out / "sessions.parquet")
-    post = ev[(ev["session_id"] >= ses["session_id"].min()) & (ev["item_type"] == "posting")]
-    applies = post[post["event_type"] == "apply"]
-    p = tables["postings"]
-    p = p[(p["open_at"] < end) & (p["close_at"] > cut)]
-    n = applies.groupby("item_id").size().reindex(p["posting_id"], fill_value=0).to_numpy()
-    per = n / p["headcount"].to_numpy()
+    first = int(pd.read_parquet(out / "sessions.parquet", columns=["session_id"])["session_id"].min())
+    post = ev[(ev["session_id"] >= first) & (ev["item_type"] == "posting")]
+    everyone = pd.Series("all", index=tables["seekers"]["seeker_id"].to_numpy())
+    side = postings_side({"events": ev}, tables["postings"], everyone, cut, end, first)["all"]
     return {
-        "applies": int(len(applies)),
+        "applies": int((post["event_type"] == "apply").sum()),
         "hires": int((post["event_type"] == "hire").sum()),
-        "applicants_per_opening_mean": round(float(per.mean()), 3),
-        "applicants_per_opening_gini": round(gini(per), 3),
-        "share_postings_without_applicant": round(float((n == 0).mean()), 3),
+        **{k: round(v, 3) for k, v in side.items() if k != "n_postings"},
     }
 
 

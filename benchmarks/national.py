@@ -182,8 +182,9 @@ def service_rss_mib(pid: int) -> float:
     """The resident memory of the server process tree (the BentoML supervisor and its workers)."""
     import psutil
 
-    root = psutil.Process(pid)
-    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+    from jobcare.stages import tree_rss
+
+    return tree_rss(psutil.Process(pid)) / 2**20
 
 
 def run_child(world: Path, a) -> dict:

@@ -56,22 +56,12 @@ class StageRecorder:
             self._sample()
 
     def _sample(self) -> float:
-        mib = self._tree_rss() / 2**20
+        mib = tree_rss(self._proc) / 2**20
         with self._lock:
             self.peak_rss_mib = max(self.peak_rss_mib, mib)
             for entry in self._open.values():
                 entry[1] = max(entry[1], mib)
         return mib
-
-    def _tree_rss(self) -> int:
-        """Resident bytes of this process and its children (parallel materialisation, Dask workers)."""
-        total = self._proc.memory_info().rss
-        for child in self._proc.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:  # exited between the listing and the read
-                pass
-        return total
 
     def _begin(self, name: str) -> list:
         entry = [name, 0.0]
@@ -90,9 +80,17 @@ class StageRecorder:
             s["calls"] += 1
             s["peak_rss_mib"] = max(s["peak_rss_mib"], entry[1])
 
-    def seconds(self) -> dict[str, float]:
-        """name -> seconds (rounded to ms), e.g. for ``mlflow.log_dict``."""
-        return {k: round(v["seconds"], 3) for k, v in self.stages.items()}
+
+def tree_rss(proc: psutil.Process) -> int:
+    """Resident bytes of ``proc`` and its children (parallel materialisation, Dask workers, a server's
+    workers)."""
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:  # exited between the listing and the read
+            pass
+    return total
 
 
 @contextlib.contextmanager

@@ -145,16 +145,20 @@ def prepare_requests(
 
 
 LOG_TABLES = ("events", "sessions", "postings", "courses", "competency_units")
-IMPRESSION_COLUMNS = ["session_id", "position", "item_id"]  # all the replay reads: the shown items in order
+REPLAY_IMPRESSION_COLUMNS = [
+    "session_id",
+    "position",
+    "item_id",
+]  # all the replay reads: the shown items in order
 
 
 def read_logs(world) -> dict:
     """The tables stage two reads (``jobcare train`` and ``jobcare tune``), the impressions with only
-    :data:`IMPRESSION_COLUMNS` (3 of 8 columns: the national world has 50M impressions)."""
+    :data:`REPLAY_IMPRESSION_COLUMNS` (3 of 8 columns: the national world has 50M impressions)."""
     from jobcare.world.io import read_table, read_tables
 
     t = read_tables(world, list(LOG_TABLES))
-    t["impressions"] = read_table(world, "impressions", columns=IMPRESSION_COLUMNS)
+    t["impressions"] = read_table(world, "impressions", columns=REPLAY_IMPRESSION_COLUMNS)
     return t
 
 
