@@ -61,23 +61,11 @@ def _plain(v):
 def duplicated_keys(df: pd.DataFrame, key: list[str]) -> np.ndarray:
     """Rows whose ``key`` occurs more than once (every such row, like ``duplicated(keep=False)``).
 
-    Integer keys already in sorted order (the simulator writes impressions by session and position) are
-    checked against their neighbours in one pass; otherwise pandas hashes the key columns (8 s on the
-    national world's 50M impressions)."""
-    cols = [df[k].to_numpy() for k in key]
-    if len(df) > 1 and all(np.issubdtype(c.dtype, np.integer) for c in cols):
-        less, same = np.zeros(len(df) - 1, bool), np.ones(len(df) - 1, bool)
-        for c in cols:  # lexicographic comparison of each row with the next
-            less |= same & (c[1:] > c[:-1])
-            same &= c[1:] == c[:-1]
-        if (less | same).all():  # sorted: duplicates are neighbours
-            dup = np.zeros(len(df), bool)
-            dup[1:] |= same
-            dup[:-1] |= same
-            return dup
-        combined = combined_key(cols)
-        if combined is not None:  # one int64 per row: one hash instead of a tuple's
-            return pd.Series(combined).duplicated(keep=False).to_numpy()
+    Integer keys are packed into one int64 per row (:func:`combined_key`) and hashed once; pandas' own
+    tuple hashing of the two key columns took 8 s on the national world's 50M impressions."""
+    combined = combined_key([df[k].to_numpy() for k in key]) if len(df) else None
+    if combined is not None:
+        return pd.Series(combined).duplicated(keep=False).to_numpy()
     return df.duplicated(key, keep=False).to_numpy()
 
 

@@ -140,7 +140,7 @@ def test_events_before_registration_and_outside_the_posting_window_are_counted_e
     assert v.n_rows == 2 and {e["event_id"] for e in v.examples} == set(ev.loc[views[:2], "event_id"])
 
 
-def test_duplicated_keys_sorted_fast_path_equals_pandas():
+def test_duplicated_keys_on_packed_integers_equal_pandas():
     import numpy as np
 
     from jobcare.contracts import duplicated_keys
