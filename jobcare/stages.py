@@ -56,8 +56,11 @@ class StageRecorder:
             self._sample()
 
     def _sample(self) -> float:
-        mib = tree_rss(self._proc) / 2**20
+        # Measured under the lock: a reading taken before a stage began must not count as that stage's
+        # peak (the sampler thread could read while the last stage's memory was alive, then apply it to
+        # the stage the main thread had just opened).
         with self._lock:
+            mib = tree_rss(self._proc) / 2**20
             self.peak_rss_mib = max(self.peak_rss_mib, mib)
             for entry in self._open.values():
                 entry[1] = max(entry[1], mib)
