@@ -84,6 +84,44 @@ def combined_key(cols: list[np.ndarray]) -> np.ndarray | None:
     return out
 
 
+class IdIndex:
+    """Positions of integer reference ids in a flat array over their range: membership and lookups of
+    millions of foreign keys by one array index each, instead of hashing them (``isin`` / ``reindex`` of
+    the national world's 50M impressions against 5M sessions took seconds per column)."""
+
+    MAX_SPAN_PER_ID = 8  # a sparser range falls back to pandas' hashing (None from :meth:`build`)
+
+    def __init__(self, lo: int, pos: np.ndarray):
+        self.lo, self.pos = lo, pos
+
+    @classmethod
+    def build(cls, ids) -> IdIndex | None:
+        ids = np.asarray(ids)
+        if not np.issubdtype(ids.dtype, np.integer):
+            return None
+        if not len(ids):
+            return cls(0, np.zeros(0, np.int64))
+        lo, hi = int(ids.min()), int(ids.max())
+        if hi - lo + 1 > max(cls.MAX_SPAN_PER_ID * len(ids), 1 << 16):
+            return None
+        pos = np.full(hi - lo + 1, -1, np.int64)
+        pos[ids.astype(np.int64) - lo] = np.arange(len(ids))
+        return cls(lo, pos)
+
+    def positions(self, values) -> np.ndarray:
+        """Row of each value in the reference ids, -1 where absent (nulls count as absent)."""
+        v = np.asarray(values)
+        if not np.issubdtype(v.dtype, np.integer):  # nullable or float ids: absent where not a whole id
+            v = pd.to_numeric(pd.Series(v), errors="coerce").to_numpy("float64", na_value=np.nan)
+            ok = np.isfinite(v) & (v == np.round(v))
+            v = np.where(ok, v, self.lo - 1).astype(np.int64)
+        off = v.astype(np.int64) - self.lo
+        inside = (off >= 0) & (off < len(self.pos))
+        out = np.full(len(v), -1, np.int64)
+        out[inside] = self.pos[off[inside]]
+        return out
+
+
 def check_schema(name: str, df: pd.DataFrame, schema: TableSchema) -> list[Violation]:
     """Columns, types, nulls, ranges, allowed values, keys and dense ids of one table."""
     out: list[Violation] = []
@@ -102,11 +140,12 @@ def check_schema(name: str, df: pd.DataFrame, schema: TableSchema) -> list[Viola
             )
             continue
         if col.min is not None or col.max is not None:
-            v = present.astype("float64")
-            bad = ((v < col.min) if col.min is not None else False) | (
-                (v > col.max) if col.max is not None else False
-            )
-            bad = np.asarray(bad)
+            v = present.to_numpy(dtype=None if present.dtype.kind in "iuf" else "float64")  # no copy
+            bad = np.zeros(len(v), bool)
+            if col.min is not None:
+                bad |= v < col.min
+            if col.max is not None:
+                bad |= v > col.max
             if bad.any():
                 idx = present.index[bad]
                 out.append(
@@ -170,8 +209,7 @@ def check_foreign_keys(tables: dict[str, pd.DataFrame]) -> list[Violation]:
             ref = tables.get(ref_table)
             if ref is None or col not in df.columns or ref_col not in ref.columns:
                 continue
-            v = df[col]
-            bad = (~v.isin(ref[ref_col]) & v.notna()).to_numpy()
+            bad = _not_in(df[col], ref[ref_col])
             if bad.any():
                 out.append(
                     Violation(
@@ -188,7 +226,8 @@ def check_foreign_keys(tables: dict[str, pd.DataFrame]) -> list[Violation]:
                 if tab not in tables:
                     continue
                 m = (df["item_type"] == it).to_numpy()
-                bad = m & ~df["item_id"].isin(tables[tab][key]).to_numpy()
+                bad = np.zeros(len(df), bool)
+                bad[m] = _not_in(df["item_id"][m], tables[tab][key])
                 if bad.any():
                     out.append(
                         Violation(
@@ -200,6 +239,26 @@ def check_foreign_keys(tables: dict[str, pd.DataFrame]) -> list[Violation]:
                             detail=f"not in {tab}.{key}",
                         )
                     )
+    return out
+
+
+def _not_in(values: pd.Series, ref: pd.Series) -> np.ndarray:
+    """Rows of ``values`` (not null) that are not among ``ref``."""
+    index = IdIndex.build(ref.to_numpy()) if not ref.isna().any() else None
+    if index is None:
+        return (~values.isin(ref) & values.notna()).to_numpy()
+    return (index.positions(values.to_numpy()) < 0) & values.notna().to_numpy()
+
+
+def _lookup(ref: pd.Series, values: pd.Series) -> np.ndarray:
+    """``ref.reindex(values)`` as int64 nanoseconds (``ref`` a datetime column indexed by integer ids;
+    :data:`NAT` where a value is absent)."""
+    index = IdIndex.build(ref.index.to_numpy())
+    if index is None:
+        return _ns(ref.reindex(values))
+    pos = index.positions(values.to_numpy())
+    out = np.full(len(pos), NAT, np.int64)
+    out[pos >= 0] = _ns(ref)[pos[pos >= 0]]
     return out
 
 
@@ -250,10 +309,8 @@ def check_semantics(
             )
         )
     ev = tables["events"]
-    reg = tables["seekers"].set_index("seeker_id")["registered_at"]
-    known = ev["seeker_id"].isin(reg.index).to_numpy()
-    bad = np.zeros(len(ev), bool)
-    bad[known] = _ns(ev["ts"])[known] < _ns(reg.reindex(ev["seeker_id"][known]))
+    reg = _lookup(tables["seekers"].set_index("seeker_id")["registered_at"], ev["seeker_id"])
+    bad = (reg != NAT) & (_ns(ev["ts"]) < reg)  # unknown seekers are the foreign-key rule's
     if bad.any():
         out.append(
             Violation(
@@ -274,7 +331,7 @@ def check_semantics(
     sub = ev[m]
     if len(sub):
         pi = p.set_index("posting_id")
-        o, cl = _ns(pi["open_at"].reindex(sub["item_id"])), _ns(pi["close_at"].reindex(sub["item_id"]))
+        o, cl = _lookup(pi["open_at"], sub["item_id"]), _lookup(pi["close_at"], sub["item_id"])
         ts = _ns(sub["ts"])
         b = (ts < o) | (ts > cl)
         if b.any():
@@ -313,7 +370,7 @@ def _check_funnel(ev: pd.DataFrame) -> list[Violation]:
         keys = ["seeker_id", "item_type", "item_id"]
         item = ev.groupby(keys, sort=False, dropna=False, observed=True).ngroup().to_numpy(np.int64)
     n_types = max(len(et_names), 1)
-    first = pd.Series(ts).groupby(item * n_types + et_codes).min()
+    first = _first_moments(item * n_types + et_codes, ts)
     for action, outcome_needed, rule in (
         *((a, "view", "action_without_view") for a in ACTION_OF),
         *((o, OUTCOME_OF[o], "outcome_without_action") for o in OUTCOME_OF),
@@ -323,8 +380,7 @@ def _check_funnel(ev: pd.DataFrame) -> list[Violation]:
             continue
         rows = ev[is_action]
         if outcome_needed in et_names:
-            wanted = item[is_action] * n_types + et_names.get_loc(outcome_needed)
-            prior = first.reindex(wanted, fill_value=NAT).to_numpy()
+            prior = first(item[is_action] * n_types + et_names.get_loc(outcome_needed))
         else:
             prior = np.full(len(rows), NAT)
         bad = (prior == NAT) | (prior > ts[is_action])
@@ -340,6 +396,24 @@ def _check_funnel(ev: pd.DataFrame) -> list[Violation]:
                 )
             )
     return out
+
+
+def _first_moments(keys: np.ndarray, ts: np.ndarray):
+    """A function giving, for wanted keys, the earliest ``ts`` among the rows with that key (:data:`NAT` for
+    a key without rows). One sort of the keys and a segmented minimum: pandas' hash groupby of 16M
+    mostly distinct keys took 10.7 s on the national world's events."""
+    order = np.argsort(keys, kind="stable")
+    k = keys[order]
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]]) if len(k) else np.zeros(0, np.int64)
+    uniq = k[starts]
+    earliest = np.minimum.reduceat(ts[order], starts) if len(k) else np.zeros(0, np.int64)
+
+    def first(wanted: np.ndarray) -> np.ndarray:
+        i = np.minimum(np.searchsorted(uniq, wanted), max(len(uniq) - 1, 0))
+        hit = (uniq[i] == wanted) if len(uniq) else np.zeros(len(wanted), bool)
+        return np.where(hit, earliest[i] if len(uniq) else NAT, NAT)
+
+    return first
 
 
 def validate_tables(

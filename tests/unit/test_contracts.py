@@ -176,3 +176,57 @@ def test_funnel_counts_equal_a_recount_by_merge(tiny_tables, tiny_world):
     assert want > 0
     v = _first(validate_tables(t, *_span(tiny_world)), "action_without_view")
     assert v.n_rows == want
+
+
+def test_id_index_membership_and_lookups_equal_pandas_hashing():
+    """The array-indexed foreign-key check and lookups give what ``isin`` / ``reindex`` give: absent ids,
+    ids below and above the range, nulls, negative ids; a range too sparse for an array falls back."""
+    import numpy as np
+
+    from jobcare.contracts import NAT, IdIndex, _lookup, _not_in
+
+    rng = np.random.default_rng(1)
+    ref = pd.Series(rng.choice(np.arange(-50, 5000), 3000, replace=False))
+    values = pd.Series(rng.integers(-80, 5100, 20_000))
+    want = (~values.isin(ref)).to_numpy()
+    assert want.any() and not want.all()
+    assert (_not_in(values, ref) == want).all()
+    nullable = values.astype("Int64")
+    nullable[::50] = pd.NA
+    assert (_not_in(nullable, ref) == (~nullable.isin(ref) & nullable.notna()).to_numpy()).all()
+    assert IdIndex.build(np.array([0, 10**12])) is None  # too sparse: pandas hashing instead
+    sparse = pd.Series([0, 10**12])
+    assert _not_in(pd.Series([0, 5, 10**12]), sparse).tolist() == [False, True, False]
+    # lookups of a datetime column by id, NaT where the id is absent
+    when = pd.Series(pd.date_range("2024-01-01", periods=len(ref), freq="h", tz="UTC"), index=ref.to_numpy())
+    got = _lookup(when, values)
+    exp = pd.DatetimeIndex(when.reindex(values)).asi8
+    assert (got == exp).all() and (got == NAT).sum() == want.sum()
+
+
+def test_first_moments_equal_a_groupby_minimum():
+    import numpy as np
+
+    from jobcare.contracts import NAT, _first_moments
+
+    rng = np.random.default_rng(2)
+    keys = rng.integers(0, 500, 5000)
+    ts = rng.integers(0, 10**9, 5000)
+    want = pd.Series(ts).groupby(keys).min()
+    wanted = np.arange(-5, 520)  # keys absent below, inside and above the range
+    got = _first_moments(keys, ts)(wanted)
+    assert (got == want.reindex(wanted, fill_value=NAT).to_numpy()).all()
+    assert (got == NAT).sum() == 525 - want.size
+    assert (_first_moments(np.zeros(0, np.int64), np.zeros(0, np.int64))(np.array([3])) == NAT).all()
+
+
+def test_out_of_range_on_nullable_integers_counts_only_present_rows(tiny_tables, tiny_world):
+    t = _copy(tiny_tables)
+    pos = t["impressions"]["position"].astype("Int64")
+    pos[[0, 1]] = [100, -1]  # both outside [0, 99]
+    pos[2] = pd.NA
+    t["impressions"]["position"] = pos
+    vs = validate_tables(t, *_span(tiny_world))
+    v = [v for v in vs if v.rule == "out_of_range" and v.column == "position"]
+    assert v and v[0].n_rows == 2 and {e["row"] for e in v[0].examples} == {0, 1}
+    assert _first(vs, "null_value").column == "position"
