@@ -354,6 +354,13 @@ def train_cmd(
             help="Dask scheduler, e.g. tcp://HOST:8786 (implies --engine dask; default: a LocalCluster)"
         ),
     ] = None,
+    until: Annotated[
+        Optional[str],
+        typer.Option(
+            help="data cutoff (ISO date, UTC): the windows end here, so the model sees nothing after it "
+            "(default: train.until, else the end of the logs)"
+        ),
+    ] = None,
 ) -> None:
     """Contracts, Feast features, stage one, LambdaRank, evaluation, MLflow, registry and the gate."""
     from evaluation.reference import world_oracle
@@ -361,6 +368,8 @@ def train_cmd(
 
     cfg = _config_with_repo(config, repo)
     _set_engine(cfg, engine, scheduler)
+    if until is not None:
+        cfg.train.until = until
     res = train(world, cfg, console=console, oracle=world_oracle(world) if oracle else None)
     console.print(f"MLflow run {res['run_id']} ({cfg.tracking.resolved().uri})")
 

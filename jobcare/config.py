@@ -337,6 +337,12 @@ class TrainConfig(StrictModel):
     min_history_days: int = Field(
         28, gt=0, description="days of events before the train window (what its stage one is fitted on)"
     )
+    until: Optional[str] = Field(
+        None,
+        description="data cutoff (an ISO date or moment, UTC): the windows end here instead of at the "
+        "world's end, so the registered model has seen nothing after it (an online A/B from this moment "
+        "on is then out of sample); default: the end of the logs",
+    )
     max_requests: int = Field(3000, gt=0, description="replayed requests per window and item type")
     negatives_per_request: int = Field(30, ge=0)
     max_explore_requests: int = Field(

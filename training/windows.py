@@ -30,6 +30,14 @@ class Windows:
     def of(cls, span: dict, tc) -> Windows:
         """The windows of ``tc`` (a TrainConfig) in a world ``span`` (the manifest's start / end)."""
         start, end = pd.Timestamp(span["start"]), pd.Timestamp(span["end"])
+        if getattr(tc, "until", None) is not None:
+            until = _utc(tc.until)
+            if not start < until <= end:
+                raise WindowError(
+                    f"train.until {until} is outside the world's span ({start} to {end}); rule: the data "
+                    "cutoff lies after the span's start and at or before its end"
+                )
+            end = until
         t1 = end - pd.Timedelta(days=tc.test_days)
         t2 = t1 - pd.Timedelta(days=tc.eval_days)
         w = cls(t2 - pd.Timedelta(days=tc.train_days), t2, t1, end)
@@ -39,6 +47,7 @@ class Windows:
             raise WindowError(
                 f"train.test_days {tc.test_days} + eval_days {tc.eval_days} + train_days {tc.train_days} + "
                 f"min_history_days {tc.min_history_days} = {need} days, but the world spans {have:g} days "
+                f"{'up to train.until ' if end != pd.Timestamp(span['end']) else ''}"
                 f"({start.date()} to {end.date()}); rule: the windows and the history before them fit the "
                 "span (shorten them in the config's train: section, e.g. configs/tiny.yaml)"
             )
@@ -50,3 +59,12 @@ class Windows:
             "validation": f"[{self.valid_start}, {self.test_start})",
             "test": f"[{self.test_start}, {self.end})",
         }
+
+
+def _utc(moment: str) -> pd.Timestamp:
+    """An ISO date or moment as a UTC timestamp (a naive one is read as UTC); a named error otherwise."""
+    try:
+        t = pd.Timestamp(moment)
+    except (ValueError, TypeError) as e:
+        raise WindowError(f"train.until {moment!r} is not an ISO date or moment: {e}") from None
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
