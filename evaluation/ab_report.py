@@ -43,6 +43,7 @@ from evaluation import metrics as M
 from evaluation import ope, stats
 from evaluation.replay import BASELINES, KS, ORACLES, EvaluationError, per_request, replay, scores
 from jobcare.config import ProjectConfig
+from jobcare.groups import age_band
 from jobcare.world.taxonomy import EDUCATION as TAXONOMY_EDUCATION
 
 HEADLINE = "ndcg@10"
@@ -63,11 +64,6 @@ def decide(boot: dict, p: float) -> str:
     if boot["ci_high"] < 0 and p < 0.05:
         return "B worse"
     return "no significant difference"
-
-
-def _age_band(age) -> str:
-    a = float(age)
-    return "<30" if a < 30 else "30-39" if a < 40 else "40-49" if a < 50 else "50+"
 
 
 def _per_seeker(pr: pd.DataFrame, seeker: pd.Series, col: str) -> pd.Series:
@@ -102,7 +98,7 @@ def segments(pa, pb, seeker, audit: pd.DataFrame, n_boot: int, names: dict | Non
         "seeker history": per_seek["cold"].map({True: "cold", False: "warm"}),
         "region": _named(per_seek["region_id"], names.get("region")),
         "education level": per_seek["education_level"].astype(int).map(lambda e: EDUCATION.get(e, str(e))),
-        "age band": per_seek["age"].map(_age_band),
+        "age band": per_seek["age"].map(age_band),
         "gender": per_seek["gender"].astype(str),
         "occupation major group": _named(per_seek["occupation_group"], names.get("occupation_group")),
     }
@@ -141,7 +137,7 @@ def segment_names(world) -> dict:
 
 def fairness(pr: pd.DataFrame, audit: pd.DataFrame) -> dict:
     au = audit.set_index("request_id").reindex(pr.index)
-    groups = {"gender": au["gender"].astype(str), "age band": au["age"].map(_age_band)}
+    groups = {"gender": au["gender"].astype(str), "age band": au["age"].map(age_band)}
     out = {}
     for dim, g in groups.items():
         exp = pr["top10_relevant_exposure"].groupby(g.to_numpy()).mean()
@@ -160,6 +156,98 @@ def fairness(pr: pd.DataFrame, audit: pd.DataFrame) -> dict:
         for key in ("exposure_ratio", "hit_rate_ratio"):
             out[dim][f"{key}_meets_0.8"] = out[dim][key] >= 0.8
             out[dim][f"{key}_meets_0.9"] = out[dim][key] >= 0.9
+    return out
+
+
+TRADEOFF_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+UNDER_SERVED = 0.9  # a group below this share of the best group's exposure or hit rate is re-ranked
+
+
+def _with_outcome(rows: pd.DataFrame) -> pd.DataFrame:
+    """The explore rows of requests with an outcome (the unbiased comparison's requests)."""
+    has_pos = rows.groupby("request_id")["label"].max() > 0
+    return rows[rows["request_id"].map(has_pos).to_numpy()]
+
+
+def _blended(rows: pd.DataFrame, s: np.ndarray, c: np.ndarray, w: float, on: np.ndarray) -> np.ndarray:
+    """The service's exposure-aware scores (:func:`serving.fairness.blend`, per request) for the rows of
+    requests whose seeker is in a re-ranked group (``on``, per row); the ranker's scores elsewhere."""
+    from serving.fairness import blend
+
+    out = np.asarray(s, np.float64).copy()
+    for idx in rows.groupby("request_id", sort=False).indices.values():
+        if on[idx[0]]:
+            out[idx] = blend(s[idx], c[idx], w)
+    return out
+
+
+def _in_groups(rows: pd.DataFrame, audit: pd.DataFrame, dim: str, groups: list[str]) -> np.ndarray:
+    """Per row: whether the request's seeker is in one of ``groups`` of ``dim``."""
+    from jobcare.groups import group_of
+
+    au = audit.set_index("request_id")
+    chosen = pd.Series(
+        [group_of(dim, g, a) in groups for g, a in zip(au["gender"], au["age"])], index=au.index
+    )
+    return chosen.reindex(rows["request_id"].to_numpy(), fill_value=False).to_numpy()
+
+
+def fairness_tradeoff(rp, ex, model: str, item_type: str) -> dict:
+    """The exposure-aware re-ranking (``serving.fairness``) of ``model`` at each of
+    :data:`TRADEOFF_WEIGHTS`, per dimension: re-ranked are the groups whose relevant exposure or apply hit
+    rate on the logged replay (``rp``) is below :data:`UNDER_SERVED` of the best group's (the lowest group
+    when none is); each point gives the fairness audit's ratios on the logged replay and on the explore
+    slates, and the explore-slate NDCG@10 (per seeker, requests with an outcome) with its cost against
+    weight 0. The explore slates are the unbiased measure of the cost; hit rate on them is not reported
+    (a 10-item slate's top 10 is the whole slate, whatever its order)."""
+    from evaluation.replay import model_bundle
+
+    bundle = model_bundle(model, item_type)
+    if bundle.content is None:
+        return {"missing": f"{model} was registered without its content-only ablation: nothing to blend"}
+    lrows, xrows = rp.data.rows, _with_outcome(ex.data.rows)
+    if xrows.empty:
+        return {"missing": "no explore slate with an outcome in the window"}
+    ls, lc = bundle.ranker.predict(lrows), bundle.content.predict(lrows)
+    xs, xc = bundle.ranker.predict(xrows), bundle.content.predict(xrows)
+    base = fairness(per_request(lrows, ls), rp.audit)
+    out: dict = {"model": model, "weights": list(TRADEOFF_WEIGHTS), "under_served": UNDER_SERVED}
+    for dim in ("gender", "age band"):
+        g0 = base[dim]["groups"]
+        exp = {g: v["exposure_share"] for g, v in g0.items()}
+        hit = {g: v["apply_hit_rate"] for g, v in g0.items()}
+        low = [
+            g
+            for g in g0
+            if exp[g] < UNDER_SERVED * max(exp.values()) or hit[g] < UNDER_SERVED * max(hit.values())
+        ] or [min(exp, key=exp.get)]
+
+        lon, xon = _in_groups(lrows, rp.audit, dim, low), _in_groups(xrows, ex.audit, dim, low)
+        seeker = ex.audit.set_index("request_id")["seeker_id"]
+        points = []
+        for w in TRADEOFF_WEIGHTS:
+            lp = per_request(lrows, _blended(lrows, ls, lc, w, lon))
+            xp = per_request(xrows, _blended(xrows, xs, xc, w, xon))
+            logged, explore = fairness(lp, rp.audit)[dim], fairness(xp, ex.audit)[dim]
+            points.append(
+                {
+                    "content_weight": w,
+                    "explore_ndcg@10": float(_per_seeker(xp, seeker, HEADLINE).mean()),
+                    "logged_exposure_ratio": logged["exposure_ratio"],
+                    "logged_hit_rate_ratio": logged["hit_rate_ratio"],
+                    "explore_exposure_ratio": explore["exposure_ratio"],
+                    "groups": {
+                        g: {
+                            "logged_exposure_share": v["exposure_share"],
+                            "logged_apply_hit_rate": v["apply_hit_rate"],
+                        }
+                        for g, v in logged["groups"].items()
+                    },
+                }
+            )
+        for pt in points:
+            pt["explore_ndcg_cost"] = 1.0 - pt["explore_ndcg@10"] / points[0]["explore_ndcg@10"]
+        out[dim] = {"re_ranked_groups": low, "points": points}
     return out
 
 
@@ -296,6 +384,27 @@ def plots(res: dict) -> dict:
         ax.set_title(f"exposure share by {dim}")
     axes[0].legend(fontsize=8)
     out["exposure"] = _png(fig)
+    ft = res.get("fairness_tradeoff", {})
+    if "missing" not in ft:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+        for ax, dim in zip(axes, ("gender", "age band")):
+            pts = ft[dim]["points"]
+            cost = [100 * p["explore_ndcg_cost"] for p in pts]
+            for key, label in (
+                ("logged_exposure_ratio", "exposure ratio (logged)"),
+                ("logged_hit_rate_ratio", "hit-rate ratio (logged)"),
+                ("explore_exposure_ratio", "exposure ratio (explore)"),
+            ):
+                ax.plot(cost, [p[key] for p in pts], marker="o", label=label)
+            for p, x in zip(pts, cost):
+                ax.annotate(f"w={p['content_weight']:g}", (x, p["logged_exposure_ratio"]), fontsize=7)
+            ax.axhline(0.8, color="grey", ls="--", lw=1)
+            ax.axvline(2.0, color="tab:red", ls=":", lw=1)
+            ax.set_xlabel("explore NDCG@10 cost, % (negative: a gain)")
+            ax.set_title(f"{dim}: re-ranked {', '.join(ft[dim]['re_ranked_groups'])}", fontsize=9)
+        axes[0].set_ylabel("min/max ratio across groups")
+        axes[0].legend(fontsize=7)
+        out["tradeoff"] = _png(fig)
     return out
 
 
@@ -346,6 +455,25 @@ def markdown(r: dict) -> str:
                 f"- fairness {arm}, {dim}: exposure ratio {f['exposure_ratio']:.3f}, "
                 f"hit-rate ratio {f['hit_rate_ratio']:.3f}"
             )
+    ft = r.get("fairness_tradeoff", {})
+    lines += ["", "## Exposure-aware re-ranking of B (serving.fairness): the trade-off", ""]
+    if "missing" in ft:
+        lines.append(f"not computed: {ft['missing']}")
+    for dim in ("gender", "age band") if "missing" not in ft else ():
+        lines += [
+            f"{dim}, re-ranked groups {ft[dim]['re_ranked_groups']}:",
+            "",
+            "| content weight | explore NDCG@10 | cost | exposure ratio (logged) | hit-rate ratio (logged) | "
+            "exposure ratio (explore) |",
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {p['content_weight']:g} | {p['explore_ndcg@10']:.4f} | "
+                f"{100 * p['explore_ndcg_cost']:+.1f}% | {p['logged_exposure_ratio']:.3f} | "
+                f"{p['logged_hit_rate_ratio']:.3f} | {p['explore_exposure_ratio']:.3f} |"
+                for p in ft[dim]["points"]
+            ),
+            "",
+        ]
     for arm in ("A", "B"):
         o = r["ope"][arm]
         lines.append(
@@ -448,6 +576,11 @@ def ab_report(
         "method": __doc__.split("Statistics (written into the report too):")[1].split("Outputs:")[0].strip(),
     }
     res["ope"] = off_policy(item_type, a, b, ex)
+    res["fairness_tradeoff"] = (
+        fairness_tradeoff(rp, ex, b, item_type)
+        if b.startswith(("models:/", "runs:/"))
+        else {"missing": f"B ({b}) is a baseline, not a registered model: it has no content-only ablation"}
+    )
     if service_log and service_log[0] is not None:
         res["service_ope"] = ope.service_off_policy(cfg, world, *service_log, a, b, item_type, rp.oracle)
     out = Path(out)

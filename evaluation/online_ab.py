@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from evaluation.online_arms import BASELINE_ARMS, ArmRouter, OracleArm, RandomArm, arm_of
 from jobcare.config import CongestionConfig
 from jobcare.errors import JobcareError
+from jobcare.groups import age_band
 from jobcare.world.io import write_table
 
 log = logging.getLogger(__name__)
@@ -151,11 +152,6 @@ def gini(x: np.ndarray) -> float:
     return float((2 * np.arange(1, n + 1) - n - 1).dot(x) / (n * tot))
 
 
-def _age_band(age) -> str:
-    a = float(age)
-    return "<30" if a < 30 else "30-39" if a < 40 else "40-49" if a < 50 else "50+"
-
-
 def per_seeker(tables: dict, seekers: pd.DataFrame, first_session: int, cut: pd.Timestamp) -> pd.DataFrame:
     """Per seeker with a continued session: counts of each metric caused by continued sessions, days from
     the first continued session to the first hire (NaN if none), arm and segments."""
@@ -179,7 +175,7 @@ def per_seeker(tables: dict, seekers: pd.DataFrame, first_session: int, cut: pd.
     df["days_to_hire"] = (hire_ts - first) / pd.Timedelta(days=1)
     s = seekers.set_index("seeker_id").reindex(df.index)
     df["gender"] = s["gender"].astype(str).to_numpy()
-    df["age_band"] = s["age"].map(_age_band).to_numpy()
+    df["age_band"] = s["age"].map(age_band).to_numpy()
     df["region"] = s["region_id"].to_numpy()
     return df
 

@@ -505,6 +505,32 @@ class CongestionConfig(StrictModel):
     weight: float = Field(0.5, ge=0, le=100, description="ranker-score units per unit of log1p(load)")
 
 
+class FairnessConfig(StrictModel):
+    """Exposure-aware re-ranking across seeker groups (issue 18, serving/fairness.py), off by default: for
+    seekers of ``groups`` in ``dimension``, the ranker's scores are blended with its content-only
+    ablation's (``content_weight`` of the standardised content score). Reads the seeker's gender and age
+    (``seeker_audit_v1``) at serving time, which no model takes as input: a policy decision."""
+
+    enabled: bool = False
+    dimension: Literal["age band", "gender"] = "age band"
+    groups: list[str] = []
+    content_weight: float = Field(0.5, ge=0, le=1, description="0: the ranker alone; 1: the content model")
+
+    @model_validator(mode="after")
+    def _groups_of_the_dimension(self):
+        from jobcare.groups import GROUPS
+
+        bad = [g for g in self.groups if g not in GROUPS[self.dimension]]
+        if bad:
+            raise ValueError(
+                f"serving.fairness.groups {bad} are not groups of {self.dimension!r} (allowed: "
+                f"{list(GROUPS[self.dimension])})"
+            )
+        if self.enabled and not self.groups:
+            raise ValueError("serving.fairness.enabled needs at least one group in serving.fairness.groups")
+        return self
+
+
 class ImpressionLogConfig(StrictModel):
     """Where the service appends what it showed: JSONL files rotated by size or age. While the disk fails
     (full, unwritable, folder gone) records wait in memory, at most ``spool_max_records`` per worker; beyond
@@ -610,6 +636,7 @@ class ServingConfig(StrictModel):
     ab: ABConfig = ABConfig()
     explore: ExploreConfig = ExploreConfig()
     congestion: CongestionConfig = CongestionConfig()
+    fairness: FairnessConfig = FairnessConfig()
     impression_log: ImpressionLogConfig = ImpressionLogConfig()
     auth: AuthConfig = AuthConfig()
     reload_poll_seconds: float = Field(10.0, ge=0, description="registry alias poll period; 0 disables")

@@ -32,12 +32,15 @@ from features import store as fstore
 from features.item_index import item_features
 from features.pair_arrays import SeekerArrays, days, pair_matrix
 from jobcare.config import ExploreConfig, ProjectConfig
+from jobcare.groups import group_of
 from jobcare.world.io import read_manifest, read_tables
 from jobcare.world.taxonomy import RIASEC
 from serving.career_path import CareerPath
 from serving.career_path_schemas import CareerPathRequest
 from serving.congestion import rerank
 from serving.errors import NotReadyError, ServingError, UnknownSeekerError
+from serving.fairness import content_scorer
+from serving.fairness import rerank as fairness_rerank
 from serving.gap import competency_gap
 from serving.labour_market_schemas import LabourMarketRequest
 from serving.menu import build_market, package_answer, reference, refresh_tables
@@ -143,6 +146,7 @@ class Engine:
         self.ctx = context(self.repo, self.catalog.n_units)
         self.occ_columns = occupation_columns(self.repo)
         self.seeker_reader = fstore.OnlineReader(self.store, "seeker_online_v1", "seeker_id")
+        self._audit_reader = None  # seeker_audit_v1, built on first use by the fairness stage
         self.seeker_columns = self.seeker_reader.columns
         self.scalar_seeker_columns = self.seeker_reader.scalar_columns
         self._lock = threading.Lock()
@@ -487,13 +491,19 @@ class Engine:
         scores = v.bundles[item_type].ranker.predict(scored.matrix)
         t3 = time.perf_counter()
         timings["predict"] = (t3 - t2) * 1e3
-        # congestion-aware re-ranking (off by default): after the ranker, before exploration
+        # exposure-aware re-ranking for the configured seeker groups, then congestion-aware re-ranking (both
+        # off by default): after the ranker, before exploration
+        bundle = v.bundles[item_type]
+        group = self.seeker_group(seeker_id) if profile is None else None  # a profile has no attributes
+        scores, fair = fairness_rerank(
+            scores, content_scorer(bundle, scored.matrix), group, self.scfg.fairness
+        )
         scores, congestion = rerank(scores, scored.candidates, state, item_type, self.scfg.congestion)
         ranked = np.argsort(-scores, kind="stable")
         ecfg = self.scfg.explore if explore else ExploreConfig()
         shown, prop, explored, pool = explore_slate(ranked, k, out["request_id"], ecfg)
         pos = scored.candidates[shown]
-        bundle, plan = v.bundles[item_type], v.reasons[item_type]
+        plan = v.reasons[item_type]
         X = scored.matrix[shown]
         values = {f: X[:, c] for c, f in enumerate(bundle.features)}
         if plan.extra_pairs:  # what the words read that the model does not take as input
@@ -524,8 +534,24 @@ class Engine:
             "propensities": [round(float(x), 8) for x in prop],
             "pool": ids[ranked[:pool]].tolist(),
             **({"congestion": congestion} if congestion is not None else {}),
+            **({"fairness": fair} if fair is not None else {}),
         }
         return out
+
+    def seeker_group(self, seeker_id) -> str | None:
+        """The seeker's group in ``serving.fairness.dimension`` from ``seeker_audit_v1`` (read only while the
+        stage is on; None when off, unknown, or the store fails: then the ranker's order is served)."""
+        fc = self.scfg.fairness
+        if not fc.enabled or seeker_id is None:
+            return None
+        try:
+            if self._audit_reader is None:
+                self._audit_reader = fstore.OnlineReader(self.store, "seeker_audit_v1", "seeker_id")
+            row = self._audit_reader.read(int(seeker_id))
+        except Exception as e:  # the store is failing: serve the ranker's order, warned like other reads
+            self._store_failed(e)
+            return None
+        return group_of(fc.dimension, row.get("seeker_profile__gender"), row.get("seeker_profile__age"))
 
     def score(
         self,

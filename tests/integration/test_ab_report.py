@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from html.parser import HTMLParser
@@ -119,12 +120,15 @@ def test_report_renders_every_section_and_plot_with_the_json_numbers(report):
         "metrics",
         "segments",
         "fairness",
+        "fairness-tradeoff",
         "beyond-accuracy",
         "off-policy",
         "service-off-policy",
         "method",
     } <= p.ids
-    assert {i["alt"] for i in p.imgs} == {"lift", "metric at k", "forest plot", "exposure by group"}
+    assert {i["alt"] for i in p.imgs} == {
+        "lift", "metric at k", "forest plot", "exposure by group", "fairness trade-off",
+    }  # fmt: skip
     assert all(i["src"].startswith("data:image/png;base64,") and len(i["src"]) > 2000 for i in p.imgs)
     saved = json.loads(out.with_suffix(".json").read_text())
     text = " ".join(p.text)
@@ -360,3 +364,61 @@ def test_unbiased_comparison_counts_the_explore_slates_and_is_antisymmetric(serv
         assert ba["comparison"][m]["mean_a"] == pytest.approx(c["mean_b"]), m
     same = unbiased(ex, champ, champ, 300)["comparison"]["ndcg@10"]
     assert same["mean_diff"] == 0 and same["ci_low"] == same["ci_high"] == 0
+
+
+def test_fairness_tradeoff_starts_at_the_audit_of_b_and_recounts_at_full_weight(report, served, tiny_world):
+    """The trade-off curve's weight-0 point is B's own fairness audit and unbiased NDCG; the re-ranked groups
+    follow the written rule; at weight 1 the re-ranked seekers' slates are ordered by the champion's
+    content-only ablation (recounted here through ``replay.scores``, not the blend)."""
+    from evaluation.ab_report import UNDER_SERVED, _per_seeker, _with_outcome, fairness_tradeoff
+    from evaluation.replay import per_request, replay, scores
+    from jobcare.groups import group_of
+
+    res, out = report
+    ft = res["fairness_tradeoff"]
+    assert ft["weights"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    for dim in ("gender", "age band"):
+        audit = res["fairness"]["B"][dim]
+        p0 = ft[dim]["points"][0]
+        assert p0["logged_exposure_ratio"] == pytest.approx(audit["exposure_ratio"])
+        assert p0["logged_hit_rate_ratio"] == pytest.approx(audit["hit_rate_ratio"])
+        assert p0["explore_ndcg_cost"] == 0.0
+        assert p0["explore_ndcg@10"] == pytest.approx(res["unbiased"]["comparison"]["ndcg@10"]["mean_b"])
+        g = audit["groups"]
+        exp, hit = (
+            {k: v["exposure_share"] for k, v in g.items()},
+            {k: v["apply_hit_rate"] for k, v in g.items()},
+        )
+        want = [
+            k
+            for k in g
+            if exp[k] < UNDER_SERVED * max(exp.values()) or hit[k] < UNDER_SERVED * max(hit.values())
+        ] or [min(exp, key=exp.get)]
+        assert ft[dim]["re_ranked_groups"] == want
+    md = out.with_suffix(".md").read_text()
+    assert "## Exposure-aware re-ranking of B" in md
+    last = ft["age band"]["points"][-1]
+    assert f"| 1 | {last['explore_ndcg@10']:.4f} | {100 * last['explore_ndcg_cost']:+.1f}% |" in md
+    # recount the weight-1 point of one dimension on the same window's explore slates
+    cfg, _ = served
+    rp = replay(tiny_world, cfg, "posting", 30, 150)
+    ex = replay(tiny_world, cfg, "posting", 30, 150, "explore", rp.oracle, rp.data.stage)
+    b = "models:/jobcare-postings@champion"
+    again = fairness_tradeoff(rp, ex, b, "posting")
+    dim = "gender"
+    assert again[dim] == ft[dim]  # deterministic
+    rows = _with_outcome(ex.data.rows)
+    sub = dataclasses.replace(ex, data=dataclasses.replace(ex.data, rows=rows))
+    ranker, content = scores(b, sub)[0], scores("baseline:content_gbdt", sub)[0]
+    au = ex.audit.set_index("request_id")
+    chosen = {
+        r
+        for r, ge, a in zip(au.index, au["gender"], au["age"])
+        if group_of(dim, ge, a) in ft[dim]["re_ranked_groups"]
+    }
+    use = rows["request_id"].isin(chosen).to_numpy()
+    pr = per_request(rows, np.where(use, content, ranker))
+    seeker = au["seeker_id"]
+    assert ft[dim]["points"][-1]["explore_ndcg@10"] == pytest.approx(
+        float(_per_seeker(pr, seeker, "ndcg@10").mean())
+    )
