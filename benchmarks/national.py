@@ -1,6 +1,8 @@
 """Benchmark: the whole retrain at national scale on one machine, per stage, with the production profile.
 
     python benchmarks/national.py --world /data/world-national-7 --baseline-world .jobcare/world-demo-7
+    python benchmarks/national.py --world /data/world-national-7 --features-only --materialize-workers 1 \
+        --out benchmarks/results/national_materialize_1.json   # steps 1-2 only
 
 Each world (the national one and, for the growth factors, a demo-scale one generated with the same config)
 runs in a fresh child process, so each peak RSS is that world's alone. In the child, with the production
@@ -73,8 +75,11 @@ def recreate_database(name: str) -> str:
     return f"{PG}/{name}"
 
 
-def child(world: Path, config: Path, work: Path, redis_db: int, k: int, workers: int) -> dict:
-    """Steps 1-4 of the module docstring on ``world``; returns the measurements."""
+def child(
+    world: Path, config: Path, work: Path, redis_db: int, k: int, workers: int, features_only: bool = False
+) -> dict:
+    """Steps 1-4 of the module docstring on ``world`` (steps 1-2 with ``features_only``); returns the
+    measurements."""
     import httpx
     import numpy as np
     import pandas as pd
@@ -129,6 +134,10 @@ def child(world: Path, config: Path, work: Path, redis_db: int, k: int, workers:
         with stage("materialize_items"):
             fstore.materialize(repo, end=clock - pd.Timedelta(days=1), views=ITEM_VIEWS, workers=workers)
         fstore.materialize(repo, incremental=True, end=clock)
+        if features_only:  # e.g. serial against parallel materialisation, without the hour of training
+            out["features_seconds"] = time.perf_counter() - t0
+            out["stages"] = rec.stages
+            return out
         res = train(world, cfg)
         out["retrain_seconds"] = time.perf_counter() - t0
         out["retrain_peak_rss_mib"] = rec.peak_rss_mib
@@ -204,6 +213,7 @@ def run_child(world: Path, a) -> dict:
             str(a.k),
             "--materialize-workers",
             str(a.materialize_workers),
+            *(["--features-only"] if a.features_only else []),
         ]
         log = Path(a.out).with_suffix(f".{Path(world).name}.log")  # written as it runs: watch it
         with open(log, "w") as err:
@@ -264,6 +274,11 @@ def main() -> None:
     ap.add_argument("--redis-db", type=int, default=9)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--materialize-workers", type=int, default=2, help="features.materialize_workers")
+    ap.add_argument(
+        "--features-only",
+        action="store_true",
+        help="steps 1-2 only (feature tables, apply, materialise): no training, no service",
+    )
     ap.add_argument("--work-root", type=Path, default=None, help="where the temporary repositories go")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "national.json")
     ap.add_argument(
@@ -282,7 +297,11 @@ def main() -> None:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        print(json.dumps(child(a.child, a.config, a.work, a.redis_db, a.k, a.materialize_workers)))
+        print(
+            json.dumps(
+                child(a.child, a.config, a.work, a.redis_db, a.k, a.materialize_workers, a.features_only)
+            )
+        )
         return
     if a.world is None and a.baseline_world is None:
         raise SystemExit("--world DIR: the national world (jobcare world generate --scale national)")
@@ -291,6 +310,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "config": str(a.config),
         "materialize_workers": a.materialize_workers,
+        "features_only": a.features_only,
         "targets": TARGETS,
         "worlds": {},
     }
@@ -301,11 +321,13 @@ def main() -> None:
     checks = {}
     if a.world is not None:  # without it: the demo world only (a baseline for a later --baseline-result)
         nat = res["worlds"]["national"] = run_child(a.world, a)
+        seekers_ok = nat["stages"]["materialize_seekers"]["seconds"] <= TARGETS["materialize_seekers_seconds"]
+        checks = {"materialize_seekers_seconds": seekers_ok}
+    if a.world is not None and not a.features_only:
         checks = {
             "retrain_seconds": nat["retrain_seconds"] <= TARGETS["retrain_seconds"],
             "retrain_peak_rss_mib": nat["retrain_peak_rss_mib"] <= TARGETS["retrain_peak_rss_mib"],
-            "materialize_seekers_seconds": nat["stages"]["materialize_seekers"]["seconds"]
-            <= TARGETS["materialize_seekers_seconds"],
+            "materialize_seekers_seconds": seekers_ok,
         }
         if "demo" in res["worlds"]:
             res["growth"] = growth(nat, res["worlds"]["demo"])
