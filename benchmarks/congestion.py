@@ -2,17 +2,22 @@
 
 Two measurements, as in the README's "Congestion-aware ranking":
 
-- **Seeker-side NDCG@10, offline and unbiased**: the world's explore slates of the ``--ndcg-days`` before
-  ``--from`` (postings, with an apply), each reordered by the champion's score and by that score discounted
-  with each posting's congestion at the request's moment (:func:`serving.congestion.expected_congestion`
-  over :meth:`training.offers.OfferIndex.load`), paired bootstrap over requests. The weight to roll out
-  is chosen here: the largest of ``--weights`` whose point loss is at most 3%.
+- **Seeker-side NDCG@10, offline and unbiased**: the world's explore slates (postings, with an apply), each
+  reordered by the champion's score and by that score discounted with each posting's congestion at the
+  request's moment (:func:`serving.congestion.expected_congestion` over
+  :meth:`training.offers.OfferIndex.load`), paired bootstrap over requests, in two windows before
+  ``--from``: the weight to roll out is **chosen** on the ``--ndcg-days`` that end ``--report-days`` before
+  ``--from`` (the largest of ``--weights`` whose point loss is at most 3%), and its NDCG cost is
+  **reported** on the last ``--report-days``, which the choice never saw (``--report-days 0``: chosen and
+  reported on one window, as the first version did). Use a champion trained with ``train.until`` at or
+  before ``--from - report-days`` for both windows to be out of its training data.
 - **Full rollout in closed loop** (``evaluation.online_ab.run_online_ab`` with both arms the same policy,
   so the whole market runs it and no arm interferes with another): applies, hires, applicants per opening
   (mean, Gini, share of open postings with none) over every continued apply, per seed, for the champion
   and the champion with the stage at each rolled-out weight.
 
-    python benchmarks/congestion.py [--from 2025-10-02] [--days 60] [--seeds 1 2 3 4] [--weights ...]
+    python benchmarks/congestion.py [--from 2025-10-02] [--days 60] [--ndcg-days 30] [--report-days 30]
+        [--seeds 1 2 3 4] [--weights ...] [--config configs/serving.yaml]
 
 Writes ``benchmarks/results/congestion.json``. Needs `make demo` (world and registry).
 """
@@ -51,7 +56,8 @@ def market(out: Path, tables: dict, cut: pd.Timestamp, end: pd.Timestamp) -> dic
     }
 
 
-def offline_ndcg(cfg, tables: dict, cut: pd.Timestamp, days: int, weights) -> dict:
+def offline_ndcg(cfg, tables: dict, start: pd.Timestamp, end: pd.Timestamp, weights) -> dict:
+    """The champion's explore-slate NDCG@10 in [start, end) and each weight's paired difference."""
     from features import store as fstore
     from serving.congestion import discount, expected_congestion
     from training import tracking
@@ -64,10 +70,8 @@ def offline_ndcg(cfg, tables: dict, cut: pd.Timestamp, days: int, weights) -> di
     b = load_bundle(CHAMP)
     repo = cfg.features.repo
     ctx = context(repo, len(tables["competency_units"]))
-    data = explore_rows(
-        "posting", tables, fstore.open_store(repo), repo, ctx, cfg.candidates,
-        cut - pd.Timedelta(days=days), cut, 5000, 0, False, None,
-    )  # fmt: skip
+    store = fstore.open_store(repo)
+    data = explore_rows("posting", tables, store, repo, ctx, cfg.candidates, start, end, 5000, 0, False, None)
     ex = data.rows[(data.rows["shown"] == 1).to_numpy()]
     has_pos = ex.groupby("request_id")["label"].max() > 0
     base = b.ranker.predict(ex[b.features])
@@ -83,7 +87,12 @@ def offline_ndcg(cfg, tables: dict, cut: pd.Timestamp, days: int, weights) -> di
         return nd[has_pos.reindex(nd.index).to_numpy()]
 
     nd0 = keep(ndcg_by_request(ex, base))
-    out = {"requests_with_apply": int(has_pos.sum()), "champion_ndcg_at_10": round(float(nd0.mean()), 4)}
+    out = {
+        "window": [str(start), str(end)],
+        "model": f"{CHAMP} (run {b.meta.get('run_id')}, trained until {b.meta.get('trained_until')})",
+        "requests_with_apply": int(has_pos.sum()),
+        "champion_ndcg_at_10": round(float(nd0.mean()), 4),
+    }
     for w in weights:
         nd = keep(ndcg_by_request(ex, discount(base, cong, w)))
         d = (nd - nd0).to_numpy()
@@ -103,7 +112,8 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=Path("configs/serving.yaml"))
     ap.add_argument("--from", dest="from_", default="2025-10-02")
     ap.add_argument("--days", type=int, default=60)
-    ap.add_argument("--ndcg-days", type=int, default=60)
+    ap.add_argument("--ndcg-days", type=int, default=30, help="the window the weight is chosen on")
+    ap.add_argument("--report-days", type=int, default=30, help="the last days before --from: reported")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
     ap.add_argument("--weights", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5])
     ap.add_argument("--work", type=Path, default=Path("/tmp/jobcare-congestion"))
@@ -119,10 +129,15 @@ def main() -> None:
     cut = pd.Timestamp(a.from_, tz="UTC")
     end = cut + pd.Timedelta(days=a.days)
     res = {"from": a.from_, "days": a.days, "seeds": a.seeds, "explore": {"epsilon": 0.1, "pool": 30}}
-    res["offline_ndcg"] = nd = offline_ndcg(cfg, tables, cut, a.ndcg_days, a.weights)
+    report_start = cut - pd.Timedelta(days=a.report_days)
+    choose_start = report_start - pd.Timedelta(days=a.ndcg_days)
+    res["offline_ndcg"] = nd = offline_ndcg(cfg, tables, choose_start, report_start, a.weights)
     ok = [w for w in a.weights if nd[f"w{w:g}"]["relative"] >= -0.03]
     chosen = max(ok) if ok else None
     res["chosen_weight"] = chosen
+    if a.report_days > 0:  # the chosen weight's cost on slates the choice never saw
+        res["offline_ndcg_report"] = offline_ndcg(cfg, tables, report_start, cut, a.weights)
+    print(json.dumps({k: res[k] for k in res if k.startswith(("offline", "chosen"))}), flush=True)
     res["rollout"] = {}
     for seed in a.seeds:
         for w in (None, chosen) if chosen is not None else (None,):
