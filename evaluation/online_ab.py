@@ -46,17 +46,20 @@ class ArmOptionError(OnlineABError):
     """A bad ``?option=value`` on an arm's model URI (which arm, which option, which rule)."""
 
 
-ARM_OPTIONS = ("congestion",)
+ARM_OPTIONS = ("congestion", "fairness")
 
 
 @dataclass(frozen=True)
 class Arm:
     """``uri`` as given (options included, the report's label); ``congestion``: the arm's
-    ``?congestion=WEIGHT`` (None: the config's ``serving.congestion``, as the service would serve)."""
+    ``?congestion=WEIGHT`` (None: the config's ``serving.congestion``, as the service would serve);
+    ``fairness``: the arm's ``?fairness=CONTENT_WEIGHT`` (the exposure-aware re-ranking for the config's
+    ``serving.fairness`` groups; None: the config's ``serving.fairness``)."""
 
     name: str
     uri: str
     congestion: CongestionConfig | None = None
+    fairness: float | None = None
 
     @property
     def model_uri(self) -> str:
@@ -66,7 +69,9 @@ class Arm:
 
 def arm_options(name: str, uri: str) -> dict:
     """A model arm's options from ``URI?key=value&key=value``: ``congestion=W`` turns on the congestion-aware
-    re-ranking (:mod:`serving.congestion`) with weight ``W`` for this arm (0: on, order unchanged).
+    re-ranking (:mod:`serving.congestion`) with weight ``W`` for this arm (0: on, order unchanged);
+    ``fairness=W`` the exposure-aware re-ranking (:mod:`serving.fairness`) with content weight ``W`` (0 to
+    1) for the seekers of the config's ``serving.fairness.groups``.
 
     Raises:
         ArmOptionError: an option on a baseline, an unknown or repeated option, a missing ``=`` or a
@@ -87,6 +92,18 @@ def arm_options(name: str, uri: str) -> dict:
             raise ArmOptionError(
                 f"--arms: {name}={uri}: option {key!r} unknown or repeated (rule: one of {list(ARM_OPTIONS)})"
             )
+        if key == "fairness":
+            try:
+                w = float(value)
+            except ValueError:
+                w = float("nan")
+            if not 0 <= w <= 1:
+                raise ArmOptionError(
+                    f"--arms: {name}={uri}: fairness={value!r} is not a content weight (rule: a number, "
+                    "0 <= W <= 1)"
+                )
+            out[key] = w
+            continue
         try:
             out[key] = CongestionConfig(enabled=True, weight=float(value))
         except (ValueError, ValidationError):
@@ -255,6 +272,12 @@ def markdown(res: dict) -> str:
         ]
         if m.get("congestion_weight") is not None:
             lines.append(f"Its postings are re-ranked by congestion, weight {m['congestion_weight']:g}.")
+        if m.get("fairness") is not None:
+            f = m["fairness"]
+            lines.append(
+                f"Its slates for seekers of {f['dimension']} {', '.join(f['groups'])} are re-ranked with the "
+                f"content-only ablation, content weight {f['content_weight']:g} (serving.fairness)."
+            )
         if m["data_cutoff_after_cut"]:
             lines.append(
                 f"Caution: the {', '.join(m['data_cutoff_after_cut'])} model(s) of arm {name} were trained "
@@ -306,10 +329,25 @@ def build_policies(arms, inp, cfg, world, seed: int, oracle=None, cut=None, salt
             inp,
             salt,
             congestion={a.name: a.congestion for _, a in named if a.congestion is not None},
+            fairness={a.name: _fairness_of(cfg, a) for _, a in named if a.fairness is not None},
         )
         for k, arm in named:
             out[k] = models[arm.name]
     return out, days, info
+
+
+def _fairness_of(cfg, arm: Arm):
+    """The arm's ``?fairness=W`` as a :class:`jobcare.config.FairnessConfig`: the config's dimension and
+    groups, on, with content weight W; a named error when the config lists no group."""
+    from jobcare.config import FairnessConfig
+
+    fc = cfg.serving.fairness
+    if not fc.groups:
+        raise ArmOptionError(
+            f"--arms: {arm.name}={arm.uri}: fairness needs the groups to re-rank in the config's "
+            "serving.fairness.groups (rule: e.g. {dimension: age band, groups: ['50+']})"
+        )
+    return FairnessConfig(enabled=True, dimension=fc.dimension, groups=fc.groups, content_weight=arm.fairness)
 
 
 def model_requests(policies, arms) -> pd.DataFrame | None:

@@ -26,9 +26,12 @@ import pandas as pd
 from evaluation.online_arms import available, served_slate
 from evaluation.online_features import ContinuedFeatures, SeekerRows
 from features.pair_arrays import SeekerArrays
-from jobcare.config import CongestionConfig
+from jobcare.config import CongestionConfig, FairnessConfig
 from jobcare.errors import JobcareError
+from jobcare.groups import group_of
 from serving.congestion import rerank
+from serving.fairness import content_scorer
+from serving.fairness import rerank as fairness_rerank
 from serving.state import State, compile_items, compile_variant, recent_popularity
 from training.offers import OfferIndex
 
@@ -82,6 +85,9 @@ class EngineArm:
         world_in: the continuation's simulation input (slate size, held certificates).
         congestion: the arm's congestion-aware re-ranking (:mod:`serving.congestion`, applied after
             ``predict`` and before exploration); None: the config's ``serving.congestion``.
+        fairness: the arm's exposure-aware re-ranking (:mod:`serving.fairness`, after ``predict`` and
+            before congestion); None: the config's ``serving.fairness``. ``groups``: each seeker's group in
+            its dimension (the world's gender and age, what the service reads from ``seeker_audit_v1``).
     """
 
     def __init__(
@@ -93,9 +99,12 @@ class EngineArm:
         request_salt,
         world_in,
         congestion: CongestionConfig | None = None,
+        fairness: FairnessConfig | None = None,
+        groups: dict | None = None,
     ):
         self.days, self.bundles, self.versions = days, bundles, versions
         self.congestion = congestion  # None: the config's serving.congestion, as the service serves
+        self.fairness, self.groups = fairness, groups or {}
         self.alias, self.salt, self.inp = alias, request_salt, world_in
         self.variant = None
         self._d = None
@@ -127,6 +136,7 @@ class EngineArm:
         arrays = st.arrays[it]
         ecfg = e.scfg.explore
         ccfg = self.congestion if self.congestion is not None else e.scfg.congestion
+        fcfg = self.fairness if self.fairness is not None else e.scfg.fairness
         pending: list = []
         for s in seeker:
             cols = available(it, s, open_items, excluded, self.inp.state.certificates)
@@ -165,7 +175,10 @@ class EngineArm:
                     f"{self.alias}: the engine proposed {it}s the world does not offer seeker "
                     f"{int(seeker[g])} (rule: candidates come from the allowed mask)"
                 )
-            sc, cong = rerank(sc, scored.candidates, st, it, ccfg)  # after predict, before exploration
+            # after predict, before exploration: the exposure-aware stage, then congestion (as the service)
+            scorer = content_scorer(v.bundles[it], scored.matrix) if fcfg.enabled else None
+            sc, fair = fairness_rerank(sc, scorer, self.groups.get(int(seeker[g])), fcfg)
+            sc, cong = rerank(sc, scored.candidates, st, it, ccfg)
             ranked = np.argsort(-sc, kind="stable")
             rid = f"{self.salt}:{int(sid[g])}"
             slate = served_slate(
@@ -182,11 +195,20 @@ class EngineArm:
                     "n_candidates": int(n),
                     "pool": ids[ranked[:pool]].astype(np.int64),
                     **({"congestion_weight": cong["weight"]} if cong is not None else {}),
+                    **({"fairness_weight": fair["content_weight"]} if fair is not None else {}),
                 }
             )
             out.append(slate)
         self.seconds += time.perf_counter() - t0
         return out
+
+
+def seeker_groups(seekers: pd.DataFrame, dimension: str) -> dict:
+    """seeker id -> the seeker's group in ``dimension`` (from the world's gender and age)."""
+    return {
+        int(s): group_of(dimension, g, a)
+        for s, g, a in zip(seekers["seeker_id"], seekers["gender"].astype(str), seekers["age"])
+    }
 
 
 def build_engine_arms(
@@ -199,9 +221,11 @@ def build_engine_arms(
     world_in,
     salt,
     congestion: dict | None = None,
+    fairness: dict | None = None,
 ):
     """One :class:`EngineArm` per (arm name, model URI), sharing one engine and one :class:`EngineDays`;
-    ``congestion``: arm name -> its :class:`jobcare.config.CongestionConfig` (others: the config's).
+    ``congestion`` / ``fairness``: arm name -> its :class:`jobcare.config.CongestionConfig` /
+    :class:`jobcare.config.FairnessConfig` (others: the config's).
 
     Returns:
         (arms by name, :class:`EngineDays`, per arm what it serves: item type -> model label, data cutoff
@@ -245,8 +269,17 @@ def build_engine_arms(
         labels = {it: f"models:/{MODEL_NAMES[it]}/{champ.versions[it]} (champion)" for it in ITEM_TYPES}
         labels[bundle.item_type] = uri
         ccfg = (congestion or {}).get(name)
+        fcfg = (fairness or {}).get(name) or cfg.serving.fairness
         arms[name] = EngineArm(
-            days, bundles, labels, f"online:{name}", f"{salt}:{name}", world_in, congestion=ccfg
+            days,
+            bundles,
+            labels,
+            f"online:{name}",
+            f"{salt}:{name}",
+            world_in,
+            congestion=ccfg,
+            fairness=fcfg,
+            groups=seeker_groups(tables["seekers"], fcfg.dimension) if fcfg.enabled else None,
         )
         ccfg = ccfg or cfg.serving.congestion
         cutoffs = {it: str(b.meta.get("trained_until")) for it, b in bundles.items()}
@@ -256,6 +289,7 @@ def build_engine_arms(
             "serves": labels,
             "trained_until": cutoffs,
             "congestion_weight": ccfg.weight if ccfg.enabled else None,
+            "fairness": fcfg.model_dump(exclude={"enabled"}) if fcfg.enabled else None,
             "data_cutoff_after_cut": sorted(
                 it for it, c in cutoffs.items() if c != "None" and pd.Timestamp(c) > cut
             ),

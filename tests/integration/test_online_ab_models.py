@@ -322,3 +322,36 @@ def test_congestion_off_leaves_the_response_and_weight_zero_the_order(served):
         assert [(i["id"], i["score"]) for i in a["items"]] == [(i["id"], i["score"]) for i in b["items"]]
         assert a["logging"]["pool"] == b["logging"]["pool"]
     assert any(a["logging"]["pool"] != c["logging"]["pool"] for a, c in zip(off, strong))
+
+
+def test_fairness_arm_reranks_only_its_groups_and_needs_them_in_the_config(tiny_world, served, tmp_path):
+    """``?fairness=W`` re-ranks the arm's slates for the seekers of the config's serving.fairness groups only
+    (every item type, recorded per request), the other arm and other groups are the champion's; without
+    groups in the config it is a named error before any simulation."""
+    from evaluation.online_ab import ArmOptionError
+    from jobcare.config import FairnessConfig
+    from jobcare.groups import age_band
+    from jobcare.world.io import read_table
+
+    arms = "A=models:/jobcare-postings@champion,B=models:/jobcare-postings@champion?fairness=1"
+    with pytest.raises(ArmOptionError, match=r"serving.fairness.groups"):
+        run_online_ab(tiny_world, _cfg(served), FROM, 7, arms, 0.5, 5, tmp_path / "none")
+    cfg = _cfg(served)
+    cfg.serving.fairness = FairnessConfig(
+        dimension="age band", groups=["50+", "40-49"]
+    )  # off: the arm turns it on
+    res = run_online_ab(tiny_world, cfg, FROM, 7, arms, 0.5, 5, tmp_path)
+    info = res["model_arms"]
+    assert info["B"]["fairness"] == {
+        "dimension": "age band",
+        "groups": ["50+", "40-49"],
+        "content_weight": 1.0,
+    }
+    assert info["A"]["fairness"] is None
+    assert "content weight 1 (serving.fairness)" in (tmp_path / "online_ab.md").read_text()
+    req = pd.read_parquet(tmp_path / "model_requests.parquet")
+    band = read_table(tiny_world, "seekers").set_index("seeker_id")["age"].map(age_band)
+    in_group = req["seeker_id"].map(band).isin(["50+", "40-49"]).to_numpy()
+    on = req["fairness_weight"].notna().to_numpy()
+    assert on.any() and (on == (in_group & (req["arm"] == "B").to_numpy())).all()
+    assert (req.loc[on, "fairness_weight"] == 1.0).all()

@@ -142,13 +142,19 @@ def test_arm_option_and_its_named_errors():
     assert a.congestion is None and a.model_uri == a.uri
     assert b.congestion == CongestionConfig(enabled=True, weight=0.5)
     assert b.model_uri == "models:/jobcare-postings@champion" and b.uri.endswith("?congestion=0.5")
+    (c, _) = parse_arms("A=models:/x@champion?fairness=0.5&congestion=1,B=baseline:random")
+    assert c.fairness == 0.5 and c.congestion.weight == 1.0 and c.model_uri == "models:/x@champion"
+    assert a.fairness is None
     for bad, rule in (
         ("A=baseline:random?congestion=1,B=baseline:oracle", "model URIs only"),
         ("A=models:/x@champion?congestion=abc,B=baseline:random", "not a weight"),
         ("A=models:/x@champion?congestion=-1,B=baseline:random", "not a weight"),
         ("A=models:/x@champion?congestion=nan,B=baseline:random", "not a weight"),
         ("A=models:/x@champion?congestion,B=baseline:random", "not key=value"),
-        ("A=models:/x@champion?fairness=1,B=baseline:random", "unknown or repeated"),
+        ("A=models:/x@champion?diversity=1,B=baseline:random", "unknown or repeated"),
+        ("A=models:/x@champion?fairness=1.5,B=baseline:random", "not a content weight"),
+        ("A=models:/x@champion?fairness=x,B=baseline:random", "not a content weight"),
+        ("A=baseline:random?fairness=1,B=baseline:oracle", "model URIs only"),
         ("A=models:/x@champion?congestion=1&congestion=2,B=baseline:random", "unknown or repeated"),
     ):
         with pytest.raises(ArmOptionError, match=rule):
