@@ -495,9 +495,8 @@ class Engine:
         # off by default): after the ranker, before exploration
         bundle = v.bundles[item_type]
         group = self.seeker_group(seeker_id) if profile is None else None  # a profile has no attributes
-        scores, fair = fairness_rerank(
-            scores, content_scorer(bundle, scored.matrix), group, self.scfg.fairness
-        )
+        scorer = content_scorer(bundle, scored.matrix) if group is not None else None
+        scores, fair = fairness_rerank(scores, scorer, group, self.scfg.fairness)
         scores, congestion = rerank(scores, scored.candidates, state, item_type, self.scfg.congestion)
         ranked = np.argsort(-scores, kind="stable")
         ecfg = self.scfg.explore if explore else ExploreConfig()
