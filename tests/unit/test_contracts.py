@@ -157,6 +157,9 @@ def test_duplicated_keys_on_packed_integers_equal_pandas():
             assert want.any() and (duplicated_keys(frame, key) == want).all()
     uniq = df.drop_duplicates(["s", "p"]).sort_values(["s", "p"], ignore_index=True)
     assert not duplicated_keys(uniq, ["s", "p"]).any()
+    assert not duplicated_keys(uniq.sample(frac=1, random_state=0), ["s", "p"]).any()  # unique, unsorted
+    one = pd.concat([uniq, uniq.iloc[[5]]], ignore_index=True).sample(frac=1, random_state=1)
+    assert duplicated_keys(one, ["s", "p"]).sum() == 2  # one repeat, far apart: both rows
     assert duplicated_keys(pd.DataFrame({"s": ["a", "a"]}), ["s"]).tolist() == [True, True]  # not integers
 
 
