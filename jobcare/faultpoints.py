@@ -23,7 +23,11 @@ def pause_point(name: str) -> None:
         return
     folder = Path(os.environ.get("JOBCARE_PAUSE_DIR", "."))
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.reached").write_text(str(os.getpid()))
+    # written whole, then renamed: a watcher that sees the marker always reads the pid (a plain write_text
+    # creates the file empty first, and a test read it in between once)
+    tmp = folder / f".{name}.reached.{os.getpid()}"
+    tmp.write_text(str(os.getpid()))
+    os.replace(tmp, folder / f"{name}.reached")
     go = folder / f"{name}.go"
     deadline = time.monotonic() + float(os.environ.get("JOBCARE_PAUSE_TIMEOUT", "300"))
     while not go.exists() and time.monotonic() < deadline:
