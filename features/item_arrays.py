@@ -21,6 +21,7 @@ import pandas as pd
 
 from features.pairs import ITEM_VIEW, OCCUPATION_COLUMN, PairContext, pad_lists
 from jobcare.errors import JobcareError
+from jobcare.ids import IdIndex
 
 ITEM_KEY = {"posting": "posting_id", "course": "course_id", "certificate": "certificate_id"}
 REGION_FIELD = {"posting": "region_id", "course": "region_id"}
@@ -44,7 +45,7 @@ class ItemArrays:
     units: np.ndarray | None
     unit_levels: np.ndarray | None
     req_certs: np.ndarray | None
-    _pos: np.ndarray
+    _index: IdIndex
     _derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -82,9 +83,8 @@ class ItemArrays:
             levels = pad_lists(items[f"{view}__unit_levels"], 0, units.shape[1])
         if item_type == "posting":
             req = pad_lists(items[f"{view}__required_certificate_ids"], -1)
-        pos = np.full(int(keys.max()) + 1 if keys.size else 0, -1, np.int64)
-        pos[keys] = np.arange(keys.size)
-        return cls(item_type, keys, num, occ.to_numpy(np.int64), region, units, levels, req, pos)
+        index = IdIndex.build(keys, sparse=True)
+        return cls(item_type, keys, num, occ.to_numpy(np.int64), region, units, levels, req, index)
 
     def __len__(self) -> int:
         return self.keys.size
@@ -99,11 +99,7 @@ class ItemArrays:
 
     def positions(self, ids) -> np.ndarray:
         """Index positions of item ``ids`` (-1 for ids not in the index)."""
-        ids = np.asarray(ids, dtype=np.int64)
-        ok = (ids >= 0) & (ids < self._pos.size)
-        out = np.full(ids.size, -1, np.int64)
-        out[ok] = self._pos[ids[ok]]
-        return out
+        return self._index.positions(np.asarray(ids, dtype=np.int64).reshape(-1))
 
     def open_mask(self, ts: pd.Timestamp) -> np.ndarray:
         """Items that can be acted on at ``ts`` (postings open, courses recruiting; certificates always)."""

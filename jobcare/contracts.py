@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from jobcare.errors import ContractError, Violation
+from jobcare.ids import IdIndex
 from jobcare.schemas import ITEM_TABLES, SCHEMAS, TableSchema
 from jobcare.world.io import read_manifest, read_table
 
@@ -61,7 +62,7 @@ def _plain(v):
 def duplicated_keys(df: pd.DataFrame, key: list[str]) -> np.ndarray:
     """Rows whose ``key`` occurs more than once (every such row, like ``duplicated(keep=False)``).
 
-    Integer keys are packed into one int64 per row (:func:`combined_key`) and hashed once; pandas' own
+    Integer keys are packed into one int64 per row (:func:`combined_key`) and sorted once; pandas' own
     tuple hashing of the two key columns took 8 s on the national world's 50M impressions."""
     combined = combined_key([df[k].to_numpy() for k in key]) if len(df) else None
     if combined is not None:
@@ -88,57 +89,6 @@ def combined_key(cols: list[np.ndarray]) -> np.ndarray | None:
     for c, m, n in zip(cols, lo, span):
         out = out * n + (c.astype(np.int64) - m)
     return out
-
-
-class IdIndex:
-    """Positions of integer reference ids in a flat array over their range: membership and lookups of
-    millions of foreign keys by one array index each, instead of hashing them (``isin`` / ``reindex`` of
-    the national world's 50M impressions against 5M sessions took seconds per column)."""
-
-    MAX_SPAN_PER_ID = 8  # a sparser range falls back to pandas' hashing (None from :meth:`build`)
-
-    def __init__(self, lo: int, pos: np.ndarray):
-        self.lo, self.pos = lo, pos
-        self.present = pos >= 0  # one byte per id: membership tests stay in cache
-
-    @classmethod
-    def build(cls, ids) -> IdIndex | None:
-        ids = np.asarray(ids)
-        if not np.issubdtype(ids.dtype, np.integer):
-            return None
-        if not len(ids):
-            return cls(0, np.zeros(0, np.int64))
-        lo, hi = int(ids.min()), int(ids.max())
-        if hi - lo + 1 > max(cls.MAX_SPAN_PER_ID * len(ids), 1 << 16):
-            return None
-        pos = np.full(hi - lo + 1, -1, np.int64)
-        pos[ids.astype(np.int64) - lo] = np.arange(len(ids))
-        return cls(lo, pos)
-
-    def _offsets(self, values) -> tuple[np.ndarray, np.ndarray]:
-        """(offset of each value into the range, clipped; whether it lies inside the range)."""
-        v = np.asarray(values)
-        if not np.issubdtype(v.dtype, np.integer):  # nullable or float ids: absent where not a whole id
-            v = pd.to_numeric(pd.Series(v), errors="coerce").to_numpy("float64", na_value=np.nan)
-            ok = np.isfinite(v) & (v == np.round(v))
-            v = np.where(ok, v, self.lo - 1)
-        off = v.astype(np.int64) - self.lo
-        inside = off.view(np.uint64) < len(self.pos)  # negative offsets wrap to huge: one comparison
-        return off, inside
-
-    def positions(self, values) -> np.ndarray:
-        """Row of each value in the reference ids, -1 where absent (nulls count as absent)."""
-        off, inside = self._offsets(values)
-        if not len(self.pos):
-            return np.full(len(off), -1, np.int64)
-        return np.where(inside, np.take(self.pos, off, mode="clip"), -1)
-
-    def contains(self, values) -> np.ndarray:
-        """Whether each value is among the reference ids (nulls are not)."""
-        off, inside = self._offsets(values)
-        if not len(self.pos):
-            return np.zeros(len(off), bool)
-        return inside & np.take(self.present, off, mode="clip")
 
 
 def check_schema(name: str, df: pd.DataFrame, schema: TableSchema) -> list[Violation]:
@@ -220,6 +170,14 @@ def check_schema(name: str, df: pd.DataFrame, schema: TableSchema) -> list[Viola
 
 def check_foreign_keys(tables: dict[str, pd.DataFrame]) -> list[Violation]:
     out = []
+    indexes: dict = {}  # (table, column) -> its IdIndex, built once (seekers.seeker_id is referenced 6 times)
+
+    def not_in(values: pd.Series, table: str, column: str) -> np.ndarray:
+        if (table, column) not in indexes:
+            ref = tables[table][column]
+            indexes[table, column] = (ref, IdIndex.build(ref.to_numpy()) if not ref.isna().any() else None)
+        return _not_in(values, *indexes[table, column])
+
     for name, schema in SCHEMAS.items():
         df = tables.get(name)
         if df is None:
@@ -228,7 +186,7 @@ def check_foreign_keys(tables: dict[str, pd.DataFrame]) -> list[Violation]:
             ref = tables.get(ref_table)
             if ref is None or col not in df.columns or ref_col not in ref.columns:
                 continue
-            bad = _not_in(df[col], ref[ref_col])
+            bad = not_in(df[col], ref_table, ref_col)
             if bad.any():
                 out.append(
                     Violation(
@@ -246,7 +204,7 @@ def check_foreign_keys(tables: dict[str, pd.DataFrame]) -> list[Violation]:
                     continue
                 m = (df["item_type"] == it).to_numpy()
                 bad = np.zeros(len(df), bool)
-                bad[m] = _not_in(pd.Series(df["item_id"].to_numpy()[m]), tables[tab][key])
+                bad[m] = not_in(pd.Series(df["item_id"].to_numpy()[m]), tab, key)
                 if bad.any():
                     out.append(
                         Violation(
@@ -261,9 +219,9 @@ def check_foreign_keys(tables: dict[str, pd.DataFrame]) -> list[Violation]:
     return out
 
 
-def _not_in(values: pd.Series, ref: pd.Series) -> np.ndarray:
-    """Rows of ``values`` (not null) that are not among ``ref``."""
-    index = IdIndex.build(ref.to_numpy()) if not ref.isna().any() else None
+def _not_in(values: pd.Series, ref: pd.Series, index: IdIndex | None) -> np.ndarray:
+    """Rows of ``values`` (not null) that are not among ``ref`` (``index``: its :class:`IdIndex`, None to
+    hash)."""
     if index is None:
         return (~values.isin(ref) & values.notna()).to_numpy()
     v = values.to_numpy()
@@ -271,15 +229,19 @@ def _not_in(values: pd.Series, ref: pd.Series) -> np.ndarray:
     return bad & values.notna().to_numpy() if not np.issubdtype(v.dtype, np.integer) else bad
 
 
-def _lookup(ref: pd.Series, values: pd.Series) -> np.ndarray:
-    """``ref.reindex(values)`` as int64 nanoseconds (``ref`` a datetime column indexed by integer ids;
-    :data:`NAT` where a value is absent)."""
+def _lookup(ref: pd.DataFrame, values: pd.Series) -> list[np.ndarray]:
+    """Per column of ``ref`` (datetime columns, indexed by integer ids): ``ref[col].reindex(values)`` as
+    int64 nanoseconds, :data:`NAT` where a value is absent; the ids are indexed once for every column."""
     index = IdIndex.build(ref.index.to_numpy())
     if index is None:
-        return _ns(ref.reindex(values))
+        return [_ns(ref[c].reindex(values)) for c in ref.columns]
     pos = index.positions(values.to_numpy())
-    out = np.full(len(pos), NAT, np.int64)
-    out[pos >= 0] = _ns(ref)[pos[pos >= 0]]
+    found = pos >= 0
+    out = []
+    for c in ref.columns:
+        col = np.full(len(pos), NAT, np.int64)
+        col[found] = _ns(ref[c])[pos[found]]
+        out.append(col)
     return out
 
 
@@ -330,7 +292,7 @@ def check_semantics(
             )
         )
     ev = tables["events"]
-    reg = _lookup(tables["seekers"].set_index("seeker_id")["registered_at"], ev["seeker_id"])
+    (reg,) = _lookup(tables["seekers"].set_index("seeker_id")[["registered_at"]], ev["seeker_id"])
     bad = (reg != NAT) & (_ns(ev["ts"]) < reg)  # unknown seekers are the foreign-key rule's
     if bad.any():
         out.append(
@@ -352,7 +314,7 @@ def check_semantics(
     sub = ev[m]
     if len(sub):
         pi = p.set_index("posting_id")
-        o, cl = _lookup(pi["open_at"], sub["item_id"]), _lookup(pi["close_at"], sub["item_id"])
+        o, cl = _lookup(pi[["open_at", "close_at"]], sub["item_id"])
         ts = _ns(sub["ts"])
         b = (ts < o) | (ts > cl)
         if b.any():

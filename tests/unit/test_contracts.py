@@ -186,25 +186,35 @@ def test_id_index_membership_and_lookups_equal_pandas_hashing():
     ids below and above the range, nulls, negative ids; a range too sparse for an array falls back."""
     import numpy as np
 
-    from jobcare.contracts import NAT, IdIndex, _lookup, _not_in
+    from jobcare.contracts import NAT, _lookup, _not_in
+    from jobcare.ids import IdIndex
 
     rng = np.random.default_rng(1)
     ref = pd.Series(rng.choice(np.arange(-50, 5000), 3000, replace=False))
+    index = IdIndex.build(ref.to_numpy())
     values = pd.Series(rng.integers(-80, 5100, 20_000))
     want = (~values.isin(ref)).to_numpy()
     assert want.any() and not want.all()
-    assert (_not_in(values, ref) == want).all()
+    assert (_not_in(values, ref, index) == want).all()
+    assert (_not_in(values, ref, None) == want).all()  # the hashing path, the same rule
     nullable = values.astype("Int64")
     nullable[::50] = pd.NA
-    assert (_not_in(nullable, ref) == (~nullable.isin(ref) & nullable.notna()).to_numpy()).all()
+    assert (_not_in(nullable, ref, index) == (~nullable.isin(ref) & nullable.notna()).to_numpy()).all()
     assert IdIndex.build(np.array([0, 10**12])) is None  # too sparse: pandas hashing instead
-    sparse = pd.Series([0, 10**12])
-    assert _not_in(pd.Series([0, 5, 10**12]), sparse).tolist() == [False, True, False]
-    # lookups of a datetime column by id, NaT where the id is absent
-    when = pd.Series(pd.date_range("2024-01-01", periods=len(ref), freq="h", tz="UTC"), index=ref.to_numpy())
-    got = _lookup(when, values)
-    exp = pd.DatetimeIndex(when.reindex(values)).asi8
-    assert (got == exp).all() and (got == NAT).sum() == want.sum()
+    dense_anyway = IdIndex.build(np.array([0, 10**6]), sparse=True)  # the item arrays' index: always
+    assert dense_anyway.positions(np.array([10**6, 5, -1, 0])).tolist() == [1, -1, -1, 0]
+    # lookups of datetime columns by id (one index for both), NaT where the id is absent
+    when = pd.DataFrame(
+        {"a": pd.date_range("2024-01-01", periods=len(ref), freq="h", tz="UTC")}, index=ref.to_numpy()
+    )
+    when["b"] = when["a"] + pd.Timedelta(days=1)
+    got_a, got_b = _lookup(when, values)
+    for got, col in ((got_a, "a"), (got_b, "b")):
+        exp = pd.DatetimeIndex(when[col].reindex(values)).asi8
+        assert (got == exp).all() and (got == NAT).sum() == want.sum()
+    sparse = when.set_axis(when.index.to_numpy() * 10**9)  # too sparse for an array: pandas reindex
+    got_a, _ = _lookup(sparse, values * 10**9)
+    assert (got_a == pd.DatetimeIndex(sparse["a"].reindex(values * 10**9)).asi8).all()
 
 
 def test_first_moments_equal_a_groupby_minimum():
