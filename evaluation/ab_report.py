@@ -210,7 +210,9 @@ def fairness_tradeoff(rp, ex, model: str, item_type: str) -> dict:
         return {"missing": "no explore slate with an outcome in the window"}
     ls, lc = bundle.ranker.predict(lrows), bundle.content.predict(lrows)
     xs, xc = bundle.ranker.predict(xrows), bundle.content.predict(xrows)
-    base = fairness(per_request(lrows, ls), rp.audit)
+    unblended = per_request(lrows, ls), per_request(xrows, xs)  # weight 0, the same for both dimensions
+    base = fairness(unblended[0], rp.audit)
+    seeker = ex.audit.set_index("request_id")["seeker_id"]
     out: dict = {"model": model, "weights": list(TRADEOFF_WEIGHTS), "under_served": UNDER_SERVED}
     for dim in ("gender", "age band"):
         g0 = base[dim]["groups"]
@@ -223,11 +225,16 @@ def fairness_tradeoff(rp, ex, model: str, item_type: str) -> dict:
         ] or [min(exp, key=exp.get)]
 
         lon, xon = _in_groups(lrows, rp.audit, dim, low), _in_groups(xrows, ex.audit, dim, low)
-        seeker = ex.audit.set_index("request_id")["seeker_id"]
         points = []
         for w in TRADEOFF_WEIGHTS:
-            lp = per_request(lrows, _blended(lrows, ls, lc, w, lon))
-            xp = per_request(xrows, _blended(xrows, xs, xc, w, xon))
+            lp, xp = (
+                unblended
+                if w == 0
+                else (
+                    per_request(lrows, _blended(lrows, ls, lc, w, lon)),
+                    per_request(xrows, _blended(xrows, xs, xc, w, xon)),
+                )
+            )
             logged, explore = fairness(lp, rp.audit)[dim], fairness(xp, ex.audit)[dim]
             points.append(
                 {
@@ -271,10 +278,7 @@ def unbiased(ex, a: str, b: str, n_boot: int) -> dict:
     """The paired comparison on the window's explore slates: each model orders the ten items a uniformly
     random slate showed, so neither is favoured by the logging policy's order; requests with an outcome,
     per seeker, paired (the same statistics as the logged comparison)."""
-    rows = ex.data.rows
-    has_pos = rows.groupby("request_id")["label"].max() > 0
-    keep = rows["request_id"].map(has_pos).to_numpy()
-    rows = rows[keep]
+    rows = _with_outcome(ex.data.rows)
     if rows.empty:
         return {"n_requests": 0, "n_seekers": 0, "comparison": None, "baselines": {}}
     sub = dataclasses.replace(ex, data=dataclasses.replace(ex.data, rows=rows))

@@ -26,7 +26,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from evaluation.online_arms import BASELINE_ARMS, ArmRouter, OracleArm, RandomArm, arm_of
-from jobcare.config import CongestionConfig
+from jobcare.config import CongestionConfig, FairnessConfig
 from jobcare.errors import JobcareError
 from jobcare.groups import age_band
 from jobcare.world.io import write_table
@@ -92,17 +92,14 @@ def arm_options(name: str, uri: str) -> dict:
             raise ArmOptionError(
                 f"--arms: {name}={uri}: option {key!r} unknown or repeated (rule: one of {list(ARM_OPTIONS)})"
             )
-        if key == "fairness":
+        if key == "fairness":  # checked by FairnessConfig's own rule; the groups come from the config later
             try:
-                w = float(value)
-            except ValueError:
-                w = float("nan")
-            if not 0 <= w <= 1:
+                out[key] = FairnessConfig(content_weight=float(value)).content_weight
+            except (ValueError, ValidationError):
                 raise ArmOptionError(
                     f"--arms: {name}={uri}: fairness={value!r} is not a content weight (rule: a number, "
                     "0 <= W <= 1)"
-                )
-            out[key] = w
+                ) from None
             continue
         try:
             out[key] = CongestionConfig(enabled=True, weight=float(value))
@@ -339,8 +336,6 @@ def build_policies(arms, inp, cfg, world, seed: int, oracle=None, cut=None, salt
 def _fairness_of(cfg, arm: Arm):
     """The arm's ``?fairness=W`` as a :class:`jobcare.config.FairnessConfig`: the config's dimension and
     groups, on, with content weight W; a named error when the config lists no group."""
-    from jobcare.config import FairnessConfig
-
     fc = cfg.serving.fairness
     if not fc.groups:
         raise ArmOptionError(

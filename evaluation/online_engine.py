@@ -176,7 +176,7 @@ class EngineArm:
                     f"{int(seeker[g])} (rule: candidates come from the allowed mask)"
                 )
             # after predict, before exploration: the exposure-aware stage, then congestion (as the service)
-            scorer = content_scorer(v.bundles[it], scored.matrix) if fcfg.enabled else None
+            scorer = content_scorer(v.bundles[it], scored.matrix)
             sc, fair = fairness_rerank(sc, scorer, self.groups.get(int(seeker[g])), fcfg)
             sc, cong = rerank(sc, scored.candidates, st, it, ccfg)
             ranked = np.argsort(-sc, kind="stable")

@@ -495,7 +495,7 @@ class Engine:
         # off by default): after the ranker, before exploration
         bundle = v.bundles[item_type]
         group = self.seeker_group(seeker_id) if profile is None else None  # a profile has no attributes
-        scorer = content_scorer(bundle, scored.matrix) if group is not None else None
+        scorer = content_scorer(bundle, scored.matrix)  # evaluated only for a seeker of a re-ranked group
         scores, fair = fairness_rerank(scores, scorer, group, self.scfg.fairness)
         scores, congestion = rerank(scores, scored.candidates, state, item_type, self.scfg.congestion)
         ranked = np.argsort(-scores, kind="stable")

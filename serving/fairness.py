@@ -59,8 +59,13 @@ def rerank(scores, content, group: str | None, cfg: FairnessConfig | None) -> tu
 
 def content_scorer(bundle, matrix: np.ndarray):
     """A callable scoring ``matrix`` (rows in ``bundle.features`` order) with the bundle's content-only
-    ablation, or None when the bundle has none."""
+    ablation, or None when the bundle has none. Nothing is computed until :func:`rerank` calls it (only
+    for a seeker of a re-ranked group)."""
     if bundle.content is None:
         return None
-    cols = [bundle.features.index(f) for f in bundle.content.feature_names_]
-    return lambda: bundle.content.predict(matrix[:, cols])
+
+    def score() -> np.ndarray:
+        cols = [bundle.features.index(f) for f in bundle.content.feature_names_]
+        return bundle.content.predict(matrix[:, cols])
+
+    return score

@@ -145,11 +145,8 @@ def prepare_requests(
 
 
 LOG_TABLES = ("events", "sessions", "postings", "courses", "competency_units")
-REPLAY_IMPRESSION_COLUMNS = [
-    "session_id",
-    "position",
-    "item_id",
-]  # all the replay reads: the shown items in order
+# all the replay reads of the impressions: the shown items in order
+REPLAY_IMPRESSION_COLUMNS = ["session_id", "position", "item_id"]
 
 
 def read_logs(world) -> dict:

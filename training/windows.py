@@ -30,7 +30,7 @@ class Windows:
     def of(cls, span: dict, tc) -> Windows:
         """The windows of ``tc`` (a TrainConfig) in a world ``span`` (the manifest's start / end)."""
         start, end = pd.Timestamp(span["start"]), pd.Timestamp(span["end"])
-        if getattr(tc, "until", None) is not None:
+        if tc.until is not None:
             until = _utc(tc.until)
             if not start < until <= end:
                 raise WindowError(
@@ -47,7 +47,7 @@ class Windows:
             raise WindowError(
                 f"train.test_days {tc.test_days} + eval_days {tc.eval_days} + train_days {tc.train_days} + "
                 f"min_history_days {tc.min_history_days} = {need} days, but the world spans {have:g} days "
-                f"{'up to train.until ' if end != pd.Timestamp(span['end']) else ''}"
+                f"{'up to train.until ' if tc.until is not None else ''}"
                 f"({start.date()} to {end.date()}); rule: the windows and the history before them fit the "
                 "span (shorten them in the config's train: section, e.g. configs/tiny.yaml)"
             )

@@ -154,6 +154,8 @@ def test_arm_option_and_its_named_errors():
         ("A=models:/x@champion?diversity=1,B=baseline:random", "unknown or repeated"),
         ("A=models:/x@champion?fairness=1.5,B=baseline:random", "not a content weight"),
         ("A=models:/x@champion?fairness=x,B=baseline:random", "not a content weight"),
+        ("A=models:/x@champion?fairness=nan,B=baseline:random", "not a content weight"),
+        ("A=models:/x@champion?fairness=-0.1,B=baseline:random", "not a content weight"),
         ("A=baseline:random?fairness=1,B=baseline:oracle", "model URIs only"),
         ("A=models:/x@champion?congestion=1&congestion=2,B=baseline:random", "unknown or repeated"),
     ):
