@@ -1,8 +1,8 @@
-"""The Dask engine (``train.engine: dask``) on the tiny world and a 2-worker ``LocalCluster`` (processes,
-one thread each): rows built on the workers equal the local rows; the ``lightgbm.dask`` ranker's
-validation NDCG@10 is close to the local ranker's on the same rows (within 0.03, not the issue's 0.01: see
-the comment in the test and the README); the registered bundle is the local kind; a worker killed mid-fit
-is a named error that leaves no registered version."""
+"""The Dask engine (``train.engine: dask``) on a 2-worker ``LocalCluster`` (processes, one thread each):
+rows built on the workers equal the local rows; the ``lightgbm.dask`` ranker's validation NDCG@10 is
+within 0.01 of the local ranker's on the same rows (the issue's bound; on the tiny world's scale with
+2,000 seekers, every request of the windows: see the test); the registered bundle is the local kind; a
+worker killed mid-fit is a named error that leaves no registered version."""
 
 from __future__ import annotations
 
@@ -18,8 +18,17 @@ import pytest
 from mlflow import MlflowClient
 
 from features import store as fstore
-from jobcare.config import CandidatesConfig, ProjectConfig, TrackingConfig, TwoTowerParams
-from jobcare.world.io import read_manifest
+from jobcare.config import (
+    CandidatesConfig,
+    FeaturesConfig,
+    ProjectConfig,
+    TrackingConfig,
+    TwoTowerParams,
+    WorldConfig,
+)
+from jobcare.schemas import SCHEMAS
+from jobcare.world.generate import generate_world
+from jobcare.world.io import read_manifest, read_tables
 from tests.conftest import tiny_train
 from training.bundle import load_bundle
 from training.distributed import DaskEngine, DistributedTrainingError, local_cluster
@@ -31,7 +40,9 @@ from training.windows import Windows
 
 pytestmark = pytest.mark.integration
 TREES = 40
-TOLERANCE = 0.03  # validation NDCG@10, dask vs local on the same rows; 0.01 does not hold (see the test)
+TOLERANCE = 0.01  # validation NDCG@10, dask vs local on the same rows (the issue's bound)
+SEEKERS = 2_000  # the tiny scale with 4x its 500 seekers: enough validation requests (see the NDCG test)
+ALL = 100_000  # max_requests: every request of a window
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +54,28 @@ def cluster():
         yield lc, client
 
 
-def _cfg(tmp_path, local_repo, scheduler: str | None = None, trees: int = TREES) -> ProjectConfig:
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """(world, feature repository, tables): the tiny scale (120 days, 400 postings) with 2,000 seekers."""
+    world = tmp_path_factory.mktemp("tiny_world_2000")
+    generate_world(
+        WorldConfig(scale="tiny", seed=11, overrides={"n_seekers": SEEKERS}), world, show_progress=False
+    )
+    repo = fstore.render_repo(world, FeaturesConfig(profile="local", repo=tmp_path_factory.mktemp("repo")))
+    fstore.apply(repo)
+    fstore.materialize(repo)
+    return world, repo, read_tables(world, list(SCHEMAS))
+
+
+def _cfg(
+    tmp_path, local_repo, scheduler: str | None = None, trees: int = TREES, requests: int = 150
+) -> ProjectConfig:
     cfg = ProjectConfig()
     cfg.features.repo = local_repo
     cfg.candidates = CandidatesConfig(
         two_tower=TwoTowerParams(epochs=2, samples_per_epoch=4000, hidden=32, dim=16)
     )
-    cfg.train = tiny_train(item_types=["posting"], max_requests=150, negatives_per_request=10)
+    cfg.train = tiny_train(item_types=["posting"], max_requests=requests, negatives_per_request=10)
     cfg.train.ranker.n_estimators = trees
     if scheduler is not None:
         cfg.train.engine = "dask"
@@ -63,13 +89,15 @@ def _cfg(tmp_path, local_repo, scheduler: str | None = None, trees: int = TREES)
 
 
 @pytest.fixture(scope="module")
-def local(tiny_world, local_repo, tiny_tables, tmp_path_factory):
-    """The local engine's posting rows of the train and validation windows, built as the pipeline does."""
-    cfg = _cfg(tmp_path_factory.mktemp("local"), local_repo)
+def local(wide, tmp_path_factory):
+    """The local engine's posting rows of the train and validation windows (every request), built as the
+    pipeline does."""
+    world, repo, tables = wide
+    cfg = _cfg(tmp_path_factory.mktemp("local"), repo, requests=ALL)
     tc = cfg.train
-    w = Windows.of(read_manifest(tiny_world)["span"], tc)
-    ctx = context(local_repo, len(tiny_tables["competency_units"]))
-    args = ("posting", tiny_tables, fstore.open_store(local_repo), local_repo, ctx, cfg.candidates)
+    w = Windows.of(read_manifest(world)["span"], tc)
+    ctx = context(repo, len(tables["competency_units"]))
+    args = ("posting", tables, fstore.open_store(repo), repo, ctx, cfg.candidates)
     t0 = time.perf_counter()
     tr = build_rows(*args, w.train_start, w.valid_start, tc.max_requests, tc.negatives_per_request, tc.seed)
     va = build_rows(
@@ -85,11 +113,11 @@ def local(tiny_world, local_repo, tiny_tables, tmp_path_factory):
     }
 
 
-def test_rows_built_on_the_workers_equal_the_local_rows(local, cluster, tiny_world, local_repo):
+def test_rows_built_on_the_workers_equal_the_local_rows(local, cluster, wide):
     _, client = cluster
     cfg, w, tr = local["cfg"], local["windows"], local["train"]
     tc = cfg.train
-    engine = DaskEngine(client, tc.dask, tiny_world, local_repo, len(local["args"][1]["competency_units"]))
+    engine = DaskEngine(client, tc.dask, wide[0], wide[1], len(local["args"][1]["competency_units"]))
     t0 = time.perf_counter()
     d = engine.build_rows(
         *local["args"], w.train_start, w.valid_start, tc.max_requests, tc.negatives_per_request, tc.seed,
@@ -113,11 +141,11 @@ def test_rows_built_on_the_workers_equal_the_local_rows(local, cluster, tiny_wor
         assert len(whole) == len(p)
 
 
-def test_dask_champion_is_close_in_ndcg_to_the_local_ranker_and_loads(local, cluster, tiny_world, tmp_path):
+def test_dask_champion_is_within_001_in_ndcg_of_the_local_ranker_and_loads(local, cluster, wide, tmp_path):
     lc, _ = cluster
-    cfg = _cfg(tmp_path, local["cfg"].features.repo, scheduler=lc.scheduler_address)
+    cfg = _cfg(tmp_path, wide[1], scheduler=lc.scheduler_address, requests=ALL)
     t0 = time.perf_counter()
-    res = train(tiny_world, cfg)
+    res = train(wide[0], cfg)
     secs = time.perf_counter() - t0
     m = res["posting"]["metrics"]
     tr, va = local["train"], local["valid"]
@@ -131,16 +159,14 @@ def test_dask_champion_is_close_in_ndcg_to_the_local_ranker_and_loads(local, clu
         f"\nval NDCG@10: local {local_ndcg:.4f}, dask {m['val_ndcg_at_10']:.4f}; dask pipeline {secs:.1f} s"
     )
     print(f"local fit {local_fit:.2f} s")
-    # NOT the issue's 0.01. LightGBM's data-parallel learner is not the serial one: (1) each worker bins its
-    # share of the features from its own partition (so the fit also depends on which worker gets rank 0,
-    # which varies between runs); (2) it checks min_child_samples against leaf counts estimated from the
-    # hessians, where the serial learner recounts each leaf; (3) it sums histograms in another order. With
-    # (1) removed (the local bin mappers given to the workers) the dask fits repeat exactly but still differ
-    # from the local one (-0.015 to +0.003); with (1) and (2) removed and feature_fraction 1, the trees agree
-    # for 28+ splits, then float-level ties break differently. On 150 validation requests any such divergence
-    # moves NDCG@10 by about as much as changing only the local ranker's LightGBM seed (-0.013 to +0.009).
-    # Measured dask - local with the shipped code, 40 trees, seeds 0-4 x 2 runs: -0.014 to +0.004
-    # (benchmarks/dask_engine.py, 60 trees, earlier: down to -0.026). So 0.03, not 0.01.
+    # The issue's 0.01, on 2,391 training and 1,802 validation requests. LightGBM's data-parallel learner is
+    # not the serial one (bins found per worker, leaf counts estimated from hessians, another summation
+    # order: README), so the trees diverge after a near-tie, and what that moves is about the local
+    # ranker's own spread over LightGBM seeds. On the 500-seeker tiny world's 150 validation requests that
+    # spread was 0.019 and dask - local -0.012 to +0.008 (earlier down to -0.026); here the spread is 0.004
+    # and dask - local -0.0045 to +0.0031 over seeds 0-4 x 2 runs (benchmarks/dask_engine.py --seekers 2000
+    # --requests 0). The bound means something only on that many requests:
+    assert va.rows["request_id"].nunique() >= 1_500
     assert abs(m["val_ndcg_at_10"] - local_ndcg) <= TOLERANCE
     mlflow.set_tracking_uri(cfg.tracking.uri)
     client = MlflowClient()
