@@ -23,6 +23,9 @@ script, never part of the model path):
   parents, given the world's TRUE observable part of each impression as an offset, so that its factors
   need only explain what the observable part does not (``--impression-mf``; PyTorch, about 10 s per
   item type). Unlike ALS it also learns from what a seeker was shown and skipped.
+- An appeal estimate a service could compute from its logs (:func:`item_appeal`: the smoothed view rate
+  on explore slates) as of the window's start against the world's true per-item bias: the correlation
+  over the items with a value, and how many of the items shown in the window have one.
 
 Run: ``python benchmarks/latent_recovery.py --world .jobcare/world-demo-7 --config configs/demo.yaml``.
 Writes ``benchmarks/results/latent_recovery.json``.
@@ -42,6 +45,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import duckdb  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -212,6 +216,63 @@ def impression_mf(world: Path, t: dict, item_type: str, until) -> tuple[Impressi
     return model, key_of
 
 
+APPEAL_PRIOR = 20.0  # explore impressions' worth of the item type's average view rate an item starts from
+
+
+def item_appeal(world: Path, item_type: str, prior: float = APPEAL_PRIOR) -> pd.DataFrame:
+    """An item's appeal as a service could compute it from its logs (no ``truth/``): how often it is viewed
+    when shown on the logging policy's uniformly random (explore) slates, where neither whom the policy
+    chose to show it to nor the position confounds the rate. One row per (item, day D) on which it was
+    shown on or viewed from such a slate, valid from 00:00 UTC of D+1: ``explore_shown``,
+    ``explore_views`` (so far) and ``appeal`` = log(((views + prior x base) / (shown + prior)) / base),
+    base the item type's explore view rate so far. DuckDB over the Parquet files."""
+    key = {"posting": "posting_id", "course": "course_id", "certificate": "certificate_id"}[item_type]
+    con = duckdb.connect()
+    df = con.execute(
+        f"""
+        WITH s AS (SELECT session_id FROM read_parquet('{world / "sessions.parquet"}')
+                   WHERE policy = 'explore' AND item_type = '{item_type}'),
+        shown AS (SELECT i.session_id, i.item_id, floor(epoch(i.ts) / 86400)::BIGINT AS day
+                  FROM read_parquet('{world / "impressions.parquet"}') i JOIN s USING (session_id)),
+        viewed AS (SELECT e.item_id, floor(epoch(min(e.ts)) / 86400)::BIGINT AS day
+                   FROM read_parquet('{world / "events.parquet"}') e
+                   JOIN (SELECT DISTINCT session_id, item_id FROM shown) sh USING (session_id, item_id)
+                   WHERE e.event_type = 'view' AND e.item_type = '{item_type}'
+                   GROUP BY e.session_id, e.item_id),
+        daily AS (SELECT item_id, day, sum(n)::BIGINT AS n, sum(k)::BIGINT AS k FROM (
+                    SELECT item_id, day, 1 AS n, 0 AS k FROM shown
+                    UNION ALL SELECT item_id, day, 0 AS n, 1 AS k FROM viewed) GROUP BY 1, 2),
+        cum AS (SELECT item_id, day,
+                  sum(n) OVER (PARTITION BY item_id ORDER BY day)::BIGINT AS explore_shown,
+                  sum(k) OVER (PARTITION BY item_id ORDER BY day)::BIGINT AS explore_views FROM daily),
+        tot AS (SELECT day, sum(sum(n)) OVER (ORDER BY day) AS tn, sum(sum(k)) OVER (ORDER BY day) AS tk
+                FROM daily GROUP BY day)
+        SELECT cum.item_id::BIGINT AS {key}, cum.day + 1 AS sday, explore_shown, explore_views,
+               ln(((explore_views + {prior} * tk / tn) / (explore_shown + {prior})) / (tk / tn)) AS appeal
+        FROM cum JOIN tot USING (day) ORDER BY 1, 2"""
+    ).df()
+    con.close()
+    return df.assign(valid_from=pd.to_datetime(df["sday"] * 86400, unit="s", utc=True)).drop(columns="sday")
+
+
+def appeal_vs_bias(world: Path, t: dict, oracle, item_type: str, start, end) -> dict:
+    """:func:`item_appeal` as of ``start`` against the world's true per-item bias: the correlation over
+    the items with a value, and how many of the items shown in [start, end) have one."""
+    a = item_appeal(world, item_type)
+    key = a.columns[0]
+    a = a[a["valid_from"] <= start].sort_values([key, "valid_from"]).drop_duplicates(key, keep="last")
+    bias = oracle.arrays.item_bias[item_type][a[key].to_numpy()]
+    imp = t["impressions"]
+    in_window = (imp["item_type"] == item_type) & (imp["ts"] >= start) & (imp["ts"] < end)
+    shown = imp.loc[in_window, "item_id"].unique()
+    return {
+        "items_with_appeal": len(a),
+        "corr_with_true_item_bias": round(float(np.corrcoef(a["appeal"], bias)[0, 1]), 4),
+        "items_shown_in_window": int(len(shown)),
+        "of_which_with_appeal": int(np.isin(shown, a[key]).sum()),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--world", default=".jobcare/world-demo-7")
@@ -267,6 +328,7 @@ def main() -> None:
             row["impression_mf_true_observable_offset"] = evaluate(
                 model, key_of, ev_slates[it], latent_of(it), 0
             )
+        row["appeal_feature"] = appeal_vs_bias(world, t, oracle, it, win.valid_start, win.test_start)
         results["variants"][it] = row
         print(it, json.dumps(row, indent=1), flush=True)
     results.update(
