@@ -170,9 +170,7 @@ class ImpressionMF:
         keys = np.asarray(keys, np.int64)
         out = np.full(len(keys), np.nan)
         ok = np.isin(keys, self.seen_k)
-        if seeker not in set(
-            self.seen_s[np.searchsorted(self.seen_s, [seeker]).clip(0, len(self.seen_s) - 1)]
-        ):
+        if not np.isin(seeker, self.seen_s):
             return out
         with torch.no_grad():
             k = torch.as_tensor(keys[ok])
