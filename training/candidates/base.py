@@ -49,13 +49,15 @@ def _best(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def top_k_allowed(scores: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
-    """:func:`top_k` over the positions ``mask`` allows, given finite ``scores`` for every position: the
-    same result as ``top_k(flatnonzero(mask), scores[flatnonzero(mask)], k)[0]`` without gathering the
-    allowed scores (at a national catalogue the gathers cost more than the selection)."""
-    if int(np.count_nonzero(mask)) <= k:
-        idx = np.flatnonzero(mask)
-        return top_k(idx, scores[idx], k)[0]
-    return _best(np.where(mask, scores, -np.inf), k)  # more than k allowed: no -inf is among the best
+    """:func:`top_k` over the positions ``mask`` allows, given ``scores`` for every position.
+
+    The allowed scores are gathered first. Selecting over the whole catalogue with the disallowed
+    positions set to -inf gives the same answer, but ``np.partition`` slows down badly on an array that
+    is mostly one repeated value: at the national catalogue (200,000 postings, about 5% open at a time) it
+    took 18.7 ms against 0.12 ms for gathering then selecting, and 68% of the national ranker rows' time
+    (``benchmarks/topk_selection.py``; README, "National scale")."""
+    idx = np.flatnonzero(mask)
+    return top_k(idx, scores[idx], k)[0]
 
 
 class CandidateGenerator:
