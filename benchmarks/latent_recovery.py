@@ -179,13 +179,11 @@ class ImpressionMF:
         return out
 
 
-def impression_mf(world: Path, t: dict, item_type: str, until) -> tuple[ImpressionMF, object]:
+def impression_mf(truth: pd.DataFrame, t: dict, item_type: str, until) -> tuple[ImpressionMF, object]:
     """:class:`ImpressionMF` on the impressions of ``item_type`` before ``until``, keyed by the item's
     parent (postings: employer, courses: provider; certificates: the item), with the true observable part
-    from ``truth/impressions.parquet`` as the offset; also the function mapping items to keys."""
-    truth = pd.read_parquet(
-        world / "truth" / "impressions.parquet", columns=["session_id", "position", "observable"]
-    )
+    (``truth``: ``truth/impressions.parquet``'s session, position and observable columns) as the offset;
+    also the function mapping items to keys."""
     imp = t["impressions"]
     imp = imp[(imp["item_type"] == item_type) & (imp["ts"] < until)]
     imp = imp.merge(truth, on=["session_id", "position"])
@@ -300,6 +298,13 @@ def main() -> None:
         return ALSRecommender(ap_.factors, ap_.regularization, ap_.alpha, ap_.iterations, random_state=0)
 
     inter = {it: world_interactions(t["events"], it, win.valid_start, weights) for it in ITEM_TYPES}
+    truth = (  # read once for the three item types
+        pd.read_parquet(
+            world / "truth" / "impressions.parquet", columns=["session_id", "position", "observable"]
+        )
+        if args.impression_mf
+        else None
+    )
     ev_slates = {it: slates(t, it, win.valid_start, win.test_start) for it in ITEM_TYPES}
     results: dict = {"variants": {}}
     t0 = time.perf_counter()
@@ -322,7 +327,7 @@ def main() -> None:
             joint, lambda items, it=it: parent_keys(par, it, items), ev_slates[it], latent_of(it), 0
         )
         if args.impression_mf:
-            model, key_of = impression_mf(world, t, it, win.valid_start)
+            model, key_of = impression_mf(truth, t, it, win.valid_start)
             row["impression_mf_true_observable_offset"] = evaluate(
                 model, key_of, ev_slates[it], latent_of(it), 0
             )

@@ -54,3 +54,24 @@ def test_groups_of_a_seeker():
     assert group_of("age band", "F", 52) == "50+" and group_of("gender", "F", 52) == "F"
     assert group_of("age band", "M", None) is None and group_of("age band", "M", float("nan")) is None
     assert group_of("gender", None, 40) is None
+
+
+def test_the_content_model_is_scored_only_for_a_seeker_of_a_reranked_group():
+    """The service passes a lazy content scorer for every request: off, no group or another group must
+    not pay for the content model's prediction; a re-ranked seeker scores it once."""
+    from jobcare.config import FairnessConfig
+
+    calls = []
+
+    def content():
+        calls.append(1)
+        return np.array([3.0, 2.0, 1.0])
+
+    s = np.array([1.0, 2.0, 3.0])
+    on = FairnessConfig(enabled=True, dimension="age band", groups=["30-39"], content_weight=1.0)
+    for cfg, group in ((FairnessConfig(), "30-39"), (on, None), (on, "50+")):
+        out, log = rerank(s, content, group, cfg)
+        assert out is s and log is None
+    assert calls == []
+    out, log = rerank(s, content, "30-39", on)
+    assert calls == [1] and np.argsort(-out).tolist() == [0, 1, 2] and log["content_weight"] == 1.0

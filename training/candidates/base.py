@@ -54,8 +54,8 @@ def top_k_allowed(scores: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
     The allowed scores are gathered first. Selecting over the whole catalogue with the disallowed
     positions set to -inf gives the same answer, but ``np.partition`` slows down badly on an array that
     is mostly one repeated value: at the national catalogue (200,000 postings, about 5% open at a time) it
-    took 18.7 ms against 0.12 ms for gathering then selecting, and 68% of the national ranker rows' time
-    (``benchmarks/topk_selection.py``; README, "National scale")."""
+    took 18.6 ms against 0.14 ms for gathering then selecting (``benchmarks/topk_selection.py``), and 68%
+    of the national posting rows' time in a profile (README, "National scale")."""
     idx = np.flatnonzero(mask)
     return top_k(idx, scores[idx], k)[0]
 
