@@ -25,13 +25,37 @@ class SideFeatureError(JobcareError):
 
 
 def _kind(name: str, s: pd.Series) -> str:
-    if s.dtype == object and s.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
+    if s.dtype == object and s.map(_is_list).any():
         return "list"
     if s.dtype == object or isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(s.dtype):
         return "cat"
     if pd.api.types.is_integer_dtype(s.dtype) and name.endswith("_id"):
         return "cat"
     return "num"
+
+
+def _is_list(v) -> bool:
+    return isinstance(v, (list, tuple, np.ndarray))
+
+
+def _tokens(s: pd.Series) -> pd.Series:
+    """One row per list element, indexed by the row's position; an empty or missing list gives one NaN."""
+    return s.reset_index(drop=True).explode()
+
+
+def _bag(s: pd.Series, voc: dict) -> tuple[np.ndarray, np.ndarray]:
+    """EmbeddingBag input of a list column: (indices, offsets), unknown tokens and empty lists as 0.
+
+    Vectorised (explode, one dictionary map): a per-row Python loop was ~30% of stage one's time at
+    national scale."""
+    ex = _tokens(s)
+    present = ex.notna().to_numpy()
+    idx = np.zeros(len(ex), np.int64)
+    if present.any():
+        idx[present] = ex[present].astype(str).map(voc).fillna(0).to_numpy(np.int64)
+    counts = np.bincount(ex.index.to_numpy(), minlength=len(s))
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return idx, offsets
 
 
 class TableEncoder:
@@ -50,7 +74,7 @@ class TableEncoder:
                 vals = pd.unique(df[c].astype(str))
                 self.vocab_[c] = {v: i + 1 for i, v in enumerate(sorted(vals))}  # 0 = unknown
             elif kind == "list":
-                vals = sorted({str(x) for v in df[c] if v is not None for x in v})
+                vals = sorted(set(_tokens(df[c]).dropna().astype(str).unique()))
                 self.vocab_[c] = {v: i + 1 for i, v in enumerate(vals)}
             else:
                 x = pd.to_numeric(df[c], errors="coerce").astype(float)
@@ -67,13 +91,7 @@ class TableEncoder:
             if kind == "cat":
                 out["cat"][c] = df[c].astype(str).map(self.vocab_[c]).fillna(0).to_numpy(np.int64)
             elif kind == "list":
-                voc = self.vocab_[c]
-                idx = [[voc.get(str(x), 0) for x in (v if v is not None else [])] or [0] for v in df[c]]
-                offsets = np.cumsum([0] + [len(v) for v in idx[:-1]])
-                out["list"][c] = (
-                    np.fromiter((x for v in idx for x in v), dtype=np.int64),
-                    offsets.astype(np.int64),
-                )
+                out["list"][c] = _bag(df[c], self.vocab_[c])
             else:
                 m, s = self.stats_[c]
                 nums.append(
@@ -95,7 +113,7 @@ class TableEncoder:
                 out["cat"][c] = np.array([self.vocab_[c].get(str(v), 0)], np.int64)
             elif kind == "list":
                 voc = self.vocab_[c]
-                idx = [voc.get(str(x), 0) for x in (v if v is not None else [])] or [0]
+                idx = [voc.get(str(x), 0) for x in (v if _is_list(v) else [])] or [0]
                 out["list"][c] = (np.asarray(idx, np.int64), np.zeros(1, np.int64))
             else:
                 m, s = self.stats_[c]
