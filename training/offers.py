@@ -42,13 +42,15 @@ class OfferIndex:
             )
             ids = t[table][key].to_numpy()
             self._cap = (_us(c["ts"]), c["item_id"].to_numpy(), ids, t[table][limit].to_numpy())
+            self._full_at = _full_at(*self._cap)
 
     def closed(self, ts: pd.Timestamp) -> np.ndarray:
-        """Items full at ``ts`` (capacity events at or before ``ts``)."""
+        """Items full at ``ts`` (capacity events at or before ``ts``): those whose limit-th capacity event
+        came at or before ``ts``, from each item's moment of filling, computed once (counting the events
+        up to ``ts`` on every request was ~15% of the national posting rows' time)."""
         if self._cap is None:
             return np.zeros(0, np.int64)
-        _, _, ids, limit = self._cap
-        return ids[self._used(ts, int(ids.max()) + 1) >= limit]
+        return self._cap[2][self._full_at <= ts.value // 1000]
 
     def _used(self, ts: pd.Timestamp, size: int) -> np.ndarray:
         """Per capacity item (``self._cap``'s ids): its capacity events at or before ``ts``."""
@@ -119,6 +121,22 @@ class OfferIndex:
 def _us(ts: pd.Series) -> np.ndarray:
     """Timestamps as int64 microseconds since the epoch (UTC)."""
     return ts.to_numpy(dtype="datetime64[us]").astype("int64")
+
+
+def _full_at(cts: np.ndarray, items: np.ndarray, ids: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Per item of ``ids``: the moment (µs) of its ``limit``-th capacity event, when it became full
+    (``cts``/``items``: the capacity events in time order); the smallest int64 for a limit of 0 or less,
+    the largest for an item never filled."""
+    order = np.argsort(items, kind="stable")  # per item, still in time order
+    it, t = items[order], cts[order]
+    first = np.searchsorted(it, ids, side="left")
+    count = np.searchsorted(it, ids, side="right") - first
+    lim = limit.astype(np.int64)
+    filled = (lim >= 1) & (count >= lim)
+    out = np.full(len(ids), np.iinfo(np.int64).max, np.int64)
+    out[lim <= 0] = np.iinfo(np.int64).min
+    out[filled] = t[first[filled] + lim[filled] - 1]
+    return out
 
 
 def static_mask(items: ItemArrays, offers: OfferIndex, ts: pd.Timestamp) -> np.ndarray:

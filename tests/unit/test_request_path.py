@@ -172,3 +172,36 @@ def test_filter_membership_ignores_ids_no_item_has():
         want = np.isin(codes, [w for w in wanted if w >= 0])
         np.testing.assert_array_equal(member(codes, wanted), want)
     assert member(np.zeros(0, np.int64), [1]).shape == (0,)
+
+
+def test_closed_items_are_those_whose_capacity_events_reach_the_limit_by_then():
+    """OfferIndex.closed from each item's moment of filling equals counting the capacity events at or
+    before ``ts`` (ties at ``ts`` count, hires of unknown items and other event types do not, a limit of
+    0 is always full), on random logs and at every event's own moment."""
+    from training.offers import OfferIndex
+
+    rng = np.random.default_rng(3)
+    n_items, n_ev = 40, 400
+    base = pd.Timestamp("2024-01-01", tz="UTC")
+    ts = base + pd.to_timedelta(rng.integers(0, 50, n_ev), unit="D")  # many ties
+    events = pd.DataFrame(
+        {
+            "seeker_id": rng.integers(0, 30, n_ev),
+            "item_type": rng.choice(["posting", "course"], n_ev, p=[0.8, 0.2]),
+            "item_id": rng.integers(0, n_items + 5, n_ev),  # ids 40-44 are in no table
+            "event_type": rng.choice(["hire", "apply", "view"], n_ev),
+            "ts": ts,
+        }
+    )
+    postings = pd.DataFrame({"posting_id": np.arange(n_items), "headcount": rng.integers(0, 6, n_items)})
+    offers = OfferIndex({"events": events, "postings": postings}, "posting")
+    hires = events[(events["item_type"] == "posting") & (events["event_type"] == "hire")]
+    moments = [base - pd.Timedelta(days=1), *sorted(set(ts)), base + pd.Timedelta(days=60)]
+    n_changes = 0
+    for at in moments:
+        used = hires[hires["ts"] <= at].groupby("item_id").size()
+        want = [i for i, lim in enumerate(postings["headcount"]) if used.get(i, 0) >= lim]
+        got = offers.closed(at).tolist()
+        assert got == want, at
+        n_changes += len(want)
+    assert 0 in postings["headcount"].tolist() and n_changes > len(moments)  # the cases are present
