@@ -186,3 +186,42 @@ def test_the_list_encoder_gives_the_bag_of_a_per_row_reading():
     one = enc.transform_record({"tags": ["a", "zz", "b"]})["list"]["tags"]
     assert one[0].tolist() == [2, 0, 3] and one[1].tolist() == [0]
     assert enc.transform_record({"tags": np.nan})["list"]["tags"][0].tolist() == [0]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.Series([3, 1, 3, 7, 1], dtype="int64"),
+        pd.Series(["b", None, "a", np.nan, "b"], dtype=object),
+        pd.Series([1.0, np.nan, 2.5, 1.0]),
+        pd.Series(["x", "y", None, "x"], dtype="category"),
+        pd.Series([True, False, True]),
+    ],
+    ids=["int", "object_with_nulls", "float_with_nan", "categorical", "bool"],
+)
+def test_categorical_codes_are_those_of_astype_str_on_every_dtype(values):
+    """The encoder converts each distinct value to str once; the vocabulary and the codes are those of
+    converting every row (``astype(str)``: nulls spelled 'None' / 'nan'), unknown values 0."""
+    from training.candidates.two_tower import _cat_codes, _distinct_str
+
+    want_vocab = sorted(set(values.astype(str)))
+    assert sorted(_distinct_str(values)) == want_vocab
+    vocab = {v: i + 1 for i, v in enumerate(want_vocab[:-1])}  # the last value is unknown
+    want = values.astype(str).map(vocab).fillna(0).to_numpy(np.int64)
+    np.testing.assert_array_equal(_cat_codes(values, vocab), want)
+    assert (want == 0).any() and (want > 0).any()
+
+
+def test_a_batch_of_bags_is_each_rows_slice_of_the_flat_tokens():
+    from training.candidates.two_tower import _to_torch
+
+    flat = np.arange(100, 112)
+    offsets = np.array([0, 3, 3, 4, 9, 9])  # rows 1 and 4 hold no token, the last row the last three
+    enc = {"cat": {}, "list": {"t": (flat, offsets)}, "num": np.zeros((6, 0), np.float32)}
+    rows = np.array([3, 0, 5, 1, 4, 2, 3])  # any order, repeats
+    bag, off = _to_torch(enc, rows)["list"]["t"]
+    ends = np.append(offsets[1:], flat.size)
+    want = [flat[offsets[r] : ends[r]] for r in rows]
+    assert bag.tolist() == np.concatenate(want).tolist()
+    assert off.tolist() == np.cumsum([0] + [len(w) for w in want[:-1]]).tolist()
+    assert [len(w) for w in want] == [5, 3, 3, 0, 0, 1, 5]
