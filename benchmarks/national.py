@@ -3,6 +3,8 @@
     python benchmarks/national.py --world /data/world-national-7 --baseline-world .jobcare/world-demo-7
     python benchmarks/national.py --world /data/world-national-7 --features-only --materialize-workers 1 \
         --out benchmarks/results/national_materialize_1.json   # steps 1-2 only
+    python benchmarks/national.py --national-result N.json --baseline-world .jobcare/world-demo-7 \
+        # the demo baseline measured after a national run, merged with it (growth factors) into --out
 
 Each world (the national one and, for the growth factors, a demo-scale one generated with the same config)
 runs in a fresh child process, so each peak RSS is that world's alone. In the child, with the production
@@ -216,6 +218,7 @@ def run_child(world: Path, a) -> dict:
             *(["--features-only"] if a.features_only else []),
         ]
         log = Path(a.out).with_suffix(f".{Path(world).name}.log")  # written as it runs: watch it
+        log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as err:
             p = subprocess.run(
                 cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=ROOT, check=False
@@ -270,6 +273,12 @@ def main() -> None:
     ap.add_argument(
         "--baseline-result", type=Path, help="instead: a demo world's measurements from an earlier run (JSON)"
     )
+    ap.add_argument(
+        "--national-result",
+        type=Path,
+        help="instead of --world: the national world's measurements from an earlier run (JSON), e.g. to add "
+        "a demo baseline measured afterwards (--baseline-world) without running the national world again",
+    )
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "demo.yaml")
     ap.add_argument("--redis-db", type=int, default=9)
     ap.add_argument("--k", type=int, default=10)
@@ -303,8 +312,9 @@ def main() -> None:
             )
         )
         return
-    if a.world is None and a.baseline_world is None:
+    if a.world is None and a.baseline_world is None and a.national_result is None:
         raise SystemExit("--world DIR: the national world (jobcare world generate --scale national)")
+    earlier = json.loads(a.national_result.read_text()) if a.national_result is not None else None
     res = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "date": time.strftime("%Y-%m-%d"),
@@ -319,8 +329,15 @@ def main() -> None:
     elif a.baseline_result is not None:
         res["worlds"]["demo"] = json.loads(a.baseline_result.read_text())["worlds"]["demo"]
     checks = {}
+    if earlier is not None:
+        res["national_measured"] = earlier["date"]
+        res["features_only"] = a.features_only = earlier.get("features_only", False)
+        res["worlds"]["national"] = earlier["worlds"]["national"]
+        a.world = Path(res["worlds"]["national"]["world"])
     if a.world is not None:  # without it: the demo world only (a baseline for a later --baseline-result)
-        nat = res["worlds"]["national"] = run_child(a.world, a)
+        if earlier is None:
+            res["worlds"]["national"] = run_child(a.world, a)
+        nat = res["worlds"]["national"]
         seekers_ok = nat["stages"]["materialize_seekers"]["seconds"] <= TARGETS["materialize_seekers_seconds"]
         checks = {"materialize_seekers_seconds": seekers_ok}
     if a.world is not None and not a.features_only:
