@@ -11,9 +11,9 @@ milliseconds per replayed request and the peak memory (:mod:`jobcare.stages`).
 Made to measure a change to the request path at national scale without the hour of a full retrain: run it
 once per version of the code, on the same world, repository and machine, e.g. with
 ``PYTHONPATH=<checkout of the other version>`` (the code imported is recorded in the JSON). The feature
-repository is one that ``jobcare features build`` or ``benchmarks/national.py --keep`` left (the offline
-store and the registry are read; the online store is not). Writes ``benchmarks/results/ranker_rows.json``
-(``--out``; a run appends to that file's list).
+repository is one that ``jobcare features apply --world W`` or ``benchmarks/national.py --keep`` left
+(the offline store and the registry are read; the online store is not). Writes
+``benchmarks/results/ranker_rows.json`` (``--out``; a run appends to that file's list).
 """
 
 from __future__ import annotations
