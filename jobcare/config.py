@@ -344,6 +344,13 @@ class TrainConfig(StrictModel):
         "on is then out of sample); default: the end of the logs",
     )
     max_requests: int = Field(3000, gt=0, description="replayed requests per window and item type")
+    replay_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="local engine: forked processes replaying a window's requests into ranker rows (the "
+        "same rows; the replay is single-threaded, so 2 on 2 cores at national scale)",
+    )
     negatives_per_request: int = Field(30, ge=0)
     max_explore_requests: int = Field(
         1000, gt=0, description="explore-slate requests with an outcome replayed for the unbiased protocol"

@@ -169,6 +169,7 @@ def _run(
                 max_explore_requests=tc.max_explore_requests,
                 oracle=oracle,
                 engine=engine,
+                replay_workers=tc.replay_workers,
             )
             m = res["metrics"]
             mlflow.log_metrics({f"{PREFIX[it]}{k}": float(v) for k, v in m.items() if np.isfinite(v)})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -108,9 +109,11 @@ def build_rows(
     policy: str | None = None,
     positive_only: bool | None = None,
     stage: StageOne | None = None,
+    workers: int = 1,
 ) -> RankerData:
     """Replay the sessions of ``item_type`` in [start, end) with a stage one fitted before ``start``
-    (or the given ``stage``, fitted so).
+    (or the given ``stage``, fitted so); ``workers`` > 1 replays them in that many forked processes
+    (:func:`replay_forked`: the same rows).
 
     By default only sessions with a positive outcome (what the ranker learns from); with ``policy`` set
     ("explore"), only that logging policy's sessions, by default outcome or not (the off-policy
@@ -124,10 +127,12 @@ def build_rows(
         stage, batch, positive_only = prepare_requests(
             item_type, t, store, repo, ctx, cfg, start, end, max_requests, seed, policy, positive_only, stage
         )
-        out = replay_requests(
-            item_type, t, repo, ctx, cfg, batch, stage, start, negatives, seed, positive_only, show_progress
-        )
-        return ranker_data(item_type, [out], batch.requests, stage)
+        args = (item_type, t, repo, ctx, cfg, batch, stage, start, negatives, seed, positive_only)
+        if workers > 1 and len(batch.requests) > 1:
+            outs = replay_forked(args, workers)
+        else:
+            outs = [replay_requests(*args, show_progress)]
+        return ranker_data(item_type, outs, batch.requests, stage)
 
 
 def prepare_requests(
@@ -293,6 +298,74 @@ def replay_requests(
     return ReplayedRows(sort_rows(rows), als_inputs, features)
 
 
+# what the forked replay workers read: set in the parent right before they are forked (inherited, never
+# pickled: the national world's events alone are ~16M rows)
+_FORKED: tuple | None = None
+
+
+def replay_forked(args: tuple, workers: int, chunks_per_worker: int = 4) -> list[ReplayedRows]:
+    """:func:`replay_requests` of ``args`` (its positional arguments) in ``workers`` forked processes, the
+    window's requests cut into ``workers * chunks_per_worker`` runs of consecutive requests (in time order,
+    so that each run compiles only its own days' items), handed out as workers free up.
+
+    The rows are those of one process (:class:`RequestBatch`: any subset replays to the same rows;
+    :func:`ranker_data` sorts them): the replay is single-threaded Python, and this uses the other cores.
+    The children inherit the parent's memory (copy-on-write) instead of loading the world again; they run
+    with one thread per native library, because libgomp (implicit, torch) hangs in a forked child whose
+    parent already used its thread pool.
+
+    Raises:
+        ReplayWorkerError: a worker died (killed, out of memory) before returning its rows.
+    """
+    global _FORKED
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    batch = args[5]
+    n = len(batch.requests)
+    bounds = np.linspace(0, n, min(n, workers * chunks_per_worker) + 1).astype(np.int64)
+    _FORKED = args
+    try:
+        with ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("fork"), initializer=_forked_init
+        ) as pool:
+            futures = [pool.submit(_forked_replay, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+            return [f.result() for f in futures]
+    except BrokenProcessPool as e:
+        raise ReplayWorkerError(
+            f"{args[0]} rows: a replay worker process died ({e}); nothing was kept (rerun with "
+            "train.replay_workers: 1 to replay in this process, or free memory)"
+        ) from None
+    finally:
+        _FORKED = None
+
+
+class ReplayWorkerError(JobcareError):
+    """A forked replay worker died before returning its rows."""
+
+
+def _forked_init() -> None:
+    """One thread per native library in a forked replay worker (libgomp's pool does not survive a fork)."""
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    stage = _FORKED[6]
+    model = getattr(getattr(stage, "als", None), "model_", None)
+    if model is not None and hasattr(model, "num_threads"):
+        model.num_threads = 1  # implicit's recalculate_user passes its own OpenMP thread count
+
+
+def _forked_replay(lo: int, hi: int) -> ReplayedRows:
+    item_type, t, repo, ctx, cfg, batch, stage, start, negatives, seed, positive_only = _FORKED
+    part = batch.take(np.arange(lo, hi))
+    return replay_requests(item_type, t, repo, ctx, cfg, part, stage, start, negatives, seed, positive_only)
+
+
 def sort_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows in (request_id, item_id) order: each request's rows contiguous, as LightGBM's groups need."""
     return rows.sort_values(["request_id", "item_id"], kind="stable").reset_index(drop=True)
@@ -398,7 +471,9 @@ def content_features(feats: list[str]) -> list[str]:
     return [f for f in feats if not any(mark in f for mark in COLLABORATIVE)]
 
 
-def explore_rows(item_type, t, store, repo, ctx, cfg, start, end, max_requests, seed, show_progress, stage):
+def explore_rows(
+    item_type, t, store, repo, ctx, cfg, start, end, max_requests, seed, show_progress, stage, workers=1
+):
     """The window's explore slates with an outcome, replayed with ``stage`` (None when there are none)."""
     try:
         return build_rows(
@@ -417,6 +492,7 @@ def explore_rows(item_type, t, store, repo, ctx, cfg, start, end, max_requests, 
             policy="explore",
             positive_only=True,
             stage=stage,
+            workers=workers,
         )
     except NoRequestsError:
         return None
@@ -537,6 +613,7 @@ def fit_and_evaluate(
     max_explore_requests: int = 1000,
     oracle=None,
     engine=None,
+    replay_workers: int = 1,
 ) -> dict:
     """Train the ranker on the train window, evaluate on validation, report on test
     (:class:`training.windows.Windows`); return the model, data and metrics.
@@ -550,9 +627,13 @@ def fit_and_evaluate(
     reads the world's truth) adds the oracle's NDCG and the ratios to it; the model path never needs it.
     ``engine``: None (this process) or a :class:`training.distributed.DaskEngine`, which builds the train
     and validation rows on its workers and fits the rankers with ``lightgbm.dask``; the explore slates
-    (evaluation only) and stage one stay here."""
+    (evaluation only) and stage one stay here. ``replay_workers``: forked processes replaying the requests
+    (local engine; :func:`replay_forked`)."""
     w = windows
-    rows_of = build_rows if engine is None else engine.build_rows  # the Dask engine: rows on its workers
+    if engine is None:
+        rows_of = partial(build_rows, workers=replay_workers)
+    else:
+        rows_of = engine.build_rows  # the Dask engine: rows on its workers
     train = rows_of(
         item_type,
         t,
@@ -596,8 +677,16 @@ def fit_and_evaluate(
         cold = ~pd.Series(valid.stage.als.users_.index(req["seeker_id"].to_numpy()) >= 0, index=req.index)
         cold = cold.reindex(nd.index)
     args = (item_type, t, store, repo, ctx, cfg)
+    ex_workers = replay_workers if engine is None else 1
     val_ex = explore_rows(
-        *args, w.valid_start, w.test_start, max_explore_requests, seed + 2, show_progress, valid.stage
+        *args,
+        w.valid_start,
+        w.test_start,
+        max_explore_requests,
+        seed + 2,
+        show_progress,
+        valid.stage,
+        ex_workers,
     )
     cfeats = content_features(feats)
     with timed(fit_stage):
@@ -611,7 +700,9 @@ def fit_and_evaluate(
     both = stack_windows(train, valid, engine)
     with timed(fit_stage):
         final = fit_ranker(ranker_params, seed, both, feats, shuffle_labels, engine=engine)
-    test_ex = explore_rows(*args, w.test_start, w.end, max_explore_requests, seed + 3, show_progress, None)
+    test_ex = explore_rows(
+        *args, w.test_start, w.end, max_explore_requests, seed + 3, show_progress, None, ex_workers
+    )
     with timed(fit_stage):
         final_content = fit_ranker(ranker_params, seed, both, cfeats, shuffle_labels, engine=engine)
     with timed(eval_stage):

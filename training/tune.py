@@ -99,15 +99,13 @@ def tune(
     tc = cfg.train
     w = Windows.of(read_manifest(world)["span"], tc)  # validation only: the test window is never read here
     args = (item_type, t, store, repo, ctx, cfg.candidates)
-    train = build_rows(
-        *args, w.train_start, w.valid_start, tc.max_requests, tc.negatives_per_request, tc.seed
-    )
-    valid = build_rows(
-        *args, w.valid_start, w.test_start, tc.max_requests, tc.negatives_per_request, tc.seed + 1
-    )
+    n, k = tc.max_requests, tc.negatives_per_request
+    train = build_rows(*args, w.train_start, w.valid_start, n, k, tc.seed, workers=tc.replay_workers)
+    valid = build_rows(*args, w.valid_start, w.test_start, n, k, tc.seed + 1, workers=tc.replay_workers)
     explore = explore_rows(
-        *args, w.valid_start, w.test_start, tc.max_explore_requests, tc.seed + 2, False, valid.stage
-    )
+        *args, w.valid_start, w.test_start, tc.max_explore_requests, tc.seed + 2, False, valid.stage,
+        tc.replay_workers,
+    )  # fmt: skip
     feats = train.features
     Xt, yt, gt = train.rows[feats].copy(), train.rows["label"].to_numpy(), group_sizes(train.rows)
     Xv, yv, gv = valid.rows[feats].copy(), valid.rows["label"].to_numpy(), group_sizes(valid.rows)

@@ -156,3 +156,53 @@ def test_a_window_without_requests_is_a_named_error_not_a_crash(rows, local_repo
             positive_only=True,
             stage=rows.stage,
         )
+
+
+def _window_args(local_repo, tiny_tables):
+    end = pd.Timestamp(fstore.repo_meta(local_repo)["span"]["end"])
+    cfg = CandidatesConfig(two_tower=TwoTowerParams(epochs=1, samples_per_epoch=2000, hidden=16, dim=8))
+    ctx = context(local_repo, len(tiny_tables["competency_units"]))
+    store = fstore.open_store(local_repo)
+    return (
+        "posting",
+        tiny_tables,
+        store,
+        local_repo,
+        ctx,
+        cfg,
+        end - pd.Timedelta(days=60),
+        end - pd.Timedelta(days=30),
+    )
+
+
+def test_rows_replayed_in_forked_workers_equal_the_rows_of_one_process(rows, local_repo, tiny_tables):
+    """``train.replay_workers``: the window's requests cut into runs replayed by forked processes give the
+    very rows (values, order, features) and ALS inputs of the single-process replay. The stage's ALS and
+    two-tower were fitted here first, so the children also prove they run after the parent used libgomp
+    (which hangs a forked child that uses its own thread pool)."""
+    import training.stage_two as st
+
+    forked = build_rows(*_window_args(local_repo, tiny_tables), 80, 10, 0, stage=rows.stage, workers=2)
+    assert len(rows.requests) > 8  # more requests than runs: every worker replays several runs
+    pd.testing.assert_frame_equal(forked.rows, rows.rows)
+    assert forked.features == rows.features
+    assert len(forked.als_inputs) == len(rows.als_inputs)
+    for (s1, a1, h1), (s2, a2, h2) in zip(forked.als_inputs, rows.als_inputs):
+        assert s1 == s2 and np.array_equal(a1, a2) and (h1 is None) == (h2 is None)
+        if h1 is not None:
+            pd.testing.assert_frame_equal(h1, h2)
+    assert st._FORKED is None  # the parent keeps no reference to the window once the workers are done
+
+
+def test_a_replay_worker_that_dies_is_a_named_error(rows, local_repo, tiny_tables, monkeypatch):
+    import os
+
+    import training.stage_two as st
+
+    def die(*args, **kwargs):
+        os._exit(3)  # as the kernel's OOM killer would: no exception, no result
+
+    monkeypatch.setattr(st, "replay_requests", die)
+    with pytest.raises(st.ReplayWorkerError, match=r"posting rows: a replay worker process died"):
+        build_rows(*_window_args(local_repo, tiny_tables), 80, 10, 0, stage=rows.stage, workers=2)
+    assert st._FORKED is None

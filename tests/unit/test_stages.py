@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import psutil
 
 from jobcare.stages import StageRecorder, stage
 
@@ -55,3 +56,29 @@ def test_the_memory_of_child_processes_counts():
         with stage("with_child"):
             subprocess.run([sys.executable, "-c", code], check=True)
     assert rec.stages["with_child"]["peak_rss_mib"] - rec.stages["alone"]["peak_rss_mib"] > 250
+
+
+def test_a_forked_child_counts_its_own_pages_not_the_parents_it_shares():
+    """A forked replay worker maps every page of its parent: summing resident sets would count the parent's
+    600 MiB twice. The child's own 200 MiB count; the shared 600 MiB once."""
+    import os
+
+    from jobcare.stages import tree_rss
+
+    parent = np.ones(600 * 2**20 // 8)  # touched, resident in the parent
+    with StageRecorder(interval=0.02) as rec:
+        with stage("alone"):
+            time.sleep(0.3)
+        with stage("with_child"):
+            pid = os.fork()
+            if pid == 0:  # the child reads all of the parent's block and writes 200 MiB of its own
+                own = np.full(200 * 2**20 // 8, float(parent.sum() > 0))
+                time.sleep(1.2)
+                os._exit(0 if own[0] == 1.0 else 1)
+            time.sleep(0.8)
+            during = tree_rss(psutil.Process()) / 2**20
+            assert os.waitpid(pid, 0)[1] == 0
+    grew = rec.stages["with_child"]["peak_rss_mib"] - rec.stages["alone"]["peak_rss_mib"]
+    assert 150 < grew < 400, grew  # the child's 200 MiB (and its interpreter's copied pages), not +600
+    assert during - psutil.Process().memory_info().rss / 2**20 < 400
+    del parent
