@@ -1,6 +1,7 @@
 """Benchmark: the ranker rows of one training window, at any scale, stage by stage.
 
     python benchmarks/ranker_rows.py --world W --repo FEATURE_REPO [--item-type posting] [--requests 3000]
+        [--workers 1]
 
 What ``jobcare train`` does for the first window of one item type, with the config's windows
 (``configs/demo.yaml`` by default): stage one fitted on the events before the train window
@@ -39,6 +40,7 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "demo.yaml")
     ap.add_argument("--item-type", default="posting", choices=["posting", "course", "certificate"])
     ap.add_argument("--requests", type=int, default=3000, help="requests replayed (train.max_requests)")
+    ap.add_argument("--workers", type=int, default=1, help="forked replay processes (train.replay_workers)")
     ap.add_argument("--label", default="", help="a name for this run in the JSON (e.g. the commit)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "ranker_rows.json")
     a = ap.parse_args()
@@ -77,6 +79,7 @@ def main() -> None:
             a.requests,
             tc.negatives_per_request,
             tc.seed,
+            workers=a.workers,
         )
     n_req = int(data.rows["request_id"].nunique()) if data.rows is not None else 0
     rows_s = rec.stages[f"{a.item_type}/ranker_rows"]["seconds"]
@@ -89,6 +92,7 @@ def main() -> None:
         "item_type": a.item_type,
         "window": f"[{w.train_start}, {w.valid_start})",
         "requests_asked": a.requests,
+        "replay_workers": a.workers,
         "requests_with_rows": n_req,
         "rows": 0 if data.rows is None else len(data.rows),
         "load_seconds": round(load_s, 2),

@@ -206,3 +206,21 @@ def test_a_replay_worker_that_dies_is_a_named_error(rows, local_repo, tiny_table
     with pytest.raises(st.ReplayWorkerError, match=r"posting rows: a replay worker process died"):
         build_rows(*_window_args(local_repo, tiny_tables), 80, 10, 0, stage=rows.stage, workers=2)
     assert st._FORKED is None
+
+
+def test_stage_one_als_fitted_beside_the_two_tower_equals_a_fit_on_its_own(rows, local_repo, tiny_tables):
+    """fit_stage_one fits ALS on one thread in a second thread while the two-tower fits: the factors are
+    those of ALS fitted alone on every core."""
+    from jobcare.config import CandidatesConfig
+    from training.candidates.als import ALSRecommender
+    from training.interactions import world_interactions
+
+    cfg = CandidatesConfig()
+    start = _window_args(local_repo, tiny_tables)[6]
+    inter = world_interactions(tiny_tables["events"], "posting", start, cfg.event_weights)
+    alone = ALSRecommender(**cfg.als.model_dump(), random_state=cfg.seed, num_threads=0).fit(inter)
+    beside = rows.stage.als
+    assert beside.model_.num_threads == 1
+    np.testing.assert_array_equal(beside.items_.keys, alone.items_.keys)
+    np.testing.assert_array_equal(beside.item_factors_, alone.item_factors_)
+    np.testing.assert_array_equal(beside.user_factors_, alone.user_factors_)

@@ -60,8 +60,13 @@ def fit_stage_one(
     cfg: CandidatesConfig,
     catalogue_at: pd.Timestamp,
 ) -> StageOne:
-    """Fit popularity, ALS and two-tower on the events of ``item_type`` before ``until``."""
+    """Fit popularity, ALS and two-tower on the events of ``item_type`` before ``until``.
+
+    ALS fits on one thread in a second thread of this process while the seeker features are read and the
+    two-tower (one torch thread) fits here: each uses one core. implicit's solver runs without the GIL and
+    gives the same factors on one thread as on two."""
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
     with stage(f"{item_type}/stage_one"):
         weights = cfg.event_weights
@@ -70,23 +75,34 @@ def fit_stage_one(
         t = time.perf_counter()
         pop = PopularityRecommender(random_state=cfg.seed).fit(inter)
         secs["popularity"] = time.perf_counter() - t
-        t = time.perf_counter()
-        with stage(f"{item_type}/stage_one/als"):
-            als = ALSRecommender(**cfg.als.model_dump(), random_state=cfg.seed).fit(inter)
-        secs["als"] = time.perf_counter() - t
-        user_ids = np.unique(inter["user"]).astype(np.int64)
-        users = pd.DataFrame({"seeker_id": user_ids, "event_timestamp": until})
-        with stage(f"{item_type}/stage_one/seeker_features"):
-            ufeat = fstore.historical_features(store, users, "seeker_online_v1")
-            items = item_side_table(item_type, item_features(repo, item_type, catalogue_at), ctx)
-        t = time.perf_counter()
-        with stage(f"{item_type}/stage_one/two_tower"):
-            tt = TwoTowerRecommender(**cfg.two_tower.model_dump(), random_state=cfg.seed).fit(
-                inter, seeker_side_table(ufeat), items
-            )
-            tt.set_item_index(items)  # every item of the catalogue, including those opened after ``until``
-        secs["two_tower"] = time.perf_counter() - t
+        with ThreadPoolExecutor(1, thread_name_prefix=f"{item_type}-als") as beside:
+            als = beside.submit(_fit_als, item_type, inter, cfg, secs)
+            user_ids = np.unique(inter["user"]).astype(np.int64)
+            users = pd.DataFrame({"seeker_id": user_ids, "event_timestamp": until})
+            with stage(f"{item_type}/stage_one/seeker_features"):
+                ufeat = fstore.historical_features(store, users, "seeker_online_v1")
+                items = item_side_table(item_type, item_features(repo, item_type, catalogue_at), ctx)
+            t = time.perf_counter()
+            with stage(f"{item_type}/stage_one/two_tower"):
+                tt = TwoTowerRecommender(**cfg.two_tower.model_dump(), random_state=cfg.seed).fit(
+                    inter, seeker_side_table(ufeat), items
+                )
+                tt.set_item_index(
+                    items
+                )  # every item of the catalogue, including those opened after ``until``
+            secs["two_tower"] = time.perf_counter() - t
+            als = als.result()
     return StageOne(item_type, pop, als, tt, secs)
+
+
+def _fit_als(item_type: str, inter: pd.DataFrame, cfg: CandidatesConfig, secs: dict) -> ALSRecommender:
+    import time
+
+    t = time.perf_counter()
+    with stage(f"{item_type}/stage_one/als"):
+        als = ALSRecommender(**cfg.als.model_dump(), random_state=cfg.seed, num_threads=1).fit(inter)
+    secs["als"] = time.perf_counter() - t
+    return als
 
 
 def build_queries(t: dict, item_type: str, start: pd.Timestamp, max_queries: int, rng) -> pd.DataFrame:
