@@ -225,3 +225,26 @@ def test_a_batch_of_bags_is_each_rows_slice_of_the_flat_tokens():
     assert bag.tolist() == np.concatenate(want).tolist()
     assert off.tolist() == np.cumsum([0] + [len(w) for w in want[:-1]]).tolist()
     assert [len(w) for w in want] == [5, 3, 3, 0, 0, 1, 5]
+
+
+def test_als_widened_to_every_core_mid_fit_gives_the_same_factors(data):
+    """``fit(widen=event)``: once the event is set, the remaining iterations run on every core (the stage
+    one fits ALS on one thread beside the two-tower, then widens it); the factors are those of a fit on one
+    thread, and the fitted model keeps its configured thread count."""
+    import threading
+
+    inter = data[0]
+
+    class CountingEvent(threading.Event):
+        calls = 0
+
+        def is_set(self):
+            CountingEvent.calls += 1
+            return CountingEvent.calls > 2  # set after the second iteration
+
+    one = ALSRecommender(factors=8, iterations=6, num_threads=1).fit(inter)
+    widened = ALSRecommender(factors=8, iterations=6, num_threads=1).fit(inter, widen=CountingEvent())
+    assert CountingEvent.calls == 6  # asked once per iteration
+    assert widened.model_.num_threads == 1
+    np.testing.assert_array_equal(widened.user_factors_, one.user_factors_)
+    np.testing.assert_array_equal(widened.item_factors_, one.item_factors_)

@@ -46,7 +46,10 @@ class ALSRecommender(CandidateGenerator):
         self.random_state = random_state
         self.num_threads = num_threads
 
-    def fit(self, interactions: pd.DataFrame, users=None, items=None) -> ALSRecommender:
+    def fit(self, interactions: pd.DataFrame, users=None, items=None, widen=None) -> ALSRecommender:
+        """Fit on ``interactions``. ``widen``: a ``threading.Event``; once it is set, the remaining
+        iterations run on every core (implicit reads its thread count before each half-iteration, and the
+        factors do not depend on it: each user's and item's solve is independent)."""
         from implicit.cpu.als import AlternatingLeastSquares
 
         df = check_interactions(interactions)
@@ -61,8 +64,14 @@ class ALSRecommender(CandidateGenerator):
             random_state=self.random_state,
             num_threads=self.num_threads,
         )
+
+        def on_iteration(iteration, seconds, loss) -> None:
+            if widen is not None and widen.is_set():
+                model.num_threads = 0
+
         with one_blas_thread():
-            model.fit(self.user_items_, show_progress=False)
+            model.fit(self.user_items_, show_progress=False, callback=on_iteration)
+        model.num_threads = self.num_threads
         self.model_ = model
         self.user_factors_ = np.asarray(model.user_factors)
         self.item_factors_ = np.asarray(model.item_factors)

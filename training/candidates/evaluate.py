@@ -11,6 +11,7 @@ allowed items by the world's true expected utility.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,8 +64,9 @@ def fit_stage_one(
     """Fit popularity, ALS and two-tower on the events of ``item_type`` before ``until``.
 
     ALS fits on one thread in a second thread of this process while the seeker features are read and the
-    two-tower (one torch thread) fits here: each uses one core. implicit's solver runs without the GIL and
-    gives the same factors on one thread as on two."""
+    two-tower (one torch thread) fits here: each uses one core; once the two-tower is done, ALS's remaining
+    iterations use every core. implicit's solver runs without the GIL and gives the same factors on any
+    number of threads."""
     import time
     from concurrent.futures import ThreadPoolExecutor
 
@@ -75,8 +77,9 @@ def fit_stage_one(
         t = time.perf_counter()
         pop = PopularityRecommender(random_state=cfg.seed).fit(inter)
         secs["popularity"] = time.perf_counter() - t
+        tt_done = threading.Event()
         with ThreadPoolExecutor(1, thread_name_prefix=f"{item_type}-als") as beside:
-            als = beside.submit(_fit_als, item_type, inter, cfg, secs)
+            als = beside.submit(_fit_als, item_type, inter, cfg, secs, tt_done)
             user_ids = np.unique(inter["user"]).astype(np.int64)
             users = pd.DataFrame({"seeker_id": user_ids, "event_timestamp": until})
             with stage(f"{item_type}/stage_one/seeker_features"):
@@ -91,16 +94,18 @@ def fit_stage_one(
                     items
                 )  # every item of the catalogue, including those opened after ``until``
             secs["two_tower"] = time.perf_counter() - t
+            tt_done.set()
             als = als.result()
     return StageOne(item_type, pop, als, tt, secs)
 
 
-def _fit_als(item_type: str, inter: pd.DataFrame, cfg: CandidatesConfig, secs: dict) -> ALSRecommender:
+def _fit_als(item_type, inter: pd.DataFrame, cfg: CandidatesConfig, secs: dict, widen) -> ALSRecommender:
     import time
 
     t = time.perf_counter()
     with stage(f"{item_type}/stage_one/als"):
-        als = ALSRecommender(**cfg.als.model_dump(), random_state=cfg.seed, num_threads=1).fit(inter)
+        als = ALSRecommender(**cfg.als.model_dump(), random_state=cfg.seed, num_threads=1)
+        als.fit(inter, widen=widen)
     secs["als"] = time.perf_counter() - t
     return als
 
