@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from jobcare.stages import stage
 from jobcare.world.io import read_manifest, read_tables, write_table
 from jobcare.world.taxonomy import GRADES, RIASEC, WORK_VALUES
 
@@ -76,21 +77,26 @@ def build_feature_tables(world: str | Path, out: str | Path) -> dict[str, int]:
     t = read_tables(world, _WORLD_TABLES)
     span = read_manifest(world)["span"]
     start, end = pd.Timestamp(span["start"]), pd.Timestamp(span["end"])
-    built = {
-        "seeker_profile": seeker_profile(t["seekers"]),
-        "seeker_psych": seeker_psych(t["seekers"]),
-        "seeker_competency": seeker_competency(t, len(t["occupation_groups"])),
-        "seeker_activity": seeker_activity(t["events"], t["seekers"], end),
-        "posting_attributes": posting_attributes(t["postings"], t["posting_certificates"]),
-        "posting_popularity": posting_popularity(t["postings"], t["events"]),
-        "course_attributes": course_attributes(t["courses"], t["course_units"]),
-        "certificate_attributes": certificate_attributes(t, start, end),
-        "occupation_profile": occupation_profile(t["occupations"], t["occupation_units"], start),
+    builders = {
+        "seeker_profile": lambda: seeker_profile(t["seekers"]),
+        "seeker_psych": lambda: seeker_psych(t["seekers"]),
+        "seeker_competency": lambda: seeker_competency(t, len(t["occupation_groups"])),
+        "seeker_activity": lambda: seeker_activity(t["events"], t["seekers"], end),
+        "posting_attributes": lambda: posting_attributes(t["postings"], t["posting_certificates"]),
+        "posting_popularity": lambda: posting_popularity(t["postings"], t["events"]),
+        "course_attributes": lambda: course_attributes(t["courses"], t["course_units"]),
+        "certificate_attributes": lambda: certificate_attributes(t, start, end),
+        "occupation_profile": lambda: occupation_profile(t["occupations"], t["occupation_units"], start),
     }
-    for name, df in built.items():
-        write_table(df, out / f"{name}.parquet")
+    rows = {}
+    for name, build in builders.items():
+        with stage(f"feature_tables/{name}"):  # built and written, one table at a time
+            df = build()
+            write_table(df, out / f"{name}.parquet")
+        rows[name] = len(df)
         log.info("feature table %s: %d rows", name, len(df))
-    return {k: len(v) for k, v in built.items()}
+        del df
+    return rows
 
 
 def seeker_profile(s: pd.DataFrame) -> pd.DataFrame:
