@@ -72,7 +72,16 @@ def store_yaml(cfg: FeaturesConfig) -> dict:
             "cache_ttl_seconds": 60,
             "sqlalchemy_config_kwargs": {"pool_pre_ping": True},
         },
-        "online_store": {"type": "redis", "connection_string": redis_connection(cfg)},
+        # skip_dedup: each write is one pipelined HSET, without first reading every entity's stored event
+        # time (one more round trip and a Python comparison per entity). Safe here: only materialisation
+        # writes (no push sources); its windows move forward and it writes each entity's latest row, so a
+        # write is never older than what it replaces; parallel workers write different views (fields).
+        # A backfill to an earlier end would overwrite newer values: materialise forward only.
+        "online_store": {
+            "type": "redis",
+            "connection_string": redis_connection(cfg),
+            "skip_dedup": True,
+        },
     }
 
 

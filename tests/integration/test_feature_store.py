@@ -169,7 +169,8 @@ def test_production_profile_redis_and_postgres_registry(
         registry_url=postgres_url,
     )
     repo = store.render_repo(tiny_world, cfg)
-    assert "registry_type: sql" in (repo / "feature_store.yaml").read_text()
+    text = (repo / "feature_store.yaml").read_text()
+    assert "registry_type: sql" in text and "skip_dedup: true" in text  # one round trip per write batch
     applied = store.apply(repo)
     assert "job_ranker_v1" in applied["feature_services"]
     # two processes, each materialising its own group of views (features.materialize_workers): the parity
