@@ -1,7 +1,7 @@
 """Benchmark: the ranker rows of one training window, at any scale, stage by stage.
 
     python benchmarks/ranker_rows.py --world W --repo FEATURE_REPO [--item-type posting] [--requests 3000]
-        [--workers 1]
+        [--workers 1] [--save-rows rows.parquet]
 
 What ``jobcare train`` does for the first window of one item type, with the config's windows
 (``configs/demo.yaml`` by default): stage one fitted on the events before the train window
@@ -43,6 +43,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="forked replay processes (train.replay_workers)")
     ap.add_argument("--label", default="", help="a name for this run in the JSON (e.g. the commit)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "ranker_rows.json")
+    ap.add_argument(
+        "--save-rows",
+        type=Path,
+        default=None,
+        help="write the rows to this Parquet file (to compare versions)",
+    )
     a = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -104,6 +110,8 @@ def main() -> None:
         "stages": rec.stages,
     }
     print(json.dumps({k: v for k, v in res.items() if k != "stages"}, indent=2))
+    if a.save_rows is not None and data.rows is not None:
+        data.rows.to_parquet(a.save_rows, index=False)
     runs = json.loads(a.out.read_text()) if a.out.exists() else []
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps([*runs, res], indent=2) + "\n")

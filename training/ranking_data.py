@@ -40,7 +40,7 @@ def session_labels(t: dict, item_type: str, session_ids, until: pd.Timestamp | N
     return lab.groupby(["session_id", "item_id"])["label"].max().astype(int).reset_index()
 
 
-def request_rows(
+def request_columns(
     request_id: int,
     session_id: int,
     candidates: dict[str, np.ndarray],
@@ -50,9 +50,11 @@ def request_rows(
     negatives: int,
     rng,
     require_positive: bool = True,
-) -> pd.DataFrame | None:
-    """The rows of one request: shown items, positives and sampled candidate negatives, with source ranks
-    (None for a request without a positive label, unless ``require_positive`` is False)."""
+) -> dict[str, np.ndarray] | None:
+    """The rows of one request as columns (name -> array, in the rows' column order): shown items,
+    positives and sampled candidate negatives, with source ranks (None for a request without a positive
+    label, unless ``require_positive`` is False). Arrays, not a DataFrame: the replay calls this once per
+    request (20,000 a window at national scale) and builds one DataFrame at the end."""
     union_items = np.unique(np.concatenate([*candidates.values(), shown]).astype(np.int64))
     pos = {i for i, lab in labels.items() if lab > 0}
     if not pos and require_positive:
@@ -62,16 +64,14 @@ def request_rows(
     if rest.size:
         keep |= set(rng.choice(rest, min(negatives, rest.size), replace=False).tolist())
     items = np.sort(np.fromiter(keep, dtype=np.int64))
-    df = pd.DataFrame(
-        {
-            "request_id": request_id,
-            "item_id": items,
-            "label": [labels.get(int(i), 0) for i in items],
-            "shown": np.isin(items, shown).astype(np.int8),
-        }
-    )
     at = {int(x): j for j, x in enumerate(shown)}  # ``shown`` is in display order
-    df["shown_position"] = np.array([at.get(int(i), NOT_SHOWN) for i in items], dtype=np.int32)
+    cols = {
+        "request_id": np.full(items.size, request_id, np.int64),
+        "item_id": items,
+        "label": np.array([labels.get(int(i), 0) for i in items], dtype=np.int64),
+        "shown": np.isin(items, shown).astype(np.int8),
+        "shown_position": np.array([at.get(int(i), NOT_SHOWN) for i in items], dtype=np.int32),
+    }
     for src, ranks in source_ranks(candidates, items, n_candidates).items():
-        df[f"cand_rank_{src}"] = ranks
-    return df
+        cols[f"cand_rank_{src}"] = ranks
+    return cols

@@ -28,7 +28,7 @@ from training.candidates.evaluate import StageOne, fit_stage_one, union_at
 from training.candidates.world import ITEM_KEY, seeker_side_table
 from training.offers import OfferIndex
 from training.ranker import LambdaRankRanker
-from training.ranking_data import request_rows, session_labels
+from training.ranking_data import request_columns, session_labels
 from training.request_path import RankerPlan, ReplayDays, default_features, occupation_columns
 
 log = logging.getLogger(__name__)
@@ -240,7 +240,8 @@ def replay_requests(
     occ_columns = occupation_columns(repo) if item_type == "posting" else None
     plan = None  # the rows' feature columns: every input a ranker may use (the same every day)
     features: list = []
-    parts, als_inputs = [], {}
+    columns: dict[str, list] = {}  # each request's columns, joined once at the end
+    blocks, als_inputs = [], {}
     for i in tqdm(range(len(requests)), desc=f"{item_type} requests", disable=not show_progress):
         rid, s, ts, sid = (
             int(requests.at[i, "request_id"]),
@@ -263,7 +264,7 @@ def replay_requests(
         lists = req.key_lists()
         newer = bool(len(hist)) and bool((hist["timestamp"] >= start).any())
         als_inputs[rid] = (s, items.keys[mask], hist if newer else None)
-        rows = request_rows(
+        cols = request_columns(
             rid,
             sid,
             lists,
@@ -274,26 +275,37 @@ def replay_requests(
             np.random.default_rng((seed, int(sid))),  # per request: any partition draws the same negatives
             require_positive=positive_only,
         )
-        if rows is None:
+        if cols is None:
             continue
         # bookkeeping for val_recall_at_100: is the item in the 100-candidate union?
-        rows["in_union_100"] = np.isin(rows["item_id"], union_at(lists, cfg.quotas, 100, cfg.n_candidates))
+        cols["in_union_100"] = np.isin(cols["item_id"], union_at(lists, cfg.quotas, 100, cfg.n_candidates))
         if plan is None:
             names = default_features(item_type, seeker_columns, items, occ_columns, (), absolute_time=True)
             plan = RankerPlan(item_type, names, seeker_columns, items, occ_columns)
             features = default_features(item_type, seeker_columns, items, occ_columns, tuple(lists))
-        pos = items.positions(rows["item_id"].to_numpy())
+        pos = items.positions(cols["item_id"])
         if (pos < 0).any():
             raise JobcareError(
-                f"{item_type} request {rid}: items {rows['item_id'][pos < 0].tolist()[:5]} have no features "
+                f"{item_type} request {rid}: items {cols['item_id'][pos < 0].tolist()[:5]} have no features "
                 f"on {ts.date()} (rule: a shown or candidate item exists at the request)"
             )
-        X = plan.matrix(req.seeker, items, pos, req.now, ctx, occ_feats=req.occ_feats)
-        feats = pd.DataFrame(X, columns=plan.features, index=rows.index)
-        parts.append(pd.concat([rows, feats], axis=1).assign(seeker_id=s, occupation_id=items.occ[pos]))
-    if not parts:
+        cols["seeker_id"] = np.full(pos.size, s, np.int64)
+        cols["occupation_id"] = items.occ[pos]
+        for name, values in cols.items():
+            columns.setdefault(name, []).append(values)
+        blocks.append(plan.matrix(req.seeker, items, pos, req.now, ctx, occ_feats=req.occ_feats))
+    if not blocks:
         return ReplayedRows(None, als_inputs, features)
-    rows = pd.concat(parts, ignore_index=True)
+    ids = ["seeker_id", "occupation_id"]  # after the features, as the rows have always had them
+    meta = {name: np.concatenate(v) for name, v in columns.items() if name not in ids}
+    rows = pd.concat(
+        [
+            pd.DataFrame(meta),
+            pd.DataFrame(np.concatenate(blocks), columns=plan.features),
+            pd.DataFrame({name: np.concatenate(columns[name]) for name in ids}),
+        ],
+        axis=1,
+    )
     rows[ITEM_KEY[item_type]] = rows["item_id"]
     return ReplayedRows(sort_rows(rows), als_inputs, features)
 

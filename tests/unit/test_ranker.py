@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from training.ranker import LambdaRankRanker, RankerInputError, protected_in
-from training.ranking_data import request_rows
+from training.ranking_data import NOT_SHOWN, request_columns
 
 
 def _data(n_groups=60, per=8, seed=0):
@@ -51,17 +51,34 @@ def test_group_sizes_must_cover_the_rows():
         LambdaRankRanker(n_estimators=2).fit(X, y, g[:-1])
 
 
-def test_request_rows_keep_shown_and_positives_and_rank_sources():
+def test_request_columns_keep_shown_and_positives_and_rank_sources():
     rng = np.random.default_rng(0)
     cands = {"als": np.array([5, 6, 7]), "rules": np.array([7, 8, 9, 10])}
-    rows = request_rows(
-        3, 99, cands, shown=np.array([1, 5]), labels={5: 2, 1: 0}, n_candidates=300, negatives=2, rng=rng
+    cols = request_columns(
+        3, 99, cands, shown=np.array([5, 1]), labels={5: 2, 1: 0}, n_candidates=300, negatives=2, rng=rng
     )
-    assert {1, 5} <= set(rows["item_id"]) and len(rows) == 4
-    assert rows.set_index("item_id").loc[5, "label"] == 2
-    assert rows.set_index("item_id").loc[5, "cand_rank_als"] == 1
-    assert rows.set_index("item_id").loc[1, "cand_rank_rules"] == 301
-    assert request_rows(0, 1, cands, np.array([1]), {1: 0}, 300, 2, rng) is None  # no positive: dropped
+    rows = pd.DataFrame(cols).set_index("item_id")
+    assert list(cols) == [
+        "request_id",
+        "item_id",
+        "label",
+        "shown",
+        "shown_position",
+        "cand_rank_als",
+        "cand_rank_rules",
+    ]
+    assert len(rows) == 4 and {1, 5} <= set(rows.index)  # both shown + 2 of the 5 other candidates
+    assert (rows["request_id"] == 3).all() and list(rows.index) == sorted(rows.index)
+    assert rows.loc[5, "label"] == 2 and rows.loc[1, "label"] == 0
+    assert rows.loc[5, "shown_position"] == 0 and rows.loc[1, "shown_position"] == 1  # display order
+    sampled = sorted(set(rows.index) - {1, 5})
+    assert set(sampled) <= {6, 7, 8, 9, 10}
+    assert (rows.loc[sampled, "shown"] == 0).all() and (
+        rows.loc[sampled, "shown_position"] == NOT_SHOWN
+    ).all()
+    assert rows.loc[5, "cand_rank_als"] == 1 and rows.loc[1, "cand_rank_rules"] == 301
+    assert {k: v.dtype for k, v in cols.items()}["shown_position"] == np.int32
+    assert request_columns(0, 1, cands, np.array([1]), {1: 0}, 300, 2, rng) is None  # no positive: dropped
 
 
 def test_unbiased_ranker_does_not_learn_the_logging_order_as_relevance():
