@@ -107,6 +107,12 @@ class StageIndex:
         )
 
 
+def acted_since(history: pd.DataFrame | None, t: pd.Timestamp) -> bool:
+    """Whether the seeker's ``history`` holds an interaction at or after ``t`` (its ALS factor is then
+    recomputed). On the timestamps' array, not the Series: about a third of the time, once per request."""
+    return history is not None and len(history) > 0 and bool((history["timestamp"].array >= t).any())
+
+
 def stage_one(
     sidx: StageIndex,
     items: ItemArrays,
@@ -130,8 +136,9 @@ def stage_one(
     (certificates also the demand of the desired occupations' open postings, ``demand``)."""
     out = {}
     if "als" in sources:
-        newer = history is not None and len(history) and bool((history["timestamp"] >= trained_until).any())
-        vec = sidx.stage.als.user_vector(seeker.seeker_id, history if newer else None)
+        vec = sidx.stage.als.user_vector(
+            seeker.seeker_id, history if acted_since(history, trained_until) else None
+        )
         if vec is None:
             out["als"] = np.zeros(0, np.int64)
         else:

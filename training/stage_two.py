@@ -29,7 +29,7 @@ from training.candidates.world import ITEM_KEY, seeker_side_table
 from training.offers import OfferIndex
 from training.ranker import LambdaRankRanker
 from training.ranking_data import request_columns, session_labels
-from training.request_path import RankerPlan, ReplayDays, default_features, occupation_columns
+from training.request_path import RankerPlan, ReplayDays, acted_since, default_features, occupation_columns
 
 log = logging.getLogger(__name__)
 
@@ -242,16 +242,15 @@ def replay_requests(
     features: list = []
     columns: dict[str, list] = {}  # each request's columns, joined once at the end
     blocks, als_inputs = [], {}
-    for i in tqdm(range(len(requests)), desc=f"{item_type} requests", disable=not show_progress):
-        rid, s, ts, sid = (
-            int(requests.at[i, "request_id"]),
-            int(requests.at[i, "seeker_id"]),
-            requests.at[i, "event_timestamp"],
-            requests.at[i, "session_id"],
-        )
+    # per request below: plain Python values and dicts, read once here (a pandas row per request costs more)
+    keys = zip(*(requests[c].tolist() for c in ("request_id", "seeker_id", "event_timestamp", "session_id")))
+    seeker_rows = qfeat.to_dict("records")
+    for i, (rid, s, ts, sid) in enumerate(
+        tqdm(keys, total=len(requests), desc=f"{item_type} requests", disable=not show_progress)
+    ):
         req = replay.request(
             offers,
-            qfeat.iloc[i],
+            seeker_rows[i],
             s,
             ts,
             user_emb[i],
@@ -262,8 +261,7 @@ def replay_requests(
         )
         items, hist, mask = req.items, req.history, req.mask
         lists = req.key_lists()
-        newer = bool(len(hist)) and bool((hist["timestamp"] >= start).any())
-        als_inputs[rid] = (s, items.keys[mask], hist if newer else None)
+        als_inputs[rid] = (s, items.keys[mask], hist if acted_since(hist, start) else None)
         cols = request_columns(
             rid,
             sid,
