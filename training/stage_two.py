@@ -127,11 +127,14 @@ def build_rows(
         stage, batch, positive_only = prepare_requests(
             item_type, t, store, repo, ctx, cfg, start, end, max_requests, seed, policy, positive_only, stage
         )
+        # indexed once here, before the fork (the workers inherit it), not once per run of requests: at
+        # national scale one posting index takes ~7 s and a window has 4 runs per worker
+        offers = OfferIndex(t, item_type)
         args = (item_type, t, repo, ctx, cfg, batch, stage, start, negatives, seed, positive_only)
         if workers > 1 and len(batch.requests) > 1:
-            outs = replay_forked(args, workers)
+            outs = replay_forked(args, workers, offers=offers)
         else:
-            outs = [replay_requests(*args, show_progress)]
+            outs = [replay_requests(*args, show_progress, offers=offers)]
         return ranker_data(item_type, outs, batch.requests, stage)
 
 
@@ -230,11 +233,13 @@ def replay_requests(
     seed: int,
     positive_only: bool,
     show_progress: bool = False,
+    offers: OfferIndex | None = None,
 ) -> ReplayedRows:
     """Replay ``batch``'s requests through the request path (the code the service runs): each request's
-    candidates, its shown items and sampled negatives, labels and features."""
+    candidates, its shown items and sampled negatives, labels and features. ``offers``: the item type's
+    :class:`OfferIndex` of ``t`` when the caller has it (default: indexed here)."""
     requests, qfeat, user_emb = batch.requests, batch.seeker_features, batch.user_emb
-    offers = OfferIndex(t, item_type)
+    offers = OfferIndex(t, item_type) if offers is None else offers
     replay = ReplayDays(repo, item_type, ctx, stage)
     seeker_columns = batch.seeker_columns
     occ_columns = occupation_columns(repo) if item_type == "posting" else None
@@ -308,12 +313,14 @@ def replay_requests(
     return ReplayedRows(sort_rows(rows), als_inputs, features)
 
 
-# what the forked replay workers read: set in the parent right before they are forked (inherited, never
-# pickled: the national world's events alone are ~16M rows)
+# what the forked replay workers read, (args, OfferIndex): set in the parent right before they are forked
+# (inherited, never pickled: the national world's events alone are ~16M rows)
 _FORKED: tuple | None = None
 
 
-def replay_forked(args: tuple, workers: int, chunks_per_worker: int = 4) -> list[ReplayedRows]:
+def replay_forked(
+    args: tuple, workers: int, chunks_per_worker: int = 4, offers: OfferIndex | None = None
+) -> list[ReplayedRows]:
     """:func:`replay_requests` of ``args`` (its positional arguments) in ``workers`` forked processes, the
     window's requests cut into ``workers * chunks_per_worker`` runs of consecutive requests (in time order,
     so that each run compiles only its own days' items), handed out as workers free up.
@@ -335,7 +342,7 @@ def replay_forked(args: tuple, workers: int, chunks_per_worker: int = 4) -> list
     batch = args[5]
     n = len(batch.requests)
     bounds = np.linspace(0, n, min(n, workers * chunks_per_worker) + 1).astype(np.int64)
-    _FORKED = args
+    _FORKED = (args, offers)
     try:
         with ProcessPoolExecutor(
             workers, mp_context=mp.get_context("fork"), initializer=_forked_init
@@ -364,16 +371,18 @@ def _forked_init() -> None:
     threadpool_limits(1)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
-    stage = _FORKED[6]
+    stage = _FORKED[0][6]
     model = getattr(getattr(stage, "als", None), "model_", None)
     if model is not None and hasattr(model, "num_threads"):
         model.num_threads = 1  # implicit's recalculate_user passes its own OpenMP thread count
 
 
 def _forked_replay(lo: int, hi: int) -> ReplayedRows:
-    item_type, t, repo, ctx, cfg, batch, stage, start, negatives, seed, positive_only = _FORKED
+    (item_type, t, repo, ctx, cfg, batch, stage, start, negatives, seed, positive_only), offers = _FORKED
     part = batch.take(np.arange(lo, hi))
-    return replay_requests(item_type, t, repo, ctx, cfg, part, stage, start, negatives, seed, positive_only)
+    return replay_requests(
+        item_type, t, repo, ctx, cfg, part, stage, start, negatives, seed, positive_only, offers=offers
+    )
 
 
 def sort_rows(rows: pd.DataFrame) -> pd.DataFrame:
