@@ -175,13 +175,27 @@ def _window_args(local_repo, tiny_tables):
     )
 
 
-def test_rows_replayed_in_forked_workers_equal_the_rows_of_one_process(rows, local_repo, tiny_tables):
+def test_rows_replayed_in_forked_workers_equal_the_rows_of_one_process(
+    rows, local_repo, tiny_tables, monkeypatch
+):
     """``train.replay_workers``: the window's requests cut into runs replayed by forked processes give the
     very rows (values, order, features) and ALS inputs of the single-process replay. The stage's ALS and
     two-tower were fitted here first, so the children also prove they run after the parent used libgomp
-    (which hangs a forked child that uses its own thread pool)."""
+    (which hangs a forked child that uses its own thread pool). The offers are indexed once, in the
+    parent: no worker indexes them again for its runs."""
+    import os
+
     import training.stage_two as st
 
+    parent, built = os.getpid(), []
+
+    class OnceInTheParent(st.OfferIndex):
+        def __init__(self, *args, **kwargs):
+            assert os.getpid() == parent, "a replay worker indexed the offers again"
+            built.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(st, "OfferIndex", OnceInTheParent)
     forked = build_rows(*_window_args(local_repo, tiny_tables), 80, 10, 0, stage=rows.stage, workers=2)
     assert len(rows.requests) > 8  # more requests than runs: every worker replays several runs
     pd.testing.assert_frame_equal(forked.rows, rows.rows)
@@ -192,6 +206,7 @@ def test_rows_replayed_in_forked_workers_equal_the_rows_of_one_process(rows, loc
         if h1 is not None:
             pd.testing.assert_frame_equal(h1, h2)
     assert st._FORKED is None  # the parent keeps no reference to the window once the workers are done
+    assert len(built) == 1
 
 
 def test_a_replay_worker_that_dies_is_a_named_error(rows, local_repo, tiny_tables, monkeypatch):
