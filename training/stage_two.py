@@ -319,7 +319,7 @@ _FORKED: tuple | None = None
 
 
 def replay_forked(
-    args: tuple, workers: int, chunks_per_worker: int = 4, offers: OfferIndex | None = None
+    args: tuple, workers: int, *, offers: OfferIndex, chunks_per_worker: int = 4
 ) -> list[ReplayedRows]:
     """:func:`replay_requests` of ``args`` (its positional arguments) in ``workers`` forked processes, the
     window's requests cut into ``workers * chunks_per_worker`` runs of consecutive requests (in time order,
@@ -327,9 +327,10 @@ def replay_forked(
 
     The rows are those of one process (:class:`RequestBatch`: any subset replays to the same rows;
     :func:`ranker_data` sorts them): the replay is single-threaded Python, and this uses the other cores.
-    The children inherit the parent's memory (copy-on-write) instead of loading the world again; they run
-    with one thread per native library, because libgomp (implicit, torch) hangs in a forked child whose
-    parent already used its thread pool.
+    The children inherit the parent's memory (copy-on-write) instead of loading the world again, and
+    ``offers`` (the window's :class:`OfferIndex`, built once in the parent) instead of indexing it per
+    run; they run with one thread per native library, because libgomp (implicit, torch) hangs in a
+    forked child whose parent already used its thread pool.
 
     Raises:
         ReplayWorkerError: a worker died (killed, out of memory) before returning its rows.
