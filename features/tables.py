@@ -247,6 +247,28 @@ def _unit_groups(t) -> np.ndarray:
     return g
 
 
+def _rolling_counts_sql(key: str, kinds: dict[str, str], sums: dict[str, tuple[str, int | None]]) -> str:
+    """SQL over ``ev`` (key, event_type, day) and ``snap`` (key, sday): per snapshot, the events of each
+    kind on days [sday - w, sday - 1] (w None: every earlier day), ordered by key and day.
+
+    Window sums over one table of daily counts and snapshot days: each snapshot reads its key's days in a
+    sliding frame, where a range join would pair it with every event of its window (the national world's
+    14.7M snapshots with up to 90 days of events each)."""
+    daily = ", ".join(f"count(*) FILTER (WHERE event_type = '{et}') AS {name}" for name, et in kinds.items())
+    frame = lambda w: "UNBOUNDED PRECEDING" if w is None else f"{w} PRECEDING"  # noqa: E731
+    rolled = ",\n".join(
+        f"coalesce(sum({kind}) OVER (PARTITION BY {key} ORDER BY day RANGE BETWEEN {frame(w)} "
+        f"AND 1 PRECEDING), 0)::BIGINT AS {name}"
+        for name, (kind, w) in sums.items()
+    )
+    return f"""
+        WITH daily AS (SELECT {key}, day, {daily} FROM ev GROUP BY {key}, day),
+        grid AS (SELECT {key}, day, {", ".join(kinds)}, false AS is_snap FROM daily
+                 UNION ALL SELECT {key}, sday, {", ".join("0" for _ in kinds)}, true FROM snap)
+        SELECT {key}::BIGINT AS {key}, day AS sday, {rolled}
+        FROM grid QUALIFY is_snap ORDER BY 1, 2"""
+
+
 def seeker_activity(events: pd.DataFrame, seekers: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
     """Daily snapshots of rolling 7/30/90-day counts, only on days where some count changes, plus an
     all-zero row at registration (Feast's file offline store drops an entity row whose entity has
@@ -256,23 +278,15 @@ def seeker_activity(events: pd.DataFrame, seekers: pd.DataFrame, end: pd.Timesta
     ]
     ev = ev.assign(day=np.floor(_days(events.loc[ev.index, "ts"])).astype("int64"))
     last_day = int(np.floor(_days(pd.Series([end]))[0]))
-    aggs = ",\n".join(
-        f"count(*) FILTER (WHERE e.event_type = '{et}' AND e.day >= s.sday - {w})::BIGINT AS {name}_{w}d"
-        for w in WINDOWS
-        for et, name in (("view", "views"), ("apply", "applies"), ("hire", "hires"), ("enrol", "enrolments"))
-    )
+    kinds = {"views": "view", "applies": "apply", "hires": "hire", "enrolments": "enrol"}
     offsets = ", ".join(f"({o})" for o in (1, *(w + 1 for w in WINDOWS)))
     con = duckdb.connect()
     con.register("ev", ev)
-    df = con.execute(f"""
-        WITH snap AS (
-            SELECT DISTINCT seeker_id, day + o AS sday FROM ev, (VALUES {offsets}) AS t(o)
-            WHERE day + o <= {last_day})
-        SELECT s.seeker_id::BIGINT AS seeker_id, s.sday, {aggs}
-        FROM snap s LEFT JOIN ev e
-          ON e.seeker_id = s.seeker_id AND e.day < s.sday AND e.day >= s.sday - {max(WINDOWS)}
-        GROUP BY s.seeker_id, s.sday
-        ORDER BY 1, 2""").df()
+    con.execute(f"""
+        CREATE TEMP VIEW snap AS SELECT DISTINCT seeker_id, day + o AS sday
+        FROM ev, (VALUES {offsets}) AS t(o) WHERE day + o <= {last_day}""")
+    sums = {f"{name}_{w}d": (name, w) for w in WINDOWS for name in kinds}
+    df = con.execute(_rolling_counts_sql("seeker_id", kinds, sums)).df()
     con.close()
     snaps = _stamp(df.drop(columns="sday"), pd.to_datetime(df["sday"] * DAY_S, unit="s", utc=True))
     counts = [c for c in snaps.columns if c not in ("seeker_id", "event_timestamp", "created_timestamp")]
@@ -325,17 +339,17 @@ def posting_popularity(p: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     con = duckdb.connect()
     con.register("pp", pp)
     con.register("ev", ev)
-    df = con.execute("""
-        WITH days AS (SELECT posting_id, headcount, unnest(range(d0, d1 + 1)) AS sday FROM pp)
-        SELECT d.posting_id, d.sday,
-          count(e.day) FILTER (WHERE e.event_type = 'view' AND e.day >= d.sday - 7)::BIGINT AS views_7d,
-          count(e.day) FILTER (WHERE e.event_type = 'apply' AND e.day >= d.sday - 7)::BIGINT AS applies_7d,
-          count(e.day) FILTER (WHERE e.event_type = 'apply' AND e.day >= d.sday - 30)::BIGINT AS applies_30d,
-          count(e.day) FILTER (WHERE e.event_type = 'apply')::BIGINT AS applies_total,
-          (count(e.day) FILTER (WHERE e.event_type = 'apply') / any_value(d.headcount))::FLOAT
-            AS applies_per_headcount
-        FROM days d LEFT JOIN ev e ON e.posting_id = d.posting_id AND e.day < d.sday
-        GROUP BY d.posting_id, d.sday ORDER BY 1, 2""").df()
+    con.execute("CREATE TEMP VIEW snap AS SELECT posting_id, unnest(range(d0, d1 + 1)) AS sday FROM pp")
+    sums = {
+        "views_7d": ("views", 7),
+        "applies_7d": ("applies", 7),
+        "applies_30d": ("applies", 30),
+        "applies_total": ("applies", None),
+    }
+    rolled = _rolling_counts_sql("posting_id", {"views": "view", "applies": "apply"}, sums)
+    df = con.execute(f"""
+        SELECT r.*, (r.applies_total / pp.headcount)::FLOAT AS applies_per_headcount
+        FROM ({rolled}) r JOIN pp USING (posting_id) ORDER BY 1, 2""").df()
     con.close()
     snaps = _stamp(df.drop(columns="sday"), pd.to_datetime(df["sday"] * DAY_S, unit="s", utc=True))
     zero = pd.DataFrame(

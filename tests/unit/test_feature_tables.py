@@ -165,3 +165,85 @@ def test_competency_table_equals_the_row_by_row_build(seed):
     assert (got["n_units"] > 0).any() and (got["n_certificates"] > 0).any()
     assert (got["n_courses_completed"] > 1).any()
     assert to_arrow(got).equals(to_arrow(want))
+
+
+def _random_events(seed: int, n: int = 3000) -> pd.DataFrame:
+    """Events of 40 seekers on 30 postings over 200 days, many on the same day and on the windows' edges."""
+    rng = np.random.default_rng(seed)
+    day0 = pd.Timestamp("2024-01-01", tz="UTC")
+    days = rng.integers(0, 200, n)
+    return pd.DataFrame(
+        {
+            "seeker_id": rng.integers(0, 40, n),
+            "item_type": rng.choice(["posting", "course"], n, p=[0.8, 0.2]),
+            "item_id": rng.integers(0, 30, n),
+            "event_type": rng.choice(["view", "apply", "hire", "enrol", "register"], n),
+            "ts": day0 + pd.to_timedelta(days * 86_400 + rng.integers(0, 86_400, n), unit="s"),
+        }
+    )
+
+
+def _count(ev: pd.DataFrame, key: str, k, et: str, day: int, w: int | None) -> int:
+    """Events of key ``k`` and type ``et`` on days [day - w, day - 1] (every earlier day if w is None)."""
+    d = np.floor((ev["ts"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds() / 86_400).astype(int)
+    m = (ev[key] == k) & (ev["event_type"] == et) & (d < day) & ((d >= day - w) if w else True)
+    return int(m.sum())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rolling_counts_equal_a_count_of_the_events_per_snapshot(seed):
+    """Every snapshot of seeker_activity and posting_popularity counts exactly the events of its key on
+    the days before it within each window (a frame off by a day, or a window sum that sees its own day,
+    fails here); a seeker gets a snapshot the day after an event and the day it leaves each window."""
+    from features.tables import posting_popularity
+
+    ev = _random_events(seed)
+    seekers = pd.DataFrame(
+        {"seeker_id": np.arange(41), "registered_at": pd.Timestamp("2023-12-01", tz="UTC")}
+    )
+    act = seeker_activity(ev, seekers, pd.Timestamp("2024-12-31", tz="UTC"))
+    snaps = act[act["event_timestamp"] > pd.Timestamp("2023-12-01", tz="UTC")]
+    assert (act["seeker_id"] == 40).sum() == 1  # no events: only the registration row
+    kinds = {"views": "view", "applies": "apply", "hires": "hire", "enrolments": "enrol"}
+    checked = 0
+    for r in snaps.sample(150, random_state=seed).itertuples():
+        day = int((r.event_timestamp - pd.Timestamp(0, tz="UTC")).total_seconds() // 86_400)
+        for name, et in kinds.items():
+            for w in (7, 30, 90):
+                assert getattr(r, f"{name}_{w}d") == _count(ev, "seeker_id", r.seeker_id, et, day, w), (
+                    r.seeker_id,
+                    day,
+                    name,
+                    w,
+                )
+                checked += getattr(r, f"{name}_{w}d") > 0
+    assert checked > 300  # most checks are of non-zero counts
+    s0 = ev[ev["seeker_id"] == 0]
+    first = int(np.floor((s0["ts"].min() - pd.Timestamp(0, tz="UTC")).total_seconds() / 86_400))
+    days0 = set((snaps.loc[snaps["seeker_id"] == 0, "event_timestamp"] - pd.Timestamp(0, tz="UTC")).dt.days)
+    assert {first + 1, first + 8, first + 31, first + 91} <= days0
+
+    postings = pd.DataFrame(
+        {
+            "posting_id": np.arange(30),
+            "headcount": np.arange(30) % 4 + 1,
+            "open_at": pd.Timestamp("2024-02-01 09:00", tz="UTC") + pd.to_timedelta(np.arange(30), unit="D"),
+            "close_at": pd.Timestamp("2024-04-01 18:00", tz="UTC") + pd.to_timedelta(np.arange(30), unit="D"),
+        }
+    )
+    pop = posting_popularity(postings, ev)
+    pev = ev[ev["item_type"] == "posting"].rename(columns={"item_id": "posting_id"})
+    for r in pop.sample(150, random_state=seed).itertuples():
+        day = int((r.event_timestamp - pd.Timestamp(0, tz="UTC")).total_seconds() // 86_400)
+        if r.event_timestamp.hour:  # the all-zero row at the opening moment
+            assert (r.views_7d, r.applies_total) == (0, 0)
+            continue
+        applies = _count(pev, "posting_id", r.posting_id, "apply", day, None)
+        assert (r.views_7d, r.applies_7d, r.applies_30d, r.applies_total) == (
+            _count(pev, "posting_id", r.posting_id, "view", day, 7),
+            _count(pev, "posting_id", r.posting_id, "apply", day, 7),
+            _count(pev, "posting_id", r.posting_id, "apply", day, 30),
+            applies,
+        )
+        assert r.applies_per_headcount == np.float32(applies / (r.posting_id % 4 + 1))
+    assert pop["applies_total"].max() > 5
