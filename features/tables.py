@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from jobcare.ids import unique_sorted
 from jobcare.stages import stage
 from jobcare.world.io import read_manifest, read_tables, write_table
 from jobcare.world.taxonomy import GRADES, RIASEC, WORK_VALUES
@@ -247,54 +248,89 @@ def _unit_groups(t) -> np.ndarray:
     return g
 
 
-def _rolling_counts_sql(key: str, kinds: dict[str, str], sums: dict[str, tuple[str, int | None]]) -> str:
-    """SQL over ``ev`` (key, event_type, day) and ``snap`` (key, sday): per snapshot, the events of each
-    kind on days [sday - w, sday - 1] (w None: every earlier day), ordered by key and day.
+_DAY_BITS = 16  # (key, day) packed as key << 16 | day: days since 1970 stay below 2**16 until 2149
 
-    Window sums over one table of daily counts and snapshot days: each snapshot reads its key's days in a
-    sliding frame, where a range join would pair it with every event of its window (the national world's
-    14.7M snapshots with up to 90 days of events each)."""
-    daily = ", ".join(f"count(*) FILTER (WHERE event_type = '{et}') AS {name}" for name, et in kinds.items())
-    frame = lambda w: "UNBOUNDED PRECEDING" if w is None else f"{w} PRECEDING"  # noqa: E731
-    rolled = ",\n".join(
-        f"coalesce(sum({kind}) OVER (PARTITION BY {key} ORDER BY day RANGE BETWEEN {frame(w)} "
-        f"AND 1 PRECEDING), 0)::BIGINT AS {name}"
-        for name, (kind, w) in sums.items()
-    )
-    return f"""
-        WITH daily AS (SELECT {key}, day, {daily} FROM ev GROUP BY {key}, day),
-        grid AS (SELECT {key}, day, {", ".join(kinds)}, false AS is_snap FROM daily
-                 UNION ALL SELECT {key}, sday, {", ".join("0" for _ in kinds)}, true FROM snap)
-        SELECT {key}::BIGINT AS {key}, day AS sday, {rolled}
-        FROM grid QUALIFY is_snap ORDER BY 1, 2"""
+
+def _pack(key: np.ndarray, day: np.ndarray) -> np.ndarray:
+    day = np.asarray(day, dtype=np.int64)
+    if len(day) and (day.min() <= max(WINDOWS) or day.max() >= 2**_DAY_BITS - max(WINDOWS) - 1):
+        raise ValueError(f"feature tables: days since 1970 out of range [{max(WINDOWS) + 1}, 2**16 - 92)")
+    return (np.asarray(key, dtype=np.int64) << _DAY_BITS) | day
+
+
+def _rolling_counts(
+    ev_key: np.ndarray,
+    ev_day: np.ndarray,
+    ev_kind: np.ndarray,
+    kinds: list[str],
+    snaps: np.ndarray,
+    sums: dict[str, tuple[str, int | None]],
+) -> dict[str, np.ndarray]:
+    """Per snapshot (a sorted packed (key, day)), the events of each kind of its key on days
+    [day - w, day - 1] (w None: every earlier day).
+
+    A snapshot's count is the difference of two prefix counts of its kind's events, found by binary
+    searches of sorted arrays. A join would pair each snapshot with every event of its
+    window (the national world: 14.7M snapshots with up to 90 days of events each)."""
+    codes = _pack(ev_key, ev_day)
+    daily = unique_sorted(codes)
+    prefix = {}  # per kind, at daily index j: the kind's events before daily[j] (and all of them, last)
+    for kind in kinds:
+        of_kind = np.sort(codes[ev_kind == kind])
+        prefix[kind] = np.append(np.searchsorted(of_kind, daily), len(of_kind))
+    before = np.searchsorted(daily, snaps)  # daily counts of days < the snapshot's day
+    first = {}  # per window: the first daily count inside it
+    for _, w in sums.values():
+        if w not in first:
+            lower = (snaps >> _DAY_BITS) << _DAY_BITS if w is None else snaps - w
+            first[w] = np.searchsorted(daily, lower)
+    return {name: prefix[kind][before] - prefix[kind][first[w]] for name, (kind, w) in sums.items()}
+
+
+def _first_rows_and_snapshots(
+    key_name: str, keys, at: pd.Series, snaps: np.ndarray, counts: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    """Each key's all-zero row at ``at`` (its registration or opening) and the snapshots (sorted packed
+    (key, day), stamped at midnight), in key and time order, a key's first row before a snapshot of the
+    same moment: the order a stable sort of the two gives, found by one binary search per key."""
+    order = np.argsort(np.asarray(keys, np.int64), kind="stable")
+    keys = np.asarray(keys, np.int64)[order]
+    at_ns = pd.to_datetime(at, utc=True).dt.tz_localize(None).to_numpy("datetime64[ns]").view("int64")[order]
+    day_ns = DAY_S * 10**9
+    first = np.searchsorted(snaps, _pack(keys, -(-at_ns // day_ns))) + np.arange(len(keys))
+    is_first = np.zeros(len(keys) + len(snaps), bool)
+    is_first[first] = True
+    is_snap = ~is_first
+    key = np.empty(len(is_first), np.int64)
+    key[first], key[is_snap] = keys, snaps >> _DAY_BITS
+    ts = np.empty(len(is_first), np.int64)
+    ts[first], ts[is_snap] = at_ns, (snaps & (2**_DAY_BITS - 1)) * day_ns
+    columns = {key_name: key}
+    for name, c in counts.items():
+        columns[name] = np.zeros(len(is_first), c.dtype)
+        columns[name][is_snap] = c
+    df = pd.DataFrame(columns)
+    return _stamp(df, pd.to_datetime(ts, utc=True))
 
 
 def seeker_activity(events: pd.DataFrame, seekers: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
-    """Daily snapshots of rolling 7/30/90-day counts, only on days where some count changes, plus an
-    all-zero row at registration (Feast's file offline store drops an entity row whose entity has
-    feature rows only after it, so every entity gets a row from its first moment)."""
-    ev = events.loc[
-        events["event_type"].isin(["view", "apply", "hire", "enrol"]), ["seeker_id", "event_type"]
-    ]
-    ev = ev.assign(day=np.floor(_days(events.loc[ev.index, "ts"])).astype("int64"))
+    """Daily snapshots of rolling 7/30/90-day counts, only on days where some count changes (the day after
+    an event, and the days it leaves each window), plus an all-zero row at registration (Feast's file
+    offline store drops an entity row whose entity has feature rows only after it, so every entity gets a
+    row from its first moment)."""
+    kinds = {"view": "views", "apply": "applies", "hire": "hires", "enrol": "enrolments"}
+    m = events["event_type"].isin(list(kinds)).to_numpy()
+    key = events["seeker_id"].to_numpy()[m]
+    day = np.floor(_days(events.loc[m, "ts"])).astype("int64")
     last_day = int(np.floor(_days(pd.Series([end]))[0]))
-    kinds = {"views": "view", "applies": "apply", "hires": "hire", "enrolments": "enrol"}
-    offsets = ", ".join(f"({o})" for o in (1, *(w + 1 for w in WINDOWS)))
-    con = duckdb.connect()
-    con.register("ev", ev)
-    con.execute(f"""
-        CREATE TEMP VIEW snap AS SELECT DISTINCT seeker_id, day + o AS sday
-        FROM ev, (VALUES {offsets}) AS t(o) WHERE day + o <= {last_day}""")
-    sums = {f"{name}_{w}d": (name, w) for w in WINDOWS for name in kinds}
-    df = con.execute(_rolling_counts_sql("seeker_id", kinds, sums)).df()
-    con.close()
-    snaps = _stamp(df.drop(columns="sday"), pd.to_datetime(df["sday"] * DAY_S, unit="s", utc=True))
-    counts = [c for c in snaps.columns if c not in ("seeker_id", "event_timestamp", "created_timestamp")]
-    zero = pd.DataFrame({c: np.zeros(len(seekers), dtype="int64") for c in counts})
-    zero.insert(0, "seeker_id", seekers["seeker_id"].astype("int64").to_numpy())
-    zero = _stamp(zero, seekers["registered_at"])
-    return pd.concat([zero, snaps], ignore_index=True).sort_values(
-        ["seeker_id", "event_timestamp"], ignore_index=True
+    event_days = unique_sorted(_pack(key, day))
+    snaps = unique_sorted(np.concatenate([event_days + o for o in (1, *(w + 1 for w in WINDOWS))]))
+    snaps = snaps[(snaps & (2**_DAY_BITS - 1)) <= last_day]
+    sums = {f"{name}_{w}d": (kind, w) for w in WINDOWS for kind, name in kinds.items()}
+    kind = events.loc[m, "event_type"].to_numpy()
+    counts = _rolling_counts(key, day, kind, list(kinds), snaps, sums)
+    return _first_rows_and_snapshots(
+        "seeker_id", seekers["seeker_id"], seekers["registered_at"], snaps, counts
     )
 
 
@@ -320,52 +356,29 @@ def posting_attributes(p: pd.DataFrame, pc: pd.DataFrame) -> pd.DataFrame:
 
 def posting_popularity(p: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     """Snapshots at every midnight while the posting is open."""
-    pp = pd.DataFrame(
-        {
-            "posting_id": p["posting_id"].astype("int64"),
-            "headcount": p["headcount"],
-            "d0": np.ceil(_days(p["open_at"])).astype("int64"),
-            "d1": np.floor(_days(p["close_at"])).astype("int64"),
-        }
-    )
-    m = (events["item_type"] == "posting") & events["event_type"].isin(["view", "apply"])
-    ev = pd.DataFrame(
-        {
-            "posting_id": events.loc[m, "item_id"].astype("int64"),
-            "event_type": events.loc[m, "event_type"],
-            "day": np.floor(_days(events.loc[m, "ts"])).astype("int64"),
-        }
-    )
-    con = duckdb.connect()
-    con.register("pp", pp)
-    con.register("ev", ev)
-    con.execute("CREATE TEMP VIEW snap AS SELECT posting_id, unnest(range(d0, d1 + 1)) AS sday FROM pp")
+    d0 = np.ceil(_days(p["open_at"])).astype("int64")
+    n = np.maximum(np.floor(_days(p["close_at"])).astype("int64") - d0 + 1, 0)
+    within = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    snaps = np.repeat(_pack(p["posting_id"].to_numpy(), d0), n) + within
+    order = np.argsort(snaps, kind="stable")
+    snaps, headcount = snaps[order], np.repeat(p["headcount"].to_numpy(np.int64), n)[order]
+    m = ((events["item_type"] == "posting") & events["event_type"].isin(["view", "apply"])).to_numpy()
     sums = {
-        "views_7d": ("views", 7),
-        "applies_7d": ("applies", 7),
-        "applies_30d": ("applies", 30),
-        "applies_total": ("applies", None),
+        "views_7d": ("view", 7),
+        "applies_7d": ("apply", 7),
+        "applies_30d": ("apply", 30),
+        "applies_total": ("apply", None),
     }
-    rolled = _rolling_counts_sql("posting_id", {"views": "view", "applies": "apply"}, sums)
-    df = con.execute(f"""
-        SELECT r.*, (r.applies_total / pp.headcount)::FLOAT AS applies_per_headcount
-        FROM ({rolled}) r JOIN pp USING (posting_id) ORDER BY 1, 2""").df()
-    con.close()
-    snaps = _stamp(df.drop(columns="sday"), pd.to_datetime(df["sday"] * DAY_S, unit="s", utc=True))
-    zero = pd.DataFrame(
-        {
-            "posting_id": pp["posting_id"],
-            "views_7d": 0,
-            "applies_7d": 0,
-            "applies_30d": 0,
-            "applies_total": 0,
-            "applies_per_headcount": np.float32(0),
-        }
-    ).astype(snaps.dtypes.drop(["event_timestamp", "created_timestamp"]).to_dict())
-    zero = _stamp(zero, p["open_at"])
-    return pd.concat([zero, snaps], ignore_index=True).sort_values(
-        ["posting_id", "event_timestamp"], ignore_index=True
+    counts = _rolling_counts(
+        events["item_id"].to_numpy()[m],
+        np.floor(_days(events.loc[m, "ts"])).astype("int64"),
+        events.loc[m, "event_type"].to_numpy(),
+        ["view", "apply"],
+        snaps,
+        sums,
     )
+    counts["applies_per_headcount"] = (counts["applies_total"] / headcount).astype(np.float32)
+    return _first_rows_and_snapshots("posting_id", p["posting_id"], p["open_at"], snaps, counts)
 
 
 def course_attributes(c: pd.DataFrame, cu: pd.DataFrame) -> pd.DataFrame:

@@ -58,3 +58,16 @@ class IdIndex:
         if not len(self.pos):
             return np.zeros(len(off), bool)
         return inside & np.take(self.present, off, mode="clip")
+
+
+def unique_sorted(values) -> np.ndarray:
+    """The distinct values, sorted, found by a sort. numpy 2.4's ``np.unique`` (without ``return_*``)
+    hashes instead, and on this machine that is 15-30x slower for millions of distinct values: 5.0 s
+    against 0.28 s for 15M integers with 1M distinct, 9.9 s against 0.34 s with 10M distinct."""
+    s = np.sort(np.asarray(values).ravel())
+    if not len(s):
+        return s
+    keep = np.empty(len(s), bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]

@@ -243,3 +243,19 @@ def test_out_of_range_on_nullable_integers_counts_only_present_rows(tiny_tables,
     v = [v for v in vs if v.rule == "out_of_range" and v.column == "position"]
     assert v and v[0].n_rows == 2 and {e["row"] for e in v[0].examples} == {0, 1}
     assert _first(vs, "null_value").column == "position"
+
+
+def test_unique_sorted_equals_numpys_unique():
+    import numpy as np
+
+    from jobcare.ids import unique_sorted
+
+    rng = np.random.default_rng(0)
+    for a in (
+        rng.integers(-50, 50, 1000),
+        rng.integers(0, 2**40, 500),
+        np.array([3, 3, 3]),
+        np.array([], int),
+    ):
+        got = unique_sorted(a)
+        assert got.tolist() == np.unique(a).tolist() and got.dtype == a.dtype

@@ -198,15 +198,25 @@ def test_rolling_counts_equal_a_count_of_the_events_per_snapshot(seed):
     from features.tables import posting_popularity
 
     ev = _random_events(seed)
-    seekers = pd.DataFrame(
-        {"seeker_id": np.arange(41), "registered_at": pd.Timestamp("2023-12-01", tz="UTC")}
-    )
+    # seeker 41 registers at the very moment of a snapshot (midnight after an event): its registration row
+    # must still come first, as a stable sort of registration rows before snapshots would put it
+    ev.loc[len(ev)] = (41, "posting", 1, "view", pd.Timestamp("2024-01-10 08:00", tz="UTC"))
+    registered = [pd.Timestamp("2023-12-01", tz="UTC")] * 41 + [pd.Timestamp("2024-01-11", tz="UTC")]
+    seekers = pd.DataFrame({"seeker_id": np.arange(42)[::-1], "registered_at": registered[::-1]})
     act = seeker_activity(ev, seekers, pd.Timestamp("2024-12-31", tz="UTC"))
     snaps = act[act["event_timestamp"] > pd.Timestamp("2023-12-01", tz="UTC")]
     assert (act["seeker_id"] == 40).sum() == 1  # no events: only the registration row
+    order = act[["seeker_id", "event_timestamp"]]
+    assert order.equals(order.sort_values(["seeker_id", "event_timestamp"], ignore_index=True))
+    heads = act.groupby("seeker_id").head(1).set_index("seeker_id")
+    assert (heads["event_timestamp"] == pd.Series(registered, index=range(42))).all()
+    assert (heads.drop(columns=["event_timestamp", "created_timestamp"]) == 0).all().all()
+    s41 = act[act["seeker_id"] == 41]
+    assert s41["event_timestamp"].tolist()[:2] == [pd.Timestamp("2024-01-11", tz="UTC")] * 2
+    assert s41["views_7d"].tolist()[:2] == [0, 1]
     kinds = {"views": "view", "applies": "apply", "hires": "hire", "enrolments": "enrol"}
     checked = 0
-    for r in snaps.sample(150, random_state=seed).itertuples():
+    for r in snaps[snaps["seeker_id"] < 41].sample(150, random_state=seed).itertuples():
         day = int((r.event_timestamp - pd.Timestamp(0, tz="UTC")).total_seconds() // 86_400)
         for name, et in kinds.items():
             for w in (7, 30, 90):
