@@ -23,6 +23,7 @@ from features import store as fstore
 from features.item_index import item_features
 from features.pairs import PairContext
 from jobcare.config import CandidatesConfig
+from jobcare.ids import unique_sorted
 from jobcare.stages import stage
 from jobcare.world.io import read_manifest, read_tables
 from training.candidates.als import ALSRecommender
@@ -80,7 +81,7 @@ def fit_stage_one(
         tt_done = threading.Event()
         with ThreadPoolExecutor(1, thread_name_prefix=f"{item_type}-als") as beside:
             als = beside.submit(_fit_als, item_type, inter, cfg, secs, tt_done)
-            user_ids = np.unique(inter["user"]).astype(np.int64)
+            user_ids = unique_sorted(inter["user"].to_numpy()).astype(np.int64)
             users = pd.DataFrame({"seeker_id": user_ids, "event_timestamp": until})
             with stage(f"{item_type}/stage_one/seeker_features"):
                 ufeat = fstore.historical_features(store, users, "seeker_online_v1")
