@@ -240,6 +240,24 @@ def growth(national: dict, demo: dict) -> dict:
     return out
 
 
+def is_part(name: str, stages) -> bool:
+    """Whether ``name`` is a part of another timed stage (``posting/stage_one/als`` of
+    ``posting/stage_one``, ``feature_tables/seeker_activity`` of ``feature_tables``): its time is inside
+    that stage's, not extra time."""
+    parent = name.rpartition("/")[0]
+    return bool(parent) and parent in stages
+
+
+def growth_checks(growth_by_name: dict, stages) -> tuple[bool, dict]:
+    """(every stage within the growth target, the parts of stages over it). The target is per stage
+    (issue 16); a part is reported beside it: a part that takes well under a second on the demo world
+    grows by its fixed costs as much as by the data (README, "The ninth run")."""
+    bound = TARGETS["growth_per_stage"]
+    ok = all(g <= bound for name, g in growth_by_name.items() if not is_part(name, stages))
+    parts_over = {n: g for n, g in growth_by_name.items() if is_part(n, stages) and g > bound}
+    return ok, parts_over
+
+
 def markdown(res: dict) -> str:
     """The README's table: per stage, demo and national seconds (calls), growth, national peak RSS."""
     demo, nat = res["worlds"].get("demo", {}), res["worlds"]["national"]
@@ -348,7 +366,9 @@ def main() -> None:
         }
         if "demo" in res["worlds"]:
             res["growth"] = growth(nat, res["worlds"]["demo"])
-            checks["growth_per_stage"] = all(g <= TARGETS["growth_per_stage"] for g in res["growth"].values())
+            checks["growth_per_stage"], res["growth_parts_over_target"] = growth_checks(
+                res["growth"], nat["stages"]
+            )
     res["meets_targets"] = checks
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2) + "\n")
