@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from jobcare.errors import JobcareError
 from jobcare.ids import unique_sorted
 from jobcare.stages import stage
 from jobcare.world.io import read_manifest, read_tables, write_table
@@ -251,10 +252,21 @@ def _unit_groups(t) -> np.ndarray:
 _DAY_BITS = 16  # (key, day) packed as key << 16 | day: days since 1970 stay below 2**16 until 2149
 
 
+class FeatureTableError(JobcareError):
+    """A world's rows cannot be turned into a feature table."""
+
+
 def _pack(key: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """(key, day) as one sortable integer; a window's first day stays within its key's range."""
     day = np.asarray(day, dtype=np.int64)
-    if len(day) and (day.min() <= max(WINDOWS) or day.max() >= 2**_DAY_BITS - max(WINDOWS) - 1):
-        raise ValueError(f"feature tables: days since 1970 out of range [{max(WINDOWS) + 1}, 2**16 - 92)")
+    lo, hi = max(WINDOWS) + 1, 2**_DAY_BITS - max(WINDOWS) - 2
+    bad = (day < lo) | (day > hi)
+    if bad.any():
+        first = pd.Timestamp(int(day[bad][0]) * DAY_S, unit="s", tz="UTC")
+        raise FeatureTableError(
+            f"rolling counts: {int(bad.sum())} timestamp(s) outside {pd.Timestamp(lo * DAY_S, unit='s')}"
+            f" .. {pd.Timestamp(hi * DAY_S, unit='s')} (days since 1970 packed in 16 bits), e.g. {first}"
+        )
     return (np.asarray(key, dtype=np.int64) << _DAY_BITS) | day
 
 

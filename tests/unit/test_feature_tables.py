@@ -257,3 +257,12 @@ def test_rolling_counts_equal_a_count_of_the_events_per_snapshot(seed):
         )
         assert r.applies_per_headcount == np.float32(applies / (r.posting_id % 4 + 1))
     assert pop["applies_total"].max() > 5
+
+
+def test_rolling_counts_name_timestamps_outside_their_range():
+    from features.tables import FeatureTableError
+
+    ev = _events([(1, "posting", 10, "view", "1970-01-05 09:00"), (1, "posting", 10, "view", "2024-01-10")])
+    seekers = pd.DataFrame({"seeker_id": [1], "registered_at": pd.to_datetime(["1970-01-01"], utc=True)})
+    with pytest.raises(FeatureTableError, match=r"1 timestamp\(s\) outside .* e.g. 1970-01-05"):
+        seeker_activity(ev, seekers, T("2024-12-31"))
