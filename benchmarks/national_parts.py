@@ -7,7 +7,10 @@ Times, one after the other in this process, the current code and the code of ``-
 ``seeker_activity``, ``posting_popularity`` and ``world_interactions`` per item type (events before the
 last 90 days, the test window's cutoff), and checks that both give equal frames
 (``pandas.testing.assert_frame_equal``). ``--als`` also fits ALS alone on one thread on the posting
-interactions (the configured factors and iterations), with the matrix's shape. Appends to
+interactions (the default ``ALSParams``, which ``configs/demo.yaml`` keeps), with the matrix's shape.
+``unique``: ``np.unique`` (numpy 2.4 hashes) against ``jobcare.ids.unique_sorted`` (a sort) on the
+world's own arrays: the posting interactions' users (stage one's user ids) and the packed (seeker, day)
+keys of ``seeker_activity``. Appends to
 ``benchmarks/results/national_parts.json`` (``--out``).
 """
 
@@ -100,10 +103,29 @@ def main() -> None:
             res["seconds"][name] = {"now": s_now, "before": s_before, "rows": len(got), "equal": True}
             print(name, res["seconds"][name], flush=True)
             del got, want
+    import numpy as np
+
+    from jobcare.ids import unique_sorted
+
+    inter = wi.world_interactions(t["events"], "posting", cutoff, EventWeights())
+    ev = t["events"][t["events"]["event_type"].isin(["view", "apply", "hire", "enrol"])]
+    day = np.floor(ft._days(ev["ts"])).astype("int64")
+    arrays = {"posting users": inter["user"].to_numpy(), "seeker days": ft._pack(ev["seeker_id"], day)}
+    res["unique"] = {}
+    for name, arr in arrays.items():
+        s_hash, want = timed(np.unique, arr)
+        s_sort, got = timed(unique_sorted, arr)
+        assert np.array_equal(got, want)
+        res["unique"][name] = {
+            "np.unique": s_hash,
+            "unique_sorted": s_sort,
+            "values": len(arr),
+            "distinct": len(got),
+        }
+        print("unique", name, res["unique"][name], flush=True)
     if a.als:
         from training.candidates.als import ALSRecommender
 
-        inter = wi.world_interactions(t["events"], "posting", cutoff, EventWeights())
         als = ALSRecommender(**ALSParams().model_dump(), num_threads=1)  # BLAS on one thread in fit
         s, _ = timed(als.fit, inter)
         users, items = als.user_items_.shape

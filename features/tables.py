@@ -250,6 +250,7 @@ def _unit_groups(t) -> np.ndarray:
 
 
 _DAY_BITS = 16  # (key, day) packed as key << 16 | day: days since 1970 stay below 2**16 until 2149
+_DAY_MASK = 2**_DAY_BITS - 1
 
 
 class FeatureTableError(JobcareError):
@@ -271,21 +272,20 @@ def _pack(key: np.ndarray, day: np.ndarray) -> np.ndarray:
 
 
 def _rolling_counts(
-    ev_key: np.ndarray,
-    ev_day: np.ndarray,
+    codes: np.ndarray,
+    daily: np.ndarray,
     ev_kind: np.ndarray,
     kinds: list[str],
     snaps: np.ndarray,
     sums: dict[str, tuple[str, int | None]],
 ) -> dict[str, np.ndarray]:
     """Per snapshot (a sorted packed (key, day)), the events of each kind of its key on days
-    [day - w, day - 1] (w None: every earlier day).
+    [day - w, day - 1] (w None: every earlier day). ``codes``: each event's packed (key, day);
+    ``daily``: their distinct values, sorted (:func:`unique_sorted`, which the caller needs too).
 
     A snapshot's count is the difference of two prefix counts of its kind's events, found by binary
     searches of sorted arrays. A join would pair each snapshot with every event of its
     window (the national world: 14.7M snapshots with up to 90 days of events each)."""
-    codes = _pack(ev_key, ev_day)
-    daily = unique_sorted(codes)
     prefix = {}  # per kind, at daily index j: the kind's events before daily[j] (and all of them, last)
     for kind in kinds:
         of_kind = np.sort(codes[ev_kind == kind])
@@ -305,8 +305,9 @@ def _first_rows_and_snapshots(
     """Each key's all-zero row at ``at`` (its registration or opening) and the snapshots (sorted packed
     (key, day), stamped at midnight), in key and time order, a key's first row before a snapshot of the
     same moment: the order a stable sort of the two gives, found by one binary search per key."""
-    order = np.argsort(np.asarray(keys, np.int64), kind="stable")
-    keys = np.asarray(keys, np.int64)[order]
+    keys = np.asarray(keys, np.int64)
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
     at_ns = pd.to_datetime(at, utc=True).dt.tz_localize(None).to_numpy("datetime64[ns]").view("int64")[order]
     day_ns = DAY_S * 10**9
     first = np.searchsorted(snaps, _pack(keys, -(-at_ns // day_ns))) + np.arange(len(keys))
@@ -316,7 +317,7 @@ def _first_rows_and_snapshots(
     key = np.empty(len(is_first), np.int64)
     key[first], key[is_snap] = keys, snaps >> _DAY_BITS
     ts = np.empty(len(is_first), np.int64)
-    ts[first], ts[is_snap] = at_ns, (snaps & (2**_DAY_BITS - 1)) * day_ns
+    ts[first], ts[is_snap] = at_ns, (snaps & _DAY_MASK) * day_ns
     columns = {key_name: key}
     for name, c in counts.items():
         columns[name] = np.zeros(len(is_first), c.dtype)
@@ -332,15 +333,14 @@ def seeker_activity(events: pd.DataFrame, seekers: pd.DataFrame, end: pd.Timesta
     row from its first moment)."""
     kinds = {"view": "views", "apply": "applies", "hire": "hires", "enrol": "enrolments"}
     m = events["event_type"].isin(list(kinds)).to_numpy()
-    key = events["seeker_id"].to_numpy()[m]
-    day = np.floor(_days(events.loc[m, "ts"])).astype("int64")
+    codes = _pack(events["seeker_id"].to_numpy()[m], np.floor(_days(events.loc[m, "ts"])).astype("int64"))
     last_day = int(np.floor(_days(pd.Series([end]))[0]))
-    event_days = unique_sorted(_pack(key, day))
-    snaps = unique_sorted(np.concatenate([event_days + o for o in (1, *(w + 1 for w in WINDOWS))]))
-    snaps = snaps[(snaps & (2**_DAY_BITS - 1)) <= last_day]
+    daily = unique_sorted(codes)  # the (seeker, day) pairs with an event
+    snaps = unique_sorted(np.concatenate([daily + o for o in (1, *(w + 1 for w in WINDOWS))]))
+    snaps = snaps[(snaps & _DAY_MASK) <= last_day]
     sums = {f"{name}_{w}d": (kind, w) for w in WINDOWS for kind, name in kinds.items()}
-    kind = events.loc[m, "event_type"].to_numpy()
-    counts = _rolling_counts(key, day, kind, list(kinds), snaps, sums)
+    kind = events["event_type"].to_numpy()[m]
+    counts = _rolling_counts(codes, daily, kind, list(kinds), snaps, sums)
     return _first_rows_and_snapshots(
         "seeker_id", seekers["seeker_id"], seekers["registered_at"], snaps, counts
     )
@@ -381,14 +381,9 @@ def posting_popularity(p: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
         "applies_30d": ("apply", 30),
         "applies_total": ("apply", None),
     }
-    counts = _rolling_counts(
-        events["item_id"].to_numpy()[m],
-        np.floor(_days(events.loc[m, "ts"])).astype("int64"),
-        events.loc[m, "event_type"].to_numpy(),
-        ["view", "apply"],
-        snaps,
-        sums,
-    )
+    codes = _pack(events["item_id"].to_numpy()[m], np.floor(_days(events.loc[m, "ts"])).astype("int64"))
+    kind = events["event_type"].to_numpy()[m]
+    counts = _rolling_counts(codes, unique_sorted(codes), kind, ["view", "apply"], snaps, sums)
     counts["applies_per_headcount"] = (counts["applies_total"] / headcount).astype(np.float32)
     return _first_rows_and_snapshots("posting_id", p["posting_id"], p["open_at"], snaps, counts)
 

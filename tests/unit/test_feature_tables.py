@@ -193,7 +193,7 @@ def _count(ev: pd.DataFrame, key: str, k, et: str, day: int, w: int | None) -> i
 @pytest.mark.parametrize("seed", [0, 1])
 def test_rolling_counts_equal_a_count_of_the_events_per_snapshot(seed):
     """Every snapshot of seeker_activity and posting_popularity counts exactly the events of its key on
-    the days before it within each window (a frame off by a day, or a window sum that sees its own day,
+    the days before it within each window (a window one day short, or a count that sees its own day,
     fails here); a seeker gets a snapshot the day after an event and the day it leaves each window."""
     from features.tables import posting_popularity
 
