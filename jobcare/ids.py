@@ -62,8 +62,8 @@ class IdIndex:
 
 def unique_sorted(values) -> np.ndarray:
     """The distinct values, sorted, found by a sort. numpy 2.4's ``np.unique`` (without ``return_*``)
-    hashes instead, and on this machine that is 15-30x slower for millions of distinct values: 5.0 s
-    against 0.28 s for 15M integers with 1M distinct, 9.9 s against 0.34 s with 10M distinct."""
+    hashes instead, much slower at millions of distinct values: on the national world's 14.8M packed
+    (seeker, day) keys, 4.0M distinct, 4.03 s against 0.34 s (``benchmarks/national_parts.py``)."""
     s = np.sort(np.asarray(values).ravel())
     if not len(s):
         return s
