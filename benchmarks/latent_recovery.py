@@ -22,10 +22,14 @@ script, never part of the model path):
   every impression before the window (shown -> viewed, with a bias per position) over seekers and item
   parents, given the world's TRUE observable part of each impression as an offset, so that its factors
   need only explain what the observable part does not (``--impression-mf``; PyTorch, about 10 s per
-  item type). Unlike ALS it also learns from what a seeker was shown and skipped.
+  item type). Unlike ALS it also learns from what a seeker was shown and skipped. A second fit holds the
+  key factors at the world's TRUE values (each parent's items' mean factor), so that only the seekers'
+  tastes are learnt: what the seekers' own histories allow even with perfect knowledge of the items.
 - An appeal estimate a service could compute from its logs (:func:`item_appeal`: the smoothed view rate
   on explore slates) as of the window's start against the world's true per-item bias: the correlation
   over the items with a value, and how many of the items shown in the window have one.
+- How active the seekers are (sessions and applies per seeker and per month registered), beside the
+  world's sizes and `world.overrides`.
 
 Run: ``python benchmarks/latent_recovery.py --world .jobcare/world-demo-7 --config configs/demo.yaml``.
 Writes ``benchmarks/results/latent_recovery.json``.
@@ -134,21 +138,30 @@ class ImpressionMF:
     def __init__(self, dim: int = 8, l2: float = 0.01, epochs: int = 30, seed: int = 0):
         self.dim, self.l2, self.epochs, self.seed = dim, l2, epochs, seed
 
-    def fit(self, seekers: np.ndarray, keys: np.ndarray, positions: np.ndarray, offset, y) -> ImpressionMF:
+    def fit(
+        self, seekers: np.ndarray, keys: np.ndarray, positions: np.ndarray, offset, y, fixed_b=None
+    ) -> ImpressionMF:
+        """``fixed_b``: (n_keys, dim) key factors to hold fixed (only the seekers' tastes, the key biases,
+        the position biases and the offset's weight are then learnt)."""
         import torch
 
         torch.manual_seed(self.seed)
         ns, nk = int(seekers.max()) + 1, int(keys.max()) + 1
+        if fixed_b is not None:
+            nk = max(nk, len(fixed_b))
         self.a = torch.nn.Embedding(ns, self.dim)
         self.b = torch.nn.Embedding(nk, self.dim)
         self.c = torch.nn.Embedding(nk, 1)
         pos = torch.nn.Embedding(int(positions.max()) + 1, 1)
         for e in (self.a, self.b):
             torch.nn.init.normal_(e.weight, 0, 0.1)
+        if fixed_b is not None:
+            self.b.weight.data[: len(fixed_b)] = torch.as_tensor(np.asarray(fixed_b, np.float32))
+            self.b.weight.requires_grad_(False)
         for e in (self.c, pos):
             torch.nn.init.zeros_(e.weight)
         w, b0 = torch.nn.Parameter(torch.ones(1)), torch.nn.Parameter(torch.zeros(1))
-        mods = (self.a, self.b, self.c, pos)
+        mods = (self.a, self.c, pos) if fixed_b is not None else (self.a, self.b, self.c, pos)
         opt = torch.optim.Adam([p for m in mods for p in m.parameters()] + [w, b0], lr=0.02)
         s_, k_, p_ = (torch.as_tensor(np.asarray(x, np.int64)) for x in (seekers, keys, positions))
         o_, y_ = (torch.as_tensor(np.asarray(x, np.float32)) for x in (offset, y))
@@ -179,11 +192,15 @@ class ImpressionMF:
         return out
 
 
-def impression_mf(truth: pd.DataFrame, t: dict, item_type: str, until) -> tuple[ImpressionMF, object]:
+def impression_mf(
+    truth: pd.DataFrame, t: dict, item_type: str, until, true_items: pd.DataFrame | None = None
+) -> tuple[ImpressionMF, object]:
     """:class:`ImpressionMF` on the impressions of ``item_type`` before ``until``, keyed by the item's
     parent (postings: employer, courses: provider; certificates: the item), with the true observable part
     (``truth``: ``truth/impressions.parquet``'s session, position and observable columns) as the offset;
-    also the function mapping items to keys."""
+    also the function mapping items to keys. ``true_items`` (``truth/latent_items.parquet``'s rows of the
+    item type): hold each key's factor fixed at the mean of its items' true factors (about 0.8 x the
+    parent's: the world's construction), so that only the seekers' tastes are learnt."""
     imp = t["impressions"]
     imp = imp[(imp["item_type"] == item_type) & (imp["ts"] < until)]
     imp = imp.merge(truth, on=["session_id", "position"])
@@ -202,12 +219,20 @@ def impression_mf(truth: pd.DataFrame, t: dict, item_type: str, until) -> tuple[
         table, idc, col = parent[item_type]
         return t[table].set_index(idc)[col].reindex(items).to_numpy(np.int64)
 
+    fixed_b = None
+    if true_items is not None:
+        rows = true_items.sort_values("item_id")
+        z = rows[[c for c in rows.columns if c.startswith("z")]]
+        means = z.groupby(key_of(rows["item_id"].to_numpy())).mean()
+        fixed_b = np.zeros((int(means.index.max()) + 1, z.shape[1]))
+        fixed_b[means.index.to_numpy()] = means.to_numpy()
     model = ImpressionMF().fit(
         imp["seeker_id"].to_numpy(),
         key_of(imp["item_id"].to_numpy()),
         imp["position"].to_numpy(),
         imp["observable"].to_numpy(),
         y,
+        fixed_b=fixed_b,
     )
     return model, key_of
 
@@ -269,6 +294,29 @@ def appeal_vs_bias(world: Path, t: dict, oracle, item_type: str, start, end) -> 
     }
 
 
+def activity(world: Path) -> dict:
+    """Sessions and applies per seeker and per month of registration (registration to exit, or to the
+    world's end), over every seeker: how active the world's seekers are."""
+    q = f"""
+        with s as (
+            select s.seeker_id, s.registered_at as r, coalesce(e.exited_at, m.end_ts) as x
+            from read_parquet('{world}/seekers.parquet') s
+            left join read_parquet('{world}/seeker_exits.parquet') e using (seeker_id)
+            cross join (select max(ts) as end_ts from read_parquet('{world}/sessions.parquet')) m),
+        a as (select seeker_id, count(*) filter (where event_type = 'apply') as applies
+              from read_parquet('{world}/events.parquet') group by 1),
+        n as (select seeker_id, count(*) as sessions from read_parquet('{world}/sessions.parquet') group by 1)
+        select count(*) as seekers,
+               sum(epoch(x - r)) / 86400 / 30.4 / count(*) as months_registered,
+               sum(coalesce(sessions, 0)) / count(*) as sessions_per_seeker,
+               sum(coalesce(sessions, 0)) / (sum(epoch(x - r)) / 86400 / 30.4) as sessions_per_seeker_month,
+               sum(coalesce(applies, 0)) / (sum(epoch(x - r)) / 86400 / 30.4) as applies_per_seeker_month,
+               quantile_cont(coalesce(applies, 0), 0.5) as median_applies_per_seeker
+        from s left join a using (seeker_id) left join n using (seeker_id)"""
+    row = duckdb.sql(q).df().iloc[0]
+    return {k: round(float(v), 3) for k, v in row.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--world", default=".jobcare/world-demo-7")
@@ -305,6 +353,7 @@ def main() -> None:
         if args.impression_mf
         else None
     )
+    latent_items = pd.read_parquet(world / "truth" / "latent_items.parquet") if args.impression_mf else None
     ev_slates = {it: slates(t, it, win.valid_start, win.test_start) for it in ITEM_TYPES}
     results: dict = {"variants": {}}
     t0 = time.perf_counter()
@@ -331,11 +380,20 @@ def main() -> None:
             row["impression_mf_true_observable_offset"] = evaluate(
                 model, key_of, ev_slates[it], latent_of(it), 0
             )
+            true_items = latent_items[latent_items["item_type"] == it]
+            model, key_of = impression_mf(truth, t, it, win.valid_start, true_items)
+            row["impression_mf_true_observable_offset_true_parent_factors"] = evaluate(
+                model, key_of, ev_slates[it], latent_of(it), 0
+            )
         row["appeal_feature"] = appeal_vs_bias(world, t, oracle, it, win.valid_start, win.test_start)
         results["variants"][it] = row
         print(it, json.dumps(row, indent=1), flush=True)
+    manifest = read_manifest(world)
     results.update(
         world=str(world),
+        sizes=manifest["sizes"],
+        overrides=manifest["config"].get("overrides", {}),
+        activity=activity(world),
         windows=win.as_dict(),
         als=ap_.model_dump(),
         seconds=round(time.perf_counter() - t0, 1),
