@@ -1,0 +1,91 @@
+"""benchmarks/observable_ceiling.py: the world's observable formula from the ranker's row features."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobcare.world.utility import WEIGHTS
+
+
+def _script():
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "observable_ceiling.py"
+    spec = importlib.util.spec_from_file_location("observable_ceiling_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    saved = list(sys.path)  # the module drops benchmarks/ from sys.path when imported
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
+    return module
+
+
+@pytest.mark.parametrize("item_type", sorted(WEIGHTS))
+def test_every_component_of_the_world_has_a_row_formula(item_type):
+    assert set(_script().ROW_COMPONENTS[item_type]) == set(WEIGHTS[item_type])
+
+
+def test_course_and_certificate_formulas_by_hand():
+    s = _script()
+    course = pd.DataFrame(
+        {
+            "new_unit_share": [0.5, 1.0],
+            "desired_occupation_match": [1.0, 0.0],
+            "desired_group_match": [1.0, 1.0],
+            "riasec_congruence": [0.2, -0.4],
+            "region_distance_km": [50.0, 0.0],
+            "course_attributes__employment_rate": [0.6, 0.3],
+        }
+    )
+    w = WEIGHTS["course"]
+    first = (
+        w["novelty_relevant"] * 0.5 * (1 + 0.5 + 0.1)
+        + w["riasec"] * 0.2
+        + w["distance_100km"] * 0.5
+        + w["employment_rate"] * 0.6
+        + w["desired"]
+        + w["group_match"]
+    )
+    second = (
+        w["novelty_relevant"] * 1.0 * 0.6 + w["riasec"] * -0.4 + w["employment_rate"] * 0.3 + w["group_match"]
+    )
+    np.testing.assert_allclose(s.world_formula(course, "course", w), [first, second])
+    cert = pd.DataFrame(
+        {
+            "readiness": [0.25],
+            "riasec_congruence": [0.5],
+            "desired_occupation_match": [0.0],
+            "desired_group_match": [1.0],
+            "education_gap": [-2.0],  # over-qualified: no shortfall
+            "certificate_attributes__pass_rate": [0.4],
+        }
+    )
+    w = WEIGHTS["certificate"]
+    want = w["readiness"] * 0.25 + w["riasec"] * 0.5 + w["group_match"] + w["difficulty"] * 0.6
+    np.testing.assert_allclose(s.world_formula(cert, "certificate", w), [want])
+
+
+def test_posting_shortfalls_are_one_sided_and_capped():
+    s = _script()
+    rows = pd.DataFrame(
+        {"education_gap": [2.0, -3.0], "career_gap": [9.0, -1.0], "log_wage_ratio": [2.0, -0.5]}
+    )
+    comp = s.ROW_COMPONENTS["posting"]
+    np.testing.assert_allclose(comp["education_short"](rows), [2.0, 0.0])
+    np.testing.assert_allclose(comp["education_over"](rows), [0.0, 2.0])
+    np.testing.assert_allclose(comp["career_short"](rows), [2.0, 0.0])  # 9 / 3 capped at 2
+    np.testing.assert_allclose(comp["log_wage_ratio"](rows), [1.0, -0.5])
+
+
+def test_paired_difference_and_its_interval():
+    a = pd.Series([0.5, 0.7, 0.9, 0.6])
+    b = pd.Series([0.5, 0.6, 0.7, 0.6])
+    out = _script().paired(a, b)
+    assert out["mean"] == 0.075
+    lo, hi = out["ci95"]
+    assert 0.0 <= lo < 0.075 < hi <= 0.2  # the largest paired difference bounds the mean of any resample
