@@ -26,6 +26,7 @@ import threading
 from datetime import UTC, datetime
 
 import bentoml
+import prometheus_client
 from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, ServiceUnavailable
 
 from jobcare.config import ProjectConfig, load_config
@@ -66,57 +67,60 @@ def _http_errors(fn, *args, **kwargs):
         raise InvalidArgument(str(e)) from None
 
 
-# Prometheus counters through bentoml.metrics (multiprocess mode): /metrics sums them over every worker.
-RESPONSES = bentoml.metrics.Counter(
+# Prometheus counters (multiprocess mode): /metrics sums them over every worker. prometheus_client is used
+# directly, as BentoML 1.4 asks (its bentoml.metrics is deprecated). Its mode is fixed when it is first
+# imported: `bentoml serve` puts PROMETHEUS_MULTIPROC_DIR in the workers' environment before they import
+# this module (tests/integration/test_security.py reads a counter summed over two workers from /metrics).
+RESPONSES = prometheus_client.Counter(
     name="jobcare_responses",
     documentation="Responses by item type, variant and degraded flag.",
     labelnames=["item_type", "variant", "degraded"],
 )
-IMPRESSIONS_WRITTEN = bentoml.metrics.Counter(
+IMPRESSIONS_WRITTEN = prometheus_client.Counter(
     name="jobcare_impressions_written", documentation="Impression records written to disk."
 )
 # The impression log's faults (serving/impressions.py): nothing it fails to write goes uncounted.
-IMPRESSIONS_DEFERRED = bentoml.metrics.Counter(
+IMPRESSIONS_DEFERRED = prometheus_client.Counter(
     name="jobcare_impressions_deferred",
     documentation="Impression records that had to wait in memory because writing to disk failed.",
 )
-IMPRESSIONS_DROPPED = bentoml.metrics.Counter(
+IMPRESSIONS_DROPPED = prometheus_client.Counter(
     name="jobcare_impressions_dropped",
     documentation="Impression records never written, by reason (spool_full: the oldest waiting record "
     "over serving.impression_log.spool_max_records; unserialisable; writer_crash; shutdown; closed).",
     labelnames=["reason"],
 )
-IMPRESSION_WRITE_ERRORS = bentoml.metrics.Counter(
+IMPRESSION_WRITE_ERRORS = prometheus_client.Counter(
     name="jobcare_impression_write_errors",
     documentation="Failed impression-log writes by errno name (ENOSPC, EROFS, EEXIST, ...; file_removed).",
     labelnames=["error"],
 )
-IMPRESSION_WRITER_RESTARTS = bentoml.metrics.Counter(
+IMPRESSION_WRITER_RESTARTS = prometheus_client.Counter(
     name="jobcare_impression_writer_restarts",
     documentation="Impression-log writer threads restarted after a crash.",
 )
-IMPRESSIONS_PENDING = bentoml.metrics.Gauge(
+IMPRESSIONS_PENDING = prometheus_client.Gauge(
     name="jobcare_impressions_pending",
     documentation="Impression records in memory not yet on disk (summed over live workers).",
     multiprocess_mode="livesum",
 )
-RATE_LIMITED = bentoml.metrics.Counter(
+RATE_LIMITED = prometheus_client.Counter(
     name="jobcare_rate_limited",
     documentation="429 answers by API key id (serving.auth.rate_limit; unverified: new-key check budget).",
     labelnames=["key_id"],
 )
 # Model trust and the registry (serving/model_watch.py): refused versions and registry polls.
-MODEL_REFUSED = bentoml.metrics.Counter(
+MODEL_REFUSED = prometheus_client.Counter(
     name="jobcare_model_refused",
     documentation="Registered model versions refused, by reason (digest_mismatch, no_digests, load_failed).",
     labelnames=["reason"],
 )
-REGISTRY_REACHABLE = bentoml.metrics.Gauge(
+REGISTRY_REACHABLE = prometheus_client.Gauge(
     name="jobcare_registry_reachable",
     documentation="Per live worker (label pid): 1 if the registry database answered its last poll, else 0.",
     multiprocess_mode="liveall",
 )
-REGISTRY_POLL_FAILURES = bentoml.metrics.Counter(
+REGISTRY_POLL_FAILURES = prometheus_client.Counter(
     name="jobcare_registry_poll_failures", documentation="Registry polls or reloads that failed to reach it."
 )
 
