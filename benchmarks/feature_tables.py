@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "feature_tables.json")
     a = ap.parse_args()
 
-    from features.tables import _WORLD_TABLES, build_feature_tables
+    from features.tables import WORLD_TABLES, build_feature_tables
     from jobcare.stages import StageRecorder
     from jobcare.world.io import read_tables
 
@@ -54,7 +54,7 @@ def main() -> None:
         sys.path.insert(0, str(ROOT))
         from tests.reference_competency import reference_seeker_competency
 
-        t = read_tables(a.world, _WORLD_TABLES)
+        t = read_tables(a.world, WORLD_TABLES)
         t0 = time.perf_counter()
         reference_seeker_competency(t, len(t["occupation_groups"]))
         res["reference_competency_seconds"] = round(time.perf_counter() - t0, 2)

@@ -35,7 +35,7 @@ TABLES = [
     "certificate_attributes",
     "occupation_profile",
 ]
-_WORLD_TABLES = [
+WORLD_TABLES = [
     "seekers",
     "occupations",
     "occupation_units",
@@ -76,7 +76,7 @@ def _lists(df: pd.DataFrame, key: str, cols: list[str], index) -> dict[str, pd.S
 def build_feature_tables(world: str | Path, out: str | Path) -> dict[str, int]:
     """Write every feature table of :data:`TABLES` to ``out``; return their row counts."""
     out = Path(out)
-    t = read_tables(world, _WORLD_TABLES)
+    t = read_tables(world, WORLD_TABLES)
     span = read_manifest(world)["span"]
     start, end = pd.Timestamp(span["start"]), pd.Timestamp(span["end"])
     builders = {
