@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
-
-def _script():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "latent_recovery.py"
-    spec = importlib.util.spec_from_file_location("latent_recovery_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    saved = list(sys.path)  # the module drops benchmarks/ from sys.path when imported
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved
-    return module
+from tests.benchmark_scripts import load
 
 
 def test_activity_counts_sessions_and_applies_per_seeker_and_month_registered(tiny_world, tiny_tables):
-    got = _script().activity(tiny_world)
+    got = load("latent_recovery").activity(tiny_world)
     t = tiny_tables
     seekers = t["seekers"].set_index("seeker_id")
     end = t["sessions"]["ts"].max()
@@ -56,10 +42,10 @@ def test_held_item_factors_stay_fixed_and_the_tastes_are_learnt_against_them():
     offset = rng.normal(0, 1, n)
     logit = offset + (taste[s] * factors[k]).sum(1) / np.sqrt(dim) - 1.0 - 0.1 * pos
     y = rng.random(n) < 1 / (1 + np.exp(-logit))
-    mf = _script().ImpressionMF(epochs=10).fit(s, k, pos, offset, y, fixed_b=factors)
+    mf = load("latent_recovery").ImpressionMF(epochs=10).fit(s, k, pos, offset, y, fixed_b=factors)
     np.testing.assert_array_equal(mf.b.weight.detach().numpy(), factors.astype(np.float32))
     true = (taste[:, None, :] * factors[None, :, :]).sum(2)  # (seeker, key)
     corr = [np.corrcoef(mf.score(i, np.arange(n_k)), true[i])[0, 1] for i in range(n_s)]
     assert np.mean(corr) > 0.9 and min(corr) > 0.6
-    free = _script().ImpressionMF(epochs=10).fit(s, k, pos, offset, y)
+    free = load("latent_recovery").ImpressionMF(epochs=10).fit(s, k, pos, offset, y)
     assert not np.allclose(free.b.weight.detach().numpy(), factors)

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-
-def _national():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "national.py"
-    spec = importlib.util.spec_from_file_location("national_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    saved = list(sys.path)  # the module drops benchmarks/ from sys.path when imported
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved
-    return module
+from tests.benchmark_scripts import load
 
 
 def test_a_stage_over_60x_fails_the_target_and_a_part_over_it_is_listed_beside_it():
-    n = _national()
+    n = load("national")
     stages = [
         "feature_tables",
         "feature_tables/seeker_activity",

@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from jobcare.world.utility import WEIGHTS
-
-
-def _script():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "observable_ceiling.py"
-    spec = importlib.util.spec_from_file_location("observable_ceiling_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    saved = list(sys.path)  # the module drops benchmarks/ from sys.path when imported
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved
-    return module
+from tests.benchmark_scripts import load
 
 
 @pytest.mark.parametrize("item_type", sorted(WEIGHTS))
 def test_every_component_of_the_world_has_a_row_formula(item_type):
-    assert set(_script().ROW_COMPONENTS[item_type]) == set(WEIGHTS[item_type])
+    assert set(load("observable_ceiling").ROW_COMPONENTS[item_type]) == set(WEIGHTS[item_type])
 
 
 def test_course_and_certificate_formulas_by_hand():
-    s = _script()
+    s = load("observable_ceiling")
     course = pd.DataFrame(
         {
             "new_unit_share": [0.5, 1.0],
@@ -71,7 +56,7 @@ def test_course_and_certificate_formulas_by_hand():
 
 
 def test_posting_shortfalls_are_one_sided_and_capped():
-    s = _script()
+    s = load("observable_ceiling")
     rows = pd.DataFrame(
         {"education_gap": [2.0, -3.0], "career_gap": [9.0, -1.0], "log_wage_ratio": [2.0, -0.5]}
     )
@@ -85,7 +70,7 @@ def test_posting_shortfalls_are_one_sided_and_capped():
 def test_paired_difference_and_its_interval():
     a = pd.Series([0.5, 0.7, 0.9, 0.6])
     b = pd.Series([0.5, 0.6, 0.7, 0.6])
-    out = _script().paired(a, b)
+    out = load("observable_ceiling").paired(a, b)
     assert out["mean"] == 0.075
     lo, hi = out["ci95"]
     assert 0.0 <= lo < 0.075 < hi <= 0.2  # the largest paired difference bounds the mean of any resample
