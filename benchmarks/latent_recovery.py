@@ -155,6 +155,7 @@ class ImpressionMF:
         pos = torch.nn.Embedding(int(positions.max()) + 1, 1)
         for e in (self.a, self.b):
             torch.nn.init.normal_(e.weight, 0, 0.1)
+        self.fixed_b = fixed_b
         if fixed_b is not None:
             self.b.weight.data[: len(fixed_b)] = torch.as_tensor(np.asarray(fixed_b, np.float32))
             self.b.weight.requires_grad_(False)
@@ -175,6 +176,7 @@ class ImpressionMF:
                 loss.backward()
                 opt.step()
         self.seen_s, self.seen_k = np.unique(seekers), np.unique(keys)
+        self.impressions_of = np.bincount(np.asarray(seekers, np.int64), minlength=ns)
         return self
 
     def score(self, seeker, keys) -> np.ndarray:
@@ -192,15 +194,43 @@ class ImpressionMF:
         return out
 
 
+HISTORY_BINS = (0, 20, 50, 100, 200, 400, np.inf)  # a seeker's training impressions
+
+
+def taste_recovery(model: ImpressionMF, true_tastes: np.ndarray, n_keys: int) -> list[dict]:
+    """For a model whose key factors were held at their true values: per seeker, the correlation between
+    the learnt taste's and the true taste's scores over the keys, averaged per bin of the seeker's
+    training impressions (:data:`HISTORY_BINS`): how much history a taste needs."""
+    b = model.b.weight.detach().numpy()[:n_keys]
+    a = model.a.weight.detach().numpy()
+    seekers = model.seen_s
+    learnt, true = a[seekers] @ b.T, true_tastes[seekers] @ b.T
+    lc, tc = learnt - learnt.mean(1, keepdims=True), true - true.mean(1, keepdims=True)
+    corr = (lc * tc).sum(1) / np.sqrt((lc**2).sum(1) * (tc**2).sum(1))
+    n = model.impressions_of[seekers]
+    out = []
+    for lo, hi in zip(HISTORY_BINS[:-1], HISTORY_BINS[1:], strict=True):
+        m = (n > lo) & (n <= hi)
+        if m.any():
+            out.append(
+                {
+                    "impressions": f"{lo + 1}-{hi:.0f}" if np.isfinite(hi) else f"over {lo}",
+                    "seekers": int(m.sum()),
+                    "corr_mean": round(float(np.nanmean(corr[m])), 4),
+                }
+            )
+    return out
+
+
 def impression_mf(
-    truth: pd.DataFrame, t: dict, item_type: str, until, true_items: pd.DataFrame | None = None
+    truth: pd.DataFrame, t: dict, item_type: str, until, dim: int, true_items: pd.DataFrame | None = None
 ) -> tuple[ImpressionMF, object]:
-    """:class:`ImpressionMF` on the impressions of ``item_type`` before ``until``, keyed by the item's
-    parent (postings: employer, courses: provider; certificates: the item), with the true observable part
-    (``truth``: ``truth/impressions.parquet``'s session, position and observable columns) as the offset;
-    also the function mapping items to keys. ``true_items`` (``truth/latent_items.parquet``'s rows of the
-    item type): hold each key's factor fixed at the mean of its items' true factors (about 0.8 x the
-    parent's: the world's construction), so that only the seekers' tastes are learnt."""
+    """:class:`ImpressionMF` (``dim`` dimensions) on the impressions of ``item_type`` before ``until``,
+    keyed by the item's parent (postings: employer, courses: provider; certificates: the item), with the true
+    observable part (``truth``: ``truth/impressions.parquet``'s session, position and observable columns)
+    as the offset; also the function mapping items to keys. ``true_items`` (``truth/latent_items.parquet``'s
+    rows of the item type): hold each key's factor fixed at the mean of its items' true factors (about
+    0.8 x the parent's: the world's construction), so that only the seekers' tastes are learnt."""
     imp = t["impressions"]
     imp = imp[(imp["item_type"] == item_type) & (imp["ts"] < until)]
     imp = imp.merge(truth, on=["session_id", "position"])
@@ -226,7 +256,7 @@ def impression_mf(
         means = z.groupby(key_of(rows["item_id"].to_numpy())).mean()
         fixed_b = np.zeros((int(means.index.max()) + 1, z.shape[1]))
         fixed_b[means.index.to_numpy()] = means.to_numpy()
-    model = ImpressionMF().fit(
+    model = ImpressionMF(dim=dim).fit(
         imp["seeker_id"].to_numpy(),
         key_of(imp["item_id"].to_numpy()),
         imp["position"].to_numpy(),
@@ -354,6 +384,8 @@ def main() -> None:
         else None
     )
     latent_items = pd.read_parquet(world / "truth" / "latent_items.parquet") if args.impression_mf else None
+    dim = oracle.params.latent_dim  # the impression model has as many dimensions as the world's tastes
+    true_tastes = oracle.arrays.seek_z
     ev_slates = {it: slates(t, it, win.valid_start, win.test_start) for it in ITEM_TYPES}
     results: dict = {"variants": {}}
     t0 = time.perf_counter()
@@ -376,15 +408,16 @@ def main() -> None:
             joint, lambda items, it=it: parent_keys(par, it, items), ev_slates[it], latent_of(it), 0
         )
         if args.impression_mf:
-            model, key_of = impression_mf(truth, t, it, win.valid_start)
+            model, key_of = impression_mf(truth, t, it, win.valid_start, dim)
             row["impression_mf_true_observable_offset"] = evaluate(
                 model, key_of, ev_slates[it], latent_of(it), 0
             )
             true_items = latent_items[latent_items["item_type"] == it]
-            model, key_of = impression_mf(truth, t, it, win.valid_start, true_items)
-            row["impression_mf_true_observable_offset_true_parent_factors"] = evaluate(
-                model, key_of, ev_slates[it], latent_of(it), 0
-            )
+            model, key_of = impression_mf(truth, t, it, win.valid_start, dim, true_items)
+            row["impression_mf_true_observable_offset_true_parent_factors"] = {
+                **evaluate(model, key_of, ev_slates[it], latent_of(it), 0),
+                "taste_recovery_by_history": taste_recovery(model, true_tastes, len(model.fixed_b)),
+            }
         row["appeal_feature"] = appeal_vs_bias(world, t, oracle, it, win.valid_start, win.test_start)
         results["variants"][it] = row
         print(it, json.dumps(row, indent=1), flush=True)

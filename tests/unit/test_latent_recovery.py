@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.benchmark_scripts import load
 
@@ -47,5 +48,12 @@ def test_held_item_factors_stay_fixed_and_the_tastes_are_learnt_against_them():
     true = (taste[:, None, :] * factors[None, :, :]).sum(2)  # (seeker, key)
     corr = [np.corrcoef(mf.score(i, np.arange(n_k)), true[i])[0, 1] for i in range(n_s)]
     assert np.mean(corr) > 0.9 and min(corr) > 0.6
+    # 1,000 impressions a seeker: one history bin; the learnt tastes' scores (without the key biases)
+    # against the true ones, over the keys
+    (rec,) = load("latent_recovery").taste_recovery(mf, taste, n_k)
+    learnt = mf.a.weight.detach().numpy() @ factors.T
+    taste_corr = [np.corrcoef(learnt[i], true[i])[0, 1] for i in range(n_s)]
+    assert rec["impressions"] == "over 400" and rec["seekers"] == n_s
+    assert rec["corr_mean"] == pytest.approx(np.mean(taste_corr), abs=1e-4) and rec["corr_mean"] > 0.9
     free = load("latent_recovery").ImpressionMF(epochs=10).fit(s, k, pos, offset, y)
     assert not np.allclose(free.b.weight.detach().numpy(), factors)
