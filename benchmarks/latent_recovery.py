@@ -155,7 +155,6 @@ class ImpressionMF:
         pos = torch.nn.Embedding(int(positions.max()) + 1, 1)
         for e in (self.a, self.b):
             torch.nn.init.normal_(e.weight, 0, 0.1)
-        self.fixed_b = fixed_b
         if fixed_b is not None:
             self.b.weight.data[: len(fixed_b)] = torch.as_tensor(np.asarray(fixed_b, np.float32))
             self.b.weight.requires_grad_(False)
@@ -222,15 +221,41 @@ def taste_recovery(model: ImpressionMF, true_tastes: np.ndarray, n_keys: int) ->
     return out
 
 
+PARENT = {
+    "posting": ("postings", "posting_id", "employer_id"),
+    "course": ("courses", "course_id", "provider_id"),
+}
+
+
+def key_function(t: dict, item_type: str):
+    """item ids -> the impression models' keys: the item's parent (postings: employer, courses: provider;
+    certificates: the item itself)."""
+    if item_type not in PARENT:
+        return lambda items: np.asarray(items, np.int64)
+    table, idc, col = PARENT[item_type]
+    parent = t[table].set_index(idc)[col]
+    return lambda items: parent.reindex(items).to_numpy(np.int64)
+
+
+def true_key_factors(true_items: pd.DataFrame, key_of) -> np.ndarray:
+    """(n_keys, dim): each key's factor as the mean of its items' true factors (``true_items``:
+    ``truth/latent_items.parquet``'s rows of one item type; about 0.8 x the parent's, the world's
+    construction); zeros for a key without items."""
+    rows = true_items.sort_values("item_id")
+    z = rows[[c for c in rows.columns if c.startswith("z")]]
+    means = z.groupby(key_of(rows["item_id"].to_numpy())).mean()
+    out = np.zeros((int(means.index.max()) + 1, z.shape[1]))
+    out[means.index.to_numpy()] = means.to_numpy()
+    return out
+
+
 def impression_mf(
-    truth: pd.DataFrame, t: dict, item_type: str, until, dim: int, true_items: pd.DataFrame | None = None
-) -> tuple[ImpressionMF, object]:
+    truth: pd.DataFrame, t: dict, item_type: str, until, dim: int, fixed_b: np.ndarray | None = None
+) -> ImpressionMF:
     """:class:`ImpressionMF` (``dim`` dimensions) on the impressions of ``item_type`` before ``until``,
-    keyed by the item's parent (postings: employer, courses: provider; certificates: the item), with the true
-    observable part (``truth``: ``truth/impressions.parquet``'s session, position and observable columns)
-    as the offset; also the function mapping items to keys. ``true_items`` (``truth/latent_items.parquet``'s
-    rows of the item type): hold each key's factor fixed at the mean of its items' true factors (about
-    0.8 x the parent's: the world's construction), so that only the seekers' tastes are learnt."""
+    keyed by :func:`key_function`, with the true observable part (``truth``: ``truth/impressions.parquet``'s
+    session, position and observable columns) as the offset. ``fixed_b``: the keys' factors held fixed
+    (:func:`true_key_factors`), so that only the seekers' tastes are learnt."""
     imp = t["impressions"]
     imp = imp[(imp["item_type"] == item_type) & (imp["ts"] < until)]
     imp = imp.merge(truth, on=["session_id", "position"])
@@ -238,33 +263,25 @@ def impression_mf(
     viewed = ev[(ev["item_type"] == item_type) & (ev["event_type"] == "view")]
     viewed = pd.MultiIndex.from_frame(viewed[["session_id", "item_id"]])
     y = pd.MultiIndex.from_frame(imp[["session_id", "item_id"]]).isin(viewed)
-    parent = {
-        "posting": ("postings", "posting_id", "employer_id"),
-        "course": ("courses", "course_id", "provider_id"),
-    }
-
-    def key_of(items):
-        if item_type not in parent:
-            return np.asarray(items, np.int64)
-        table, idc, col = parent[item_type]
-        return t[table].set_index(idc)[col].reindex(items).to_numpy(np.int64)
-
-    fixed_b = None
-    if true_items is not None:
-        rows = true_items.sort_values("item_id")
-        z = rows[[c for c in rows.columns if c.startswith("z")]]
-        means = z.groupby(key_of(rows["item_id"].to_numpy())).mean()
-        fixed_b = np.zeros((int(means.index.max()) + 1, z.shape[1]))
-        fixed_b[means.index.to_numpy()] = means.to_numpy()
-    model = ImpressionMF(dim=dim).fit(
+    return ImpressionMF(dim=dim).fit(
         imp["seeker_id"].to_numpy(),
-        key_of(imp["item_id"].to_numpy()),
+        key_function(t, item_type)(imp["item_id"].to_numpy()),
         imp["position"].to_numpy(),
         imp["observable"].to_numpy(),
         y,
         fixed_b=fixed_b,
     )
-    return model, key_of
+
+
+class KnownTaste:
+    """Not a model: every seeker's TRUE taste against the keys' true factors, the best that any model of
+    keys could do (the items' own factors and biases are not the keys')."""
+
+    def __init__(self, tastes: np.ndarray, key_factors: np.ndarray):
+        self.tastes, self.key_factors = tastes, key_factors
+
+    def score(self, seeker, keys) -> np.ndarray:
+        return self.key_factors[np.asarray(keys, np.int64)] @ self.tastes[int(seeker)]
 
 
 APPEAL_PRIOR = 20.0  # explore impressions' worth of the item type's average view rate an item starts from
@@ -408,16 +425,20 @@ def main() -> None:
             joint, lambda items, it=it: parent_keys(par, it, items), ev_slates[it], latent_of(it), 0
         )
         if args.impression_mf:
-            model, key_of = impression_mf(truth, t, it, win.valid_start, dim)
+            key_of = key_function(t, it)
+            model = impression_mf(truth, t, it, win.valid_start, dim)
             row["impression_mf_true_observable_offset"] = evaluate(
                 model, key_of, ev_slates[it], latent_of(it), 0
             )
-            true_items = latent_items[latent_items["item_type"] == it]
-            model, key_of = impression_mf(truth, t, it, win.valid_start, dim, true_items)
+            fixed_b = true_key_factors(latent_items[latent_items["item_type"] == it], key_of)
+            model = impression_mf(truth, t, it, win.valid_start, dim, fixed_b)
             row["impression_mf_true_observable_offset_true_parent_factors"] = {
                 **evaluate(model, key_of, ev_slates[it], latent_of(it), 0),
-                "taste_recovery_by_history": taste_recovery(model, true_tastes, len(model.fixed_b)),
+                "taste_recovery_by_history": taste_recovery(model, true_tastes, len(fixed_b)),
             }
+            row["known_taste_x_true_parent_factors"] = evaluate(
+                KnownTaste(true_tastes, fixed_b), key_of, ev_slates[it], latent_of(it), 0
+            )
         row["appeal_feature"] = appeal_vs_bias(world, t, oracle, it, win.valid_start, win.test_start)
         results["variants"][it] = row
         print(it, json.dumps(row, indent=1), flush=True)

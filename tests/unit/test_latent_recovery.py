@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.benchmark_scripts import load
@@ -57,3 +58,21 @@ def test_held_item_factors_stay_fixed_and_the_tastes_are_learnt_against_them():
     assert rec["corr_mean"] == pytest.approx(np.mean(taste_corr), abs=1e-4) and rec["corr_mean"] > 0.9
     free = load("latent_recovery").ImpressionMF(epochs=10).fit(s, k, pos, offset, y)
     assert not np.allclose(free.b.weight.detach().numpy(), factors)
+
+
+def test_true_key_factors_average_each_parents_items_and_known_taste_scores_against_them():
+    s = load("latent_recovery")
+    items = pd.DataFrame(
+        {
+            "item_type": "posting",
+            "item_id": [2, 0, 1],
+            "bias": 0.0,
+            "z0": [5.0, 1.0, 3.0],
+            "z1": [0.0, 2.0, 4.0],
+        }
+    )
+    parent = {0: 0, 1: 0, 2: 2}  # items 0 and 1 share parent 0; parent 1 has no item
+    b = s.true_key_factors(items, lambda ids: np.array([parent[int(i)] for i in ids]))
+    np.testing.assert_array_equal(b, [[2.0, 3.0], [0.0, 0.0], [5.0, 0.0]])
+    known = s.KnownTaste(np.array([[1.0, -1.0], [0.0, 2.0]]), b)
+    np.testing.assert_array_equal(known.score(1, [2, 0]), [0.0, 6.0])
