@@ -24,7 +24,9 @@ script, never part of the model path):
   need only explain what the observable part does not (``--impression-mf``; PyTorch, about 10 s per
   item type). Unlike ALS it also learns from what a seeker was shown and skipped. A second fit holds the
   key factors at the world's TRUE values (each parent's items' mean factor), so that only the seekers'
-  tastes are learnt: what the seekers' own histories allow even with perfect knowledge of the items.
+  tastes are learnt: what the seekers' own histories allow even with perfect knowledge of the items
+  (with how well each seeker's taste is recovered, by the length of its history). And no model at all:
+  the TRUE tastes against those TRUE key factors, the ceiling of any model of parents.
 - An appeal estimate a service could compute from its logs (:func:`item_appeal`: the smoothed view rate
   on explore slates) as of the window's start against the world's true per-item bias: the correlation
   over the items with a value, and how many of the items shown in the window have one.
