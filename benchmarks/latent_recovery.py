@@ -56,9 +56,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from evaluation.metrics import ndcg_at_k  # noqa: E402
+from evaluation.reference import NoTruthError, world_oracle  # noqa: E402
 from jobcare.config import ProjectConfig, load_config  # noqa: E402
 from jobcare.world.io import read_manifest, read_tables  # noqa: E402
-from jobcare.world.oracle import WorldOracle  # noqa: E402
 from training.candidates.als import ALSRecommender  # noqa: E402
 from training.interactions import world_interactions  # noqa: E402
 from training.ranking_data import session_labels  # noqa: E402
@@ -375,9 +375,12 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(args.config, ProjectConfig)
     world = Path(args.world)
+    try:  # before any work: this research script has nothing to measure without the answer key
+        oracle = world_oracle(world, hint="this research script compares what models learn with it")
+    except NoTruthError as e:
+        sys.exit(f"NoTruthError: {e}")
     t = read_tables(world)
     win = Windows.of(read_manifest(world)["span"], cfg.train)
-    oracle = WorldOracle(world)
     par = parents(t)
     ap_ = cfg.candidates.als
     weights = cfg.candidates.event_weights

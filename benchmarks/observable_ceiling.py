@@ -41,7 +41,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from evaluation.reference import world_oracle  # noqa: E402
+from evaluation.reference import NoTruthError, world_oracle  # noqa: E402
 from features import store as fstore  # noqa: E402
 from jobcare.config import ProjectConfig, load_config  # noqa: E402
 from jobcare.world.io import read_manifest  # noqa: E402
@@ -192,12 +192,15 @@ def main() -> None:
     cfg = load_config(args.config, ProjectConfig)
     world = Path(args.world)
     t0 = time.perf_counter()
+    try:  # before any work: this research script has nothing to measure without the answer key
+        oracle = world_oracle(world, hint="this research script compares the ranker with it")
+    except NoTruthError as e:
+        sys.exit(f"NoTruthError: {e}")
     repo = ensure_repo(world, cfg)
     t = read_logs(world)
     store = fstore.open_store(repo)
     ctx = context(repo, len(t["competency_units"]))
     win = Windows.of(read_manifest(world)["span"], cfg.train)
-    oracle = world_oracle(world)
     results: dict = {"item_types": {}}
     for it in cfg.train.item_types:
         results["item_types"][it] = run(it, t, store, repo, ctx, cfg, win, oracle)

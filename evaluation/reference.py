@@ -21,12 +21,15 @@ def has_truth(world: str | Path) -> bool:
     return (Path(world) / TRUTH_DIR / "utility.json").is_file()
 
 
-def world_oracle(world: str | Path):
-    """The world's oracle (:class:`jobcare.world.oracle.WorldOracle`); a named error without truth."""
+NO_ORACLE_HINT = "run without --oracle (oracle metrics exist only for simulated worlds)"
+
+
+def world_oracle(world: str | Path, hint: str = NO_ORACLE_HINT):
+    """The world's oracle (:class:`jobcare.world.oracle.WorldOracle`); a named error without truth, which
+    ends with ``hint`` (what the caller can do instead)."""
     if not has_truth(world):
         raise NoTruthError(
-            f"{world}: no {TRUTH_DIR}/utility.json: this world (or log export) has no answer key; run "
-            "without --oracle (oracle metrics exist only for simulated worlds)"
+            f"{world}: no {TRUTH_DIR}/utility.json: this world (or log export) has no answer key; {hint}"
         )
     from jobcare.world.oracle import WorldOracle
 

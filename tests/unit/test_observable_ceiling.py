@@ -1,6 +1,8 @@
-"""benchmarks/observable_ceiling.py: the world's observable formula from the ranker's row features."""
+"""benchmarks/observable_ceiling.py's row formulas, and both research scripts' named error without truth/."""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pandas as pd
@@ -74,3 +76,21 @@ def test_paired_difference_and_its_interval():
     assert out["mean"] == 0.075
     lo, hi = out["ci95"]
     assert 0.0 <= lo < 0.075 < hi <= 0.2  # the largest paired difference bounds the mean of any resample
+
+
+@pytest.mark.parametrize(
+    ("script", "compares"), [("observable_ceiling", "the ranker"), ("latent_recovery", "what models learn")]
+)
+def test_a_world_without_truth_ends_with_the_named_error_before_any_work(
+    script, compares, tmp_path, monkeypatch
+):
+    world = tmp_path / "logs"
+    world.mkdir()
+    (world / "manifest.json").write_text("{}")  # logs, no truth/
+    monkeypatch.setattr(sys, "argv", [script, "--world", str(world), "--out", str(tmp_path / "out.json")])
+    with pytest.raises(SystemExit) as e:
+        load(script).main()
+    assert str(e.value).startswith(f"NoTruthError: {world}: no truth/utility.json")
+    assert str(e.value).endswith(f"this research script compares {compares} with it")
+    assert sorted(p.name for p in world.iterdir()) == ["manifest.json"]  # no feature repository built
+    assert not (tmp_path / "out.json").exists()
