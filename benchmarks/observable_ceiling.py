@@ -18,7 +18,7 @@ the model path). NDCG@10 of ordering each slate by:
 - ``ranker_plus_true_components``: both feature sets.
 
 The three fits run with seeds 0-4; per request the mean over seeds is compared with the ranker's, paired,
-with a bootstrap interval over requests.
+with a bootstrap interval over requests (``evaluation.stats.paired_bootstrap``, as the gate's).
 
 Run: ``python benchmarks/observable_ceiling.py --world .jobcare/world-demo-7`` (after ``make demo``: it
 reuses the world's feature repository). Writes ``benchmarks/results/observable_ceiling.json``.
@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from evaluation.reference import NoTruthError, world_oracle  # noqa: E402
+from evaluation.stats import paired_bootstrap  # noqa: E402
 from features import store as fstore  # noqa: E402
 from jobcare.config import ProjectConfig, load_config  # noqa: E402
 from jobcare.world.io import read_manifest  # noqa: E402
@@ -121,13 +122,10 @@ def world_formula(rows: pd.DataFrame, item_type: str, weights: dict[str, float])
     return sum(w * comp[k](rows).to_numpy(np.float64) for k, w in weights.items())
 
 
-def paired(a: pd.Series, b: pd.Series, seed: int = 0, n: int = 2000) -> dict:
-    """Mean of a - b over requests, with a 95% bootstrap interval."""
-    d = (a - b).to_numpy()
-    rng = np.random.default_rng(seed)
-    boot = np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(n)])
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    return {"mean": round(float(d.mean()), 4), "ci95": [round(float(lo), 4), round(float(hi), 4)]}
+def _diff(b: pd.Series, a: pd.Series) -> dict:
+    """b - a over the requests, paired, with the 95% bootstrap interval (:func:`paired_bootstrap`)."""
+    d = paired_bootstrap(b, a)
+    return {"mean": round(d["mean_diff"], 4), "ci95": [round(d["ci_low"], 4), round(d["ci_high"], 4)]}
 
 
 def run(item_type: str, t, store, repo, ctx, cfg: ProjectConfig, win: Windows, oracle) -> dict:
@@ -179,7 +177,7 @@ def run(item_type: str, t, store, repo, ctx, cfg: ProjectConfig, win: Windows, o
         "explore_requests": int(len(df)),
         "train_requests": int(train.rows["request_id"].nunique()),
         "ndcg_at_10": {k: round(float(v), 4) for k, v in df.mean().items()},
-        "minus_ranker": {k: paired(df[k], df["ranker"]) for k in df.columns if k != "ranker"},
+        "minus_ranker": {k: _diff(df[k], df["ranker"]) for k in df.columns if k != "ranker"},
     }
 
 

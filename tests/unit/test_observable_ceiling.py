@@ -69,13 +69,15 @@ def test_posting_shortfalls_are_one_sided_and_capped():
     np.testing.assert_allclose(comp["log_wage_ratio"](rows), [1.0, -0.5])
 
 
-def test_paired_difference_and_its_interval():
-    a = pd.Series([0.5, 0.7, 0.9, 0.6])
-    b = pd.Series([0.5, 0.6, 0.7, 0.6])
-    out = load("observable_ceiling").paired(a, b)
+def test_the_difference_to_the_ranker_is_paired_over_requests():
+    a = pd.Series([0.5, 0.7, 0.9, 0.6], index=[10, 11, 12, 13])
+    b = pd.Series([0.6, 0.5, 0.6, 0.7], index=[13, 10, 11, 12])  # the same requests, in another order
+    out = load("observable_ceiling")._diff(a, b)
+    # per request 0, 0.1, 0.2, 0: no resample is below 0. Row by row (unpaired) the differences would be
+    # -0.1, 0.2, 0.3, -0.1: the same mean, but an interval reaching below 0
     assert out["mean"] == 0.075
     lo, hi = out["ci95"]
-    assert 0.0 <= lo < 0.075 < hi <= 0.2  # the largest paired difference bounds the mean of any resample
+    assert 0.0 <= lo < 0.075 < hi <= 0.2
 
 
 @pytest.mark.parametrize(
