@@ -54,6 +54,7 @@ from training.stage_two import (  # noqa: E402
     explore_rows,
     group_sizes,
     ndcg_by_request,
+    oracle_requests,
     oracle_scores,
     read_logs,
 )
@@ -105,13 +106,9 @@ ROW_COMPONENTS = {
 
 def true_components(rows: pd.DataFrame, requests: pd.DataFrame, item_type: str, oracle) -> pd.DataFrame:
     """The world's exact observable components of each row, at the request's moment."""
-    req = requests.set_index("request_id")
     out: dict[str, np.ndarray] = {}
-    for rid, idx in rows.groupby("request_id").indices.items():
-        s, ts = int(req.at[rid, "seeker_id"]), req.at[rid, "event_timestamp"]
-        items = rows["item_id"].to_numpy()[idx]
-        comp = oracle.arrays.components(item_type, np.full(items.size, s), items, oracle.seeker_state(s, ts))
-        for k, v in comp.items():
+    for idx, seekers, items, state in oracle_requests(rows, requests, oracle):
+        for k, v in oracle.arrays.components(item_type, seekers, items, state).items():
             out.setdefault(k, np.empty(len(rows)))[idx] = v
     return pd.DataFrame(out, index=rows.index).add_prefix("true_")
 

@@ -441,18 +441,24 @@ def ndcg_by_request(rows: pd.DataFrame, score: np.ndarray, k: int = 10) -> pd.Se
     return pd.Series(out)
 
 
+def oracle_requests(rows: pd.DataFrame, requests: pd.DataFrame, oracle):
+    """Per request of ``rows``: (its rows' positions, the seeker's ids repeated, the items, the seeker's
+    competency state at the request's moment), for evaluation code that asks the oracle about rows."""
+    req = requests.set_index("request_id")
+    item_ids = rows["item_id"].to_numpy()
+    for rid, idx in rows.groupby("request_id").indices.items():
+        s, ts = int(req.at[rid, "seeker_id"]), req.at[rid, "event_timestamp"]
+        yield idx, np.full(idx.size, s), item_ids[idx], oracle.seeker_state(s, ts)
+
+
 def oracle_scores(
     rows: pd.DataFrame, requests: pd.DataFrame, item_type: str, oracle, part: int = 0
 ) -> np.ndarray:
     """The oracle's expected utility of each row (``part`` 1: its observable part only, what a model of
     the observable features could at best learn)."""
-    req = requests.set_index("request_id")
     out = np.empty(len(rows))
-    for rid, idx in rows.groupby("request_id").indices.items():
-        s, ts = int(req.at[rid, "seeker_id"]), req.at[rid, "event_timestamp"]
-        items = rows["item_id"].to_numpy()[idx]
-        st = oracle.seeker_state(s, ts)
-        out[idx] = oracle.arrays.mu(oracle.params, item_type, np.full(items.size, s), items, st)[part]
+    for idx, seekers, items, state in oracle_requests(rows, requests, oracle):
+        out[idx] = oracle.arrays.mu(oracle.params, item_type, seekers, items, state)[part]
     return out
 
 
