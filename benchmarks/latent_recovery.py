@@ -67,13 +67,20 @@ from training.windows import Windows  # noqa: E402
 ITEM_TYPES = ("posting", "course", "certificate")
 
 
+# postings inherit their employer's factor, course runs their provider's; certificates have no parent
+PARENT = {
+    "posting": ("postings", "posting_id", "employer_id"),
+    "course": ("courses", "course_id", "provider_id"),
+}
+
+
 def parents(t: dict) -> dict[str, pd.Series]:
-    """item id -> the parent key whose factor the world's item factor inherits (certificates: none)."""
-    return {
-        "posting": "e" + t["postings"].set_index("posting_id")["employer_id"].astype(str),
-        "course": "p" + t["courses"].set_index("course_id")["provider_id"].astype(str),
-        "certificate": "c" + t["certificates"].set_index("certificate_id").index.to_series().astype(str),
-    }
+    """item id -> the parent key (:data:`PARENT`) as a string unique across item types, for the joint
+    ALS: employer e12, provider p3; a certificate is its own key (c7)."""
+    prefix = {"posting": "e", "course": "p"}
+    out = {it: prefix[it] + t[tab].set_index(idc)[col].astype(str) for it, (tab, idc, col) in PARENT.items()}
+    certs = t["certificates"].set_index("certificate_id").index.to_series()
+    return {**out, "certificate": "c" + certs.astype(str)}
 
 
 def keyed(inter: pd.DataFrame, item_type: str, mode: str, par: dict) -> pd.DataFrame:
@@ -223,12 +230,6 @@ def taste_recovery(model: ImpressionMF, true_tastes: np.ndarray, n_keys: int) ->
     return out
 
 
-PARENT = {
-    "posting": ("postings", "posting_id", "employer_id"),
-    "course": ("courses", "course_id", "provider_id"),
-}
-
-
 def key_function(t: dict, item_type: str):
     """item ids -> the impression models' keys: the item's parent (postings: employer, courses: provider;
     certificates: the item itself)."""
@@ -343,27 +344,26 @@ def appeal_vs_bias(world: Path, t: dict, oracle, item_type: str, start, end) -> 
     }
 
 
-def activity(world: Path) -> dict:
-    """Sessions and applies per seeker and per month of registration (registration to exit, or to the
-    world's end), over every seeker: how active the world's seekers are."""
-    q = f"""
-        with s as (
-            select s.seeker_id, s.registered_at as r, coalesce(e.exited_at, m.end_ts) as x
-            from read_parquet('{world}/seekers.parquet') s
-            left join read_parquet('{world}/seeker_exits.parquet') e using (seeker_id)
-            cross join (select max(ts) as end_ts from read_parquet('{world}/sessions.parquet')) m),
-        a as (select seeker_id, count(*) filter (where event_type = 'apply') as applies
-              from read_parquet('{world}/events.parquet') group by 1),
-        n as (select seeker_id, count(*) as sessions from read_parquet('{world}/sessions.parquet') group by 1)
-        select count(*) as seekers,
-               sum(epoch(x - r)) / 86400 / 30.4 / count(*) as months_registered,
-               sum(coalesce(sessions, 0)) / count(*) as sessions_per_seeker,
-               sum(coalesce(sessions, 0)) / (sum(epoch(x - r)) / 86400 / 30.4) as sessions_per_seeker_month,
-               sum(coalesce(applies, 0)) / (sum(epoch(x - r)) / 86400 / 30.4) as applies_per_seeker_month,
-               quantile_cont(coalesce(applies, 0), 0.5) as median_applies_per_seeker
-        from s left join a using (seeker_id) left join n using (seeker_id)"""
-    row = duckdb.sql(q).df().iloc[0]
-    return {k: round(float(v), 3) for k, v in row.items()}
+def activity(t: dict) -> dict:
+    """Sessions and applies per seeker and per month registered (registration to exit, or to the last
+    session of the logs), over every seeker of the world's tables ``t``: how active its seekers are."""
+    seekers = t["seekers"]
+    exited = seekers["seeker_id"].map(t["seeker_exits"].set_index("seeker_id")["exited_at"])
+    left = exited.fillna(t["sessions"]["ts"].max())
+    months = (left - seekers["registered_at"]).dt.total_seconds().sum() / 86400 / 30.4
+    ev = t["events"]
+    applies = ev.loc[ev["event_type"] == "apply", "seeker_id"].value_counts()
+    applies = applies.reindex(seekers["seeker_id"], fill_value=0)
+    n, sessions = len(seekers), len(t["sessions"])
+    figures = {
+        "seekers": n,
+        "months_registered": months / n,
+        "sessions_per_seeker": sessions / n,
+        "sessions_per_seeker_month": sessions / months,
+        "applies_per_seeker_month": applies.sum() / months,
+        "median_applies_per_seeker": applies.median(),
+    }
+    return {k: round(float(v), 3) for k, v in figures.items()}
 
 
 def main() -> None:
@@ -452,7 +452,7 @@ def main() -> None:
         world=str(world),
         sizes=manifest["sizes"],
         overrides=manifest["config"].get("overrides", {}),
-        activity=activity(world),
+        activity=activity(t),
         windows=win.as_dict(),
         als=ap_.model_dump(),
         seconds=round(time.perf_counter() - t0, 1),

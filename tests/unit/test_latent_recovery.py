@@ -9,31 +9,28 @@ import pytest
 from tests.benchmark_scripts import load
 
 
-def test_activity_counts_sessions_and_applies_per_seeker_and_month_registered(tiny_world, tiny_tables):
-    got = load("latent_recovery").activity(tiny_world)
-    t = tiny_tables
-    seekers = t["seekers"].set_index("seeker_id")
-    end = t["sessions"]["ts"].max()
-    exits = t["seeker_exits"].set_index("seeker_id")["exited_at"].reindex(seekers.index)
-    months = (exits.fillna(end) - seekers["registered_at"]).dt.total_seconds() / 86400 / 30.4
-    applies = (
-        t["events"][t["events"]["event_type"] == "apply"]
-        .groupby("seeker_id")
-        .size()
-        .reindex(seekers.index, fill_value=0)
-    )
-    sessions = t["sessions"].groupby("seeker_id").size().reindex(seekers.index, fill_value=0)
+def test_activity_counts_sessions_and_applies_per_seeker_and_month_registered():
+    """Seeker 0 leaves after 30 days with 3 sessions and 2 applies; seeker 1 stays to the last session (60
+    days) with 1 session and no apply: 90 days registered in all."""
 
-    def close(x):  # the script rounds to 3 places
-        return pytest.approx(x, abs=1e-3)
+    def ts(days):
+        return pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(days=days)
 
-    assert got["seekers"] == len(seekers)
-    assert got["sessions_per_seeker"] == close(sessions.sum() / len(seekers))
-    assert got["months_registered"] == close(months.sum() / len(seekers))
-    assert got["sessions_per_seeker_month"] == close(sessions.sum() / months.sum())
-    assert got["applies_per_seeker_month"] == close(applies.sum() / months.sum())
-    assert got["median_applies_per_seeker"] == round(float(applies.median()), 3)
-    assert applies.sum() > 0 and got["applies_per_seeker_month"] > 0
+    t = {
+        "seekers": pd.DataFrame({"seeker_id": [0, 1], "registered_at": [ts(0), ts(0)]}),
+        "seeker_exits": pd.DataFrame({"seeker_id": [0], "exited_at": [ts(30)]}),
+        "sessions": pd.DataFrame({"seeker_id": [0, 0, 0, 1], "ts": [ts(1), ts(2), ts(3), ts(60)]}),
+        "events": pd.DataFrame({"seeker_id": [0, 0, 0], "event_type": ["apply", "view", "apply"]}),
+    }
+    months = 90 / 30.4
+    assert load("latent_recovery").activity(t) == {
+        "seekers": 2,
+        "months_registered": round(months / 2, 3),
+        "sessions_per_seeker": 2.0,
+        "sessions_per_seeker_month": round(4 / months, 3),
+        "applies_per_seeker_month": round(2 / months, 3),
+        "median_applies_per_seeker": 1.0,
+    }
 
 
 def test_held_item_factors_stay_fixed_and_the_tastes_are_learnt_against_them():
